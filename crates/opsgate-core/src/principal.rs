@@ -1,0 +1,39 @@
+//! Who is calling: the identity every pipeline stage sees.
+
+use serde::{Deserialize, Serialize};
+
+/// How a principal was established. Kept in the audit record so a reader knows how much to trust
+/// the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// The OS user running `opsgate stdio` or `opsgate call`.
+    LocalUser,
+    /// An HTTP caller that presented no credential (allowed until identity is configured).
+    Anonymous,
+    /// An HTTP caller with an API key.
+    ApiKey,
+    /// An HTTP caller with an OAuth bearer token.
+    Oauth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub id: String,
+    pub kind: PrincipalKind,
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    pub fn local_user(name: impl Into<String>, roles: Vec<String>) -> Self {
+        Principal { id: format!("user:{}", name.into()), kind: PrincipalKind::LocalUser, roles }
+    }
+
+    pub fn anonymous() -> Self {
+        Principal { id: "anonymous".to_string(), kind: PrincipalKind::Anonymous, roles: Vec::new() }
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
+    }
+}

@@ -1,0 +1,109 @@
+//! Secret redaction for tool outputs, arguments and audit records. Patterns match the shapes of
+//! real credentials; values that merely look random (git SHAs, UUIDs, digests) are left alone
+//! because agents need them.
+
+use regex::Regex;
+use serde_json::Value;
+
+pub const MASK: &str = "***";
+
+/// A compiled set of secret patterns. Build once, share everywhere.
+pub struct Redactor {
+    patterns: Vec<(Regex, &'static str)>,
+    secret_key: Regex,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Redactor").field("patterns", &self.patterns.len()).finish()
+    }
+}
+
+/// Each pattern with the replacement that keeps the non-secret context (`$1`) readable.
+const PATTERNS: &[(&str, &str)] = &[
+    // PEM private keys, whole block.
+    (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----", "-----PRIVATE KEY ***-----"),
+    // Authorization headers and bearer tokens.
+    (r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9\-._~+/]{8,}=*", "$1$2***"),
+    // JSON Web Tokens.
+    (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "***"),
+    // Passwords in URLs: scheme://user:password@host.
+    (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@/\s]+@", "$1***@"),
+    // NAME_TOKEN=value, api_key: value, "password": "value" and friends.
+    (
+        r#"(?i)([A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret)["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#,
+        "$1***",
+    ),
+    // Cloud and SaaS keys with fixed prefixes.
+    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "***"),
+    (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", "***"),
+    (r"\bgithub_pat_[A-Za-z0-9_]{40,}\b", "***"),
+    (r"\bglpat-[A-Za-z0-9_-]{20,}\b", "***"),
+    (r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", "***"),
+    (r"\bsk-[A-Za-z0-9_-]{20,}\b", "***"),
+    (r"\bAIza[0-9A-Za-z_-]{35}\b", "***"),
+];
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Redactor {
+    #[allow(clippy::expect_used)] // The patterns are constants covered by the tests below.
+    pub fn new() -> Self {
+        let patterns = PATTERNS
+            .iter()
+            .map(|(pattern, replacement)| (Regex::new(pattern).expect("redaction pattern compiles"), *replacement))
+            .collect();
+        let secret_key = Regex::new(
+            r"(?i)(token|secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization|cookie)",
+        )
+        .expect("secret key pattern compiles");
+        Redactor { patterns, secret_key }
+    }
+
+    /// Masks every secret in `text`; returns the text unchanged (and unallocated) when there is
+    /// none.
+    pub fn redact_text<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut current = std::borrow::Cow::Borrowed(text);
+        for (pattern, replacement) in &self.patterns {
+            if pattern.is_match(&current) {
+                current = std::borrow::Cow::Owned(pattern.replace_all(&current, *replacement).into_owned());
+            }
+        }
+        current
+    }
+
+    /// Masks secrets inside a JSON value in place: string values by pattern, and whole values
+    /// under keys that name a secret (`password`, `apiKey`, `X_TOKEN`).
+    pub fn redact_value(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => {
+                if let std::borrow::Cow::Owned(redacted) = self.redact_text(text) {
+                    *text = redacted;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.redact_value(item)),
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    if self.secret_key.is_match(key) && is_scalar_secret(item) {
+                        *item = Value::String(MASK.to_string());
+                    } else {
+                        self.redact_value(item);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+/// A key such as `token_count` may hold a number: only strings are secrets.
+fn is_scalar_secret(value: &Value) -> bool {
+    matches!(value, Value::String(text) if !text.is_empty() && text != MASK)
+}
+
+#[cfg(test)]
+mod tests;
