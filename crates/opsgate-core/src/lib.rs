@@ -2,10 +2,15 @@
 
 pub mod output;
 pub mod principal;
+pub mod secret;
 pub mod tool;
 
 pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};
-pub use tool::{parse_arguments, NoClient, 
-    CallContext, ClientChannel, Decision, Effect, Target, Tool, ToolError, ToolSpec, is_valid_tool_name,
+pub use secret::{Secret, SecretRef};
+pub use tool::{
+    CallContext, ClientChannel, Decision, Effect, NoClient, Target, Tool, ToolError, ToolSpec, is_valid_tool_name,
+    parse_arguments,
 };
+
+pub mod canonical;

@@ -37,6 +37,9 @@ pub struct ToolOutput {
     pub rows: Vec<Row>,
     /// Lines printed below the table (the query that ran, hints).
     pub footer: Vec<String>,
+    /// MCP content blocks (images, audio, embedded resources) passed through as JSON after the
+    /// text. Counted against the budget like everything else.
+    pub content: Vec<Value>,
 }
 
 impl ToolOutput {
@@ -54,6 +57,8 @@ impl ToolOutput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub text: String,
+    /// Non-text content blocks, as the tool returned them.
+    pub content: Vec<Value>,
     pub structured: Value,
     pub truncated: bool,
     pub next_cursor: Option<String>,
@@ -81,7 +86,9 @@ impl ToolOutput {
         let widths = column_widths(&self.columns, &rows);
 
         let mut head = self.summary.join("\n");
-        let mut fixed_cost = head.len() + self.footer.iter().map(|line| line.len() + 1).sum::<usize>();
+        let content_cost: usize =
+            self.content.iter().map(|block| serde_json::to_string(block).map(|json| json.len()).unwrap_or(0)).sum();
+        let mut fixed_cost = content_cost + head.len() + self.footer.iter().map(|line| line.len() + 1).sum::<usize>();
         fixed_cost += serde_json::to_string(&self.fields).map(|json| json.len()).unwrap_or(0);
         // Room for the truncation notice and the structured envelope.
         fixed_cost += 160;
@@ -117,7 +124,9 @@ impl ToolOutput {
             }
         }
         for line in &self.footer {
-            head.push('\n');
+            if !head.is_empty() {
+                head.push('\n');
+            }
             head.push_str(line);
         }
         if let Some(cursor) = &next_cursor {
@@ -137,7 +146,7 @@ impl ToolOutput {
             structured.insert("next_cursor".to_string(), Value::String(cursor.clone()));
             structured.insert("total_items".to_string(), Value::from(n_rows_total));
         }
-        Rendered { text: head, structured: Value::Object(structured), truncated, next_cursor }
+        Rendered { text: head, content: self.content, structured: Value::Object(structured), truncated, next_cursor }
     }
 }
 

@@ -1,0 +1,340 @@
+//! The call pipeline: the one path every tool call takes.
+//!
+//! ```text
+//! request ─▶ authenticate ─▶ rate limit ─▶ resolve target ─▶ policy ─▶ approval gate
+//!         ─▶ execute (timeout, cancel, progress) ─▶ redact ─▶ output budget ─▶ audit ─▶ response
+//! ```
+//!
+//! Authentication happens at the transport (the HTTP middleware or the stdio start-up) and hands
+//! the pipeline a `Principal`; every other stage is here, in order, in `Pipeline::call`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opsgate_core::canonical::canonical_json;
+use opsgate_core::output::decode_cursor;
+use opsgate_core::{CallContext, ClientChannel, Decision, OutputBudget, Principal, Rendered, Target, ToolOutput};
+use opsgate_policy::{PolicyInput, Redactor, ToolFacts};
+use opsgate_store::audit::sha256_hex;
+use opsgate_store::{AuditEntry, AuditLog};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::registry::{RegisteredTool, Registry};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub budget: OutputBudget,
+    /// The longest one call may run before it is cut off and reported as timed out.
+    pub call_timeout: Duration,
+    pub read_only: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { budget: OutputBudget::default(), call_timeout: Duration::from_secs(30), read_only: false }
+    }
+}
+
+/// One call as the transport hands it over.
+pub struct CallRequest {
+    pub principal: Principal,
+    /// The client's self-reported name, for the audit record.
+    pub client: Option<String>,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub channel: Arc<dyn ClientChannel>,
+    pub cancel: CancellationToken,
+}
+
+/// How a call ended, as the transport must report it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    /// The tool ran; its output, redacted and within budget.
+    Ok(Rendered),
+    /// The tool ran, or could not, and the agent should read why (`isError: true`).
+    ToolError(String),
+    /// Policy said no; the reason names the rule (`isError: true`).
+    Denied(String),
+    /// No such tool: a protocol error, not a tool result.
+    UnknownTool(String),
+}
+
+impl CallOutcome {
+    fn audit_outcome(&self) -> &'static str {
+        match self {
+            CallOutcome::Ok(_) => "ok",
+            CallOutcome::ToolError(_) => "tool_error",
+            CallOutcome::Denied(_) => "denied",
+            CallOutcome::UnknownTool(_) => "unknown_tool",
+        }
+    }
+}
+
+pub struct Pipeline {
+    registry: Arc<Registry>,
+    audit: AuditLog,
+    redactor: Redactor,
+    config: PipelineConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// Arguments the pipeline consumes itself; tools never see them.
+const TARGET_ARGUMENT: &str = "target";
+const CURSOR_ARGUMENT: &str = "cursor";
+
+impl Pipeline {
+    pub fn new(registry: Arc<Registry>, audit: AuditLog, config: PipelineConfig, metrics: Arc<Metrics>) -> Self {
+        Pipeline { registry, audit, redactor: Redactor::new(), config, metrics }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Tools this principal could ever be allowed to call, for `tools/list`.
+    pub fn visible_tools(&self, principal: &Principal) -> Vec<&RegisteredTool> {
+        let arguments = Map::new();
+        let now = now_rfc3339();
+        self.registry
+            .iter()
+            .filter(|registered| {
+                let input = PolicyInput {
+                    version: opsgate_policy::decide::INPUT_VERSION,
+                    principal,
+                    tool: ToolFacts {
+                        name: registered.spec.name.clone(),
+                        effect: registered.spec.effect,
+                        server: None,
+                    },
+                    arguments: &arguments,
+                    target: None,
+                    blast_radius: None,
+                    read_only: self.config.read_only,
+                    time: &now,
+                };
+                !matches!(opsgate_policy::decide(&input), Decision::Deny { .. })
+            })
+            .collect()
+    }
+
+    /// Runs one call through every stage and returns once its audit record is durable.
+    pub async fn call(&self, request: CallRequest) -> CallOutcome {
+        let _in_flight = self.metrics.enter();
+        let started = Instant::now();
+        let time = now_rfc3339();
+        let CallRequest { principal, client, tool: tool_name, mut arguments, channel, cancel } = request;
+
+        // Redact the arguments once, up front: the audit record and any error message use this
+        // form only.
+        let mut redacted_arguments = Value::Object(arguments.clone());
+        self.redactor.redact_value(&mut redacted_arguments);
+        let arguments_json = canonical_json(&redacted_arguments);
+
+        let mut audit = AuditEntry {
+            time,
+            principal: principal.id.clone(),
+            principal_kind: serde_json::to_value(principal.kind)
+                .ok()
+                .and_then(|kind| kind.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            client: client.clone(),
+            tool: tool_name.clone(),
+            server: None,
+            target: None,
+            environment: None,
+            arguments_hash: sha256_hex(&arguments_json),
+            arguments: arguments_json,
+            decision: "none".to_string(),
+            reason: None,
+            approval_id: None,
+            outcome: String::new(),
+            error: None,
+            result_bytes: 0,
+            duration_us: 0,
+        };
+
+        let outcome = self.run_stages(&principal, &tool_name, &mut arguments, channel, cancel, &mut audit).await;
+        let outcome = match outcome {
+            CallOutcome::ToolError(message) => CallOutcome::ToolError(self.redactor.redact_text(&message).into_owned()),
+            other => other,
+        };
+
+        audit.outcome = outcome.audit_outcome().to_string();
+        audit.error = match &outcome {
+            CallOutcome::Ok(_) => None,
+            CallOutcome::ToolError(message) | CallOutcome::Denied(message) | CallOutcome::UnknownTool(message) => {
+                Some(message.clone())
+            }
+        };
+        audit.result_bytes = match &outcome {
+            CallOutcome::Ok(rendered) => (rendered.text.len() + rendered.structured.to_string().len()) as i64,
+            _ => 0,
+        };
+        let elapsed = started.elapsed();
+        audit.duration_us = elapsed.as_micros() as i64;
+        let decision = audit.decision.clone();
+        let audit_outcome = audit.outcome.clone();
+
+        // Audit: the record is committed before the response leaves. If it cannot be, the
+        // result is withheld: an unaudited call must not look like a successful one.
+        let outcome = match self.audit.record(audit).await {
+            Ok(_) => outcome,
+            Err(error) => {
+                tracing::error!(tool = %tool_name, %error, "audit record not written; result withheld");
+                CallOutcome::ToolError(format!(
+                    "the audit log could not be written ({error}); the result of {tool_name} is withheld"
+                ))
+            }
+        };
+        self.metrics.record_call(&tool_name, &decision, &audit_outcome, elapsed);
+        outcome
+    }
+
+    async fn run_stages(
+        &self,
+        principal: &Principal,
+        tool_name: &str,
+        arguments: &mut Map<String, Value>,
+        channel: Arc<dyn ClientChannel>,
+        cancel: CancellationToken,
+        audit: &mut AuditEntry,
+    ) -> CallOutcome {
+        let Some(registered) = self.registry.get(tool_name) else {
+            return CallOutcome::UnknownTool(format!(
+                "unknown tool {tool_name:?}; call tools/list for the tools available"
+            ));
+        };
+        let spec = &registered.spec;
+
+        // Rate limit: not configured in this release; every call passes (see README).
+
+        // Resolve target: the `target` argument names an instance of the tool's connector kind.
+        let target_name = match arguments.remove(TARGET_ARGUMENT) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name),
+            Some(other) => {
+                return CallOutcome::ToolError(format!("invalid arguments: target must be a string, got {other}"));
+            }
+        };
+        let target: Option<Target> = match &spec.target_kind {
+            None if target_name.is_some() => {
+                return CallOutcome::ToolError(format!("invalid arguments: {tool_name} takes no target"));
+            }
+            None => None,
+            Some(kind) => match self.registry.targets.resolve(kind, target_name.as_deref()) {
+                Ok(target) => Some(target.clone()),
+                Err(message) => return CallOutcome::ToolError(message),
+            },
+        };
+        if let Some(target) = &target {
+            audit.target = Some(target.name.clone());
+            audit.environment = Some(target.environment.clone());
+        }
+        let offset = match arguments.remove(CURSOR_ARGUMENT) {
+            None | Some(Value::Null) => 0,
+            Some(Value::String(cursor)) => match decode_cursor(&cursor) {
+                Some(offset) => offset,
+                None => {
+                    return CallOutcome::ToolError(format!(
+                        "invalid arguments: cursor {cursor:?} is not one this tool returned"
+                    ));
+                }
+            },
+            Some(other) => {
+                return CallOutcome::ToolError(format!("invalid arguments: cursor must be a string, got {other}"));
+            }
+        };
+
+        // Policy.
+        let time = audit.time.clone();
+        let input = PolicyInput {
+            version: opsgate_policy::decide::INPUT_VERSION,
+            principal,
+            tool: ToolFacts { name: spec.name.clone(), effect: spec.effect, server: None },
+            arguments,
+            target: target.as_ref(),
+            blast_radius: None,
+            read_only: self.config.read_only,
+            time: &time,
+        };
+        let decision = opsgate_policy::decide(&input);
+        audit.decision = decision.as_str().to_string();
+        audit.reason = decision.reason().map(str::to_string);
+
+        // Approval gate: the durable approval queue is not part of this release, so a decision
+        // that needs a human is refused rather than run.
+        match decision {
+            Decision::Allow => {}
+            Decision::Deny { reason } => return CallOutcome::Denied(format!("denied by policy: {reason}")),
+            Decision::Approve { reason, .. } => {
+                return CallOutcome::Denied(format!(
+                    "denied: this call needs human approval ({reason}) and approvals are not enabled on this opsgate"
+                ));
+            }
+        }
+
+        // Execute, bounded by the call timeout and the client's cancellation.
+        let context = CallContext { target, budget: self.config.budget, client: channel };
+        let execution = registered.tool.call(context, std::mem::take(arguments));
+        let result = tokio::select! {
+            result = tokio::time::timeout(self.config.call_timeout, execution) => result,
+            () = cancel.cancelled() => return CallOutcome::ToolError(format!("{tool_name} was cancelled by the client")),
+        };
+        let output = match result {
+            Err(_) => {
+                return CallOutcome::ToolError(format!(
+                    "{tool_name} timed out after {}s; narrow the query or try again",
+                    self.config.call_timeout.as_secs_f64()
+                ));
+            }
+            Ok(Err(error)) => return CallOutcome::ToolError(error.to_string()),
+            Ok(Ok(output)) => output,
+        };
+
+        // Redact, then fit to the output budget.
+        let output = self.redact_output(output);
+        let rendered = output.render(offset, self.config.budget);
+        CallOutcome::Ok(rendered)
+    }
+}
+
+impl Pipeline {
+    fn redact_output(&self, mut output: ToolOutput) -> ToolOutput {
+        let redact_lines = |lines: &mut Vec<String>| {
+            for line in lines.iter_mut() {
+                if let std::borrow::Cow::Owned(text) = self.redactor.redact_text(line) {
+                    *line = text;
+                }
+            }
+        };
+        redact_lines(&mut output.summary);
+        redact_lines(&mut output.footer);
+        for row in &mut output.rows {
+            redact_lines(&mut row.cells);
+            self.redactor.redact_value(&mut row.item);
+        }
+        for block in &mut output.content {
+            self.redactor.redact_value(block);
+        }
+        let mut fields = Value::Object(std::mem::take(&mut output.fields));
+        self.redactor.redact_value(&mut fields);
+        if let Value::Object(fields) = fields {
+            output.fields = fields;
+        }
+        output
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

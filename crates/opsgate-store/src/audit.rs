@@ -1,0 +1,273 @@
+//! The audit chain: one record per call, each carrying the SHA-256 of its predecessor, so that an
+//! edited, inserted or deleted row breaks the chain at a sequence number `verify` can name.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{Store, StoreError, on_pool};
+
+/// The hash before the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What the pipeline knows about a call when it is done. Arguments and error are already
+/// redacted: nothing secret reaches this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339 with milliseconds, UTC.
+    pub time: String,
+    pub principal: String,
+    pub principal_kind: String,
+    pub client: Option<String>,
+    pub tool: String,
+    pub server: Option<String>,
+    pub target: Option<String>,
+    pub environment: Option<String>,
+    /// Canonical JSON of the redacted arguments.
+    pub arguments: String,
+    pub arguments_hash: String,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub approval_id: Option<String>,
+    /// `ok`, `tool_error`, `denied`, `invalid_request`, `timeout`, `cancelled`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub result_bytes: i64,
+    pub duration_us: i64,
+}
+
+/// A stored record: the entry with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// SHA-256 over the previous hash and every field, each length-prefixed so that no shift of
+/// bytes between fields yields the same input.
+pub fn record_hash(seq: i64, entry: &AuditEntry, prev_hash: &str) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |value: &str| {
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    };
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "\u{0}".to_string());
+    field(prev_hash);
+    field(&seq.to_string());
+    field(&entry.time);
+    field(&entry.principal);
+    field(&entry.principal_kind);
+    field(&optional(&entry.client));
+    field(&entry.tool);
+    field(&optional(&entry.server));
+    field(&optional(&entry.target));
+    field(&optional(&entry.environment));
+    field(&entry.arguments);
+    field(&entry.arguments_hash);
+    field(&entry.decision);
+    field(&optional(&entry.reason));
+    field(&optional(&entry.approval_id));
+    field(&entry.outcome);
+    field(&optional(&entry.error));
+    field(&entry.result_bytes.to_string());
+    field(&entry.duration_us.to_string());
+    hex::encode(hasher.finalize())
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, target, \
+     environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
+     duration_us, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     $16, $17, $18, $19, $20)";
+
+const SELECT: &str = "SELECT seq, time, principal, principal_kind, client, tool, server, target, environment, \
+     arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, duration_us, \
+     prev_hash, hash FROM audit_log";
+
+fn insert_query<'q, DB: sqlx::Database>(
+    record: &'q AuditRecord,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let entry = &record.entry;
+    sqlx::query::<DB>(INSERT)
+        .bind(record.seq)
+        .bind(entry.time.as_str())
+        .bind(entry.principal.as_str())
+        .bind(entry.principal_kind.as_str())
+        .bind(entry.client.as_deref())
+        .bind(entry.tool.as_str())
+        .bind(entry.server.as_deref())
+        .bind(entry.target.as_deref())
+        .bind(entry.environment.as_deref())
+        .bind(entry.arguments.as_str())
+        .bind(entry.arguments_hash.as_str())
+        .bind(entry.decision.as_str())
+        .bind(entry.reason.as_deref())
+        .bind(entry.approval_id.as_deref())
+        .bind(entry.outcome.as_str())
+        .bind(entry.error.as_deref())
+        .bind(entry.result_bytes)
+        .bind(entry.duration_us)
+        .bind(record.prev_hash.as_str())
+        .bind(record.hash.as_str())
+}
+
+fn decode_record<R: Row>(row: &R) -> Result<AuditRecord, sqlx::Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        entry: AuditEntry {
+            time: row.try_get("time")?,
+            principal: row.try_get("principal")?,
+            principal_kind: row.try_get("principal_kind")?,
+            client: row.try_get("client")?,
+            tool: row.try_get("tool")?,
+            server: row.try_get("server")?,
+            target: row.try_get("target")?,
+            environment: row.try_get("environment")?,
+            arguments: row.try_get("arguments")?,
+            arguments_hash: row.try_get("arguments_hash")?,
+            decision: row.try_get("decision")?,
+            reason: row.try_get("reason")?,
+            approval_id: row.try_get("approval_id")?,
+            outcome: row.try_get("outcome")?,
+            error: row.try_get("error")?,
+            result_bytes: row.try_get("result_bytes")?,
+            duration_us: row.try_get("duration_us")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The outcome of `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub n_records: u64,
+    /// The first sequence number at which the chain is broken, with why.
+    pub first_bad: Option<(i64, String)>,
+}
+
+impl Store {
+    /// Appends `entries` as one transaction, chained after the current head, and returns the
+    /// stored records. The head row is locked for the transaction, so appends from several
+    /// processes serialise instead of forking the chain.
+    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
+        let lock_head = match self {
+            Store::Sqlite(_) => "SELECT seq, hash FROM audit_head WHERE id = 1",
+            Store::Postgres(_) => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        };
+        on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            // SQLite takes its write lock at the first write; touching the head first makes the
+            // transaction a writer before it reads the head, so two processes cannot both read the
+            // same head.
+            if matches!(self, Store::Sqlite(_)) {
+                sqlx::query("UPDATE audit_head SET id = id WHERE id = 1").execute(&mut *transaction).await?;
+            }
+            let head = sqlx::query(lock_head).fetch_one(&mut *transaction).await?;
+            let mut seq: i64 = head.try_get("seq")?;
+            let mut prev_hash: String = head.try_get("hash")?;
+            let mut records = Vec::with_capacity(entries.len());
+            for entry in entries {
+                seq += 1;
+                let hash = record_hash(seq, entry, &prev_hash);
+                let record = AuditRecord { seq, entry: entry.clone(), prev_hash: prev_hash.clone(), hash: hash.clone() };
+                insert_query(&record).execute(&mut *transaction).await?;
+                prev_hash = hash;
+                records.push(record);
+            }
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(prev_hash.as_str())
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(records)
+        })
+    }
+
+    /// Records with `seq > after`, oldest first, at most `limit`.
+    pub async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = format!("{SELECT} WHERE seq > $1 ORDER BY seq LIMIT $2");
+        on_pool!(self, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(after).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(decode_record).collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+        })
+    }
+
+    /// The newest `n` records, oldest first.
+    pub async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = format!("{SELECT} ORDER BY seq DESC LIMIT $1");
+        let mut records = on_pool!(self, pool => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(n).fetch_all(pool).await?;
+            rows.iter().map(decode_record).collect::<Result<Vec<_>, _>>()?
+        });
+        records.reverse();
+        Ok(records)
+    }
+
+    /// Walks the whole chain in pages and reports the first record that does not hold: a gap in
+    /// the sequence, a `prev_hash` that is not its predecessor's hash, a hash that does not match
+    /// the record's fields, or a head that points past the last record.
+    pub async fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+        const PAGE: i64 = 5_000;
+        let mut expected_seq = 1;
+        let mut prev_hash = GENESIS_HASH.to_string();
+        let mut n_records = 0;
+        loop {
+            let page = self.audit_after(expected_seq - 1, PAGE).await?;
+            let n_page = page.len();
+            for record in page {
+                let problem = if record.seq != expected_seq {
+                    Some((expected_seq, format!("record {expected_seq} is missing (next is {})", record.seq)))
+                } else if record.prev_hash != prev_hash {
+                    Some((record.seq, "prev_hash does not match the previous record's hash".to_string()))
+                } else if record_hash(record.seq, &record.entry, &record.prev_hash) != record.hash {
+                    Some((record.seq, "hash does not match the record's contents".to_string()))
+                } else {
+                    None
+                };
+                if let Some(first_bad) = problem {
+                    return Ok(VerifyReport { n_records, first_bad: Some(first_bad) });
+                }
+                n_records += 1;
+                expected_seq += 1;
+                prev_hash = record.hash;
+            }
+            if (n_page as i64) < PAGE {
+                break;
+            }
+        }
+        let (head_seq, head_hash): (i64, String) = on_pool!(self, pool => {
+            let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(pool).await?;
+            (head.try_get("seq")?, head.try_get("hash")?)
+        });
+        let last_seq = expected_seq - 1;
+        let first_bad = if head_seq > last_seq {
+            Some((expected_seq, format!("record {expected_seq} is missing (the chain head is at {head_seq})")))
+        } else if head_seq < last_seq {
+            Some((head_seq + 1, format!("record {} is past the chain head ({head_seq})", head_seq + 1)))
+        } else if head_hash != prev_hash {
+            Some((head_seq, "the chain head's hash does not match the last record".to_string()))
+        } else {
+            None
+        };
+        Ok(VerifyReport { n_records, first_bad })
+    }
+}

@@ -1,0 +1,155 @@
+//! opsgate's durable state over SQLite (the default, embedded) and PostgreSQL (for several
+//! replicas). One set of migrations serves both; each operation is one function that matches on
+//! the pool.
+
+pub mod audit;
+pub mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use audit::{AuditEntry, AuditRecord, VerifyReport};
+pub use writer::{AuditLog, AuditWriterConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open store {location}")]
+    Open {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate store {location}")]
+    Migrate {
+        location: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("audit log is closed: opsgate is shutting down")]
+    Closed,
+}
+
+/// The file name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "opsgate.db";
+
+/// A handle to the store. Cloning is cheap (the pools are reference counted).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever pool the store holds. The SQL is shared, so it must be
+/// the common subset of both dialects (`$1` placeholders work in both).
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::Store::Sqlite($pool) => $body,
+            $crate::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Opens (creating if needed) the SQLite store in `data_dir` and migrates it.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join(SQLITE_FILE);
+        let location = path.display().to_string();
+        // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable,
+        // which the audit promise needs (the group commit amortises the fsync).
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { location: location.clone(), source })?;
+        let store = Store::Sqlite(pool);
+        store.migrate(&location).await?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://…`) and migrates it.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let location = redact_url(url);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|source| StoreError::Open { location: location.clone(), source })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { location: location.clone(), source })?;
+        let store = Store::Postgres(pool);
+        store.migrate(&location).await?;
+        Ok(store)
+    }
+
+    /// `postgres://…` or `postgresql://…` opens PostgreSQL; anything else is a data directory.
+    pub async fn open(location: &str) -> Result<Store, StoreError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Store::open_postgres(location).await
+        } else {
+            Store::open_sqlite(Path::new(location)).await
+        }
+    }
+
+    async fn migrate(&self, location: &str) -> Result<(), StoreError> {
+        let result = on_pool!(self, pool => MIGRATOR.run(pool).await);
+        result.map_err(|source| StoreError::Migrate { location: location.to_string(), source })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for `doctor` and `/healthz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Hides the password in a database URL so it can appear in errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

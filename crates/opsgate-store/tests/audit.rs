@@ -1,0 +1,128 @@
+//! Audit chain tests, each run on SQLite and on PostgreSQL: records chain, group commit keeps
+//! order under concurrency, and `verify_audit` names the first edited or deleted record.
+
+use anyhow::Result;
+use opsgate_store::{AuditEntry, AuditLog, AuditWriterConfig, Store};
+
+fn entry(index: usize) -> AuditEntry {
+    AuditEntry {
+        time: format!("2026-11-21T10:00:{:02}.000Z", index % 60),
+        principal: "user:alice".to_string(),
+        principal_kind: "local_user".to_string(),
+        client: Some("test".to_string()),
+        tool: "query_metrics".to_string(),
+        server: None,
+        target: Some("prod".to_string()),
+        environment: Some("production".to_string()),
+        arguments: format!("{{\"promql\":\"up{index}\"}}"),
+        arguments_hash: format!("{index:064}"),
+        decision: "allow".to_string(),
+        reason: None,
+        approval_id: None,
+        outcome: "ok".to_string(),
+        error: None,
+        result_bytes: 10,
+        duration_us: 100,
+    }
+}
+
+/// One fresh store per test on each backend.
+async fn stores(name: &str) -> Result<Vec<(Store, tempfile::TempDir)>> {
+    let dir = tempfile::tempdir()?;
+    let sqlite = Store::open_sqlite(dir.path()).await?;
+    let postgres_url = opsgate_testkit::Postgres::shared().await?.create_database(name).await?;
+    let postgres = Store::open_postgres(&postgres_url).await?;
+    Ok(vec![(sqlite, dir), (postgres, tempfile::tempdir()?)])
+}
+
+async fn execute(store: &Store, sql: &'static str) -> Result<()> {
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ())?,
+        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ())?,
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_chain_and_verify_intact() -> Result<()> {
+    for (store, _dir) in stores("chain_intact").await? {
+        let records = store.append_audit(&[entry(1), entry(2)]).await?;
+        let more = store.append_audit(&[entry(3)]).await?;
+        assert_eq!(records.iter().chain(&more).map(|record| record.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(records[1].prev_hash, records[0].hash);
+        assert_eq!(more[0].prev_hash, records[1].hash);
+        let report = store.verify_audit().await?;
+        assert_eq!(report.first_bad, None, "{}", store.backend());
+        assert_eq!(report.n_records, 3);
+        assert_eq!(store.audit_tail(2).await?.iter().map(|record| record.seq).collect::<Vec<_>>(), vec![2, 3]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn verify_names_the_first_edited_record() -> Result<()> {
+    for (store, _dir) in stores("chain_edited").await? {
+        store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>()).await?;
+        execute(&store, "UPDATE audit_log SET decision = 'deny' WHERE seq = 3").await?;
+        let report = store.verify_audit().await?;
+        let (seq, why) = report.first_bad.expect("tampering detected");
+        assert_eq!(seq, 3, "{}: {why}", store.backend());
+        assert!(why.contains("hash does not match"), "{why}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn verify_names_a_deleted_record_in_the_middle_and_at_the_end() -> Result<()> {
+    for (store, _dir) in stores("chain_deleted").await? {
+        store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>()).await?;
+        execute(&store, "DELETE FROM audit_log WHERE seq = 5").await?;
+        assert_eq!(store.verify_audit().await?.first_bad.map(|(seq, _)| seq), Some(5), "{}", store.backend());
+        execute(&store, "DELETE FROM audit_log WHERE seq = 2").await?;
+        let (seq, why) = store.verify_audit().await?.first_bad.expect("deletion detected");
+        assert_eq!(seq, 2, "{}: {why}", store.backend());
+        assert!(why.contains("missing"), "{why}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_commit_keeps_one_chain_under_concurrent_callers() -> Result<()> {
+    for (store, _dir) in stores("chain_concurrent").await? {
+        let (log, writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
+        let mut calls = Vec::new();
+        for index in 0..200 {
+            let log = log.clone();
+            calls.push(tokio::spawn(async move { log.record(entry(index)).await }));
+        }
+        let mut seqs = Vec::new();
+        for call in calls {
+            seqs.push(call.await??.seq);
+        }
+        drop(log);
+        writer.await?;
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<i64>>(), "{}", store.backend());
+        let report = store.verify_audit().await?;
+        assert_eq!((report.n_records, report.first_bad), (200, None));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_stores_on_one_postgres_database_share_one_chain() -> Result<()> {
+    let url = opsgate_testkit::Postgres::shared().await?.create_database("chain_two_writers").await?;
+    let first = Store::open_postgres(&url).await?;
+    let second = Store::open_postgres(&url).await?;
+    let mut calls = Vec::new();
+    for index in 0..40 {
+        let store = if index % 2 == 0 { first.clone() } else { second.clone() };
+        calls.push(tokio::spawn(async move { store.append_audit(&[entry(index)]).await }));
+    }
+    for call in calls {
+        call.await??;
+    }
+    let report = first.verify_audit().await?;
+    assert_eq!((report.n_records, report.first_bad), (40, None));
+    Ok(())
+}

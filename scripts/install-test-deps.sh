@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs the real backends the integration tests start (see crates/opsgate-testkit):
+# Prometheus, Alertmanager, node_exporter and PostgreSQL, from Debian packages.
+# Idempotent: installs only what is missing and runs `apt-get update` only when it must.
+# Runs as root (CI is root). Packaged services are kept from starting: the tests run their
+# own instances on ephemeral loopback ports and a system Prometheus on :9090 would only get
+# in the way and cost memory.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-test-deps.sh: must run as root" >&2
+    exit 1
+fi
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
+
+# initdb is not on PATH in Debian's layout; it lives under /usr/lib/postgresql/<major>/bin.
+have_initdb() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_initdb || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-test-deps.sh: all test dependencies present"
+    exit 0
+fi
+
+echo "install-test-deps.sh: installing ${missing[*]}"
+
+# policy-rc.d returning 101 tells invoke-rc.d "action forbidden", so package postinst scripts
+# do not start their services. Keep any pre-existing policy and restore it afterwards.
+policy=/usr/sbin/policy-rc.d
+backup=""
+if [[ -e $policy ]]; then
+    backup=$(mktemp)
+    cp -p "$policy" "$backup"
+fi
+restore_policy() {
+    if [[ -n $backup ]]; then
+        mv -f "$backup" "$policy"
+    else
+        rm -f "$policy"
+    fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\nexit 101\n' >"$policy"
+chmod 0755 "$policy"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
+
+# On a machine with systemd, policy-rc.d is honoured by deb-systemd-invoke, but units may still
+# be enabled for the next boot; disable them so a reboot does not bring them back. Without
+# systemd (containers, CI) there is nothing to do.
+if [[ -d /run/systemd/system ]]; then
+    for unit in prometheus prometheus-alertmanager prometheus-node-exporter postgresql; do
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+fi
+
+echo "install-test-deps.sh: done"
