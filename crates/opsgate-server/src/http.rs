@@ -80,8 +80,42 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(state.http.max_body_bytes, check_json_body))
         .layer(middleware::from_fn(authenticate))
         .with_state(state)
+}
+
+/// Bad input at the edge gets a JSON-RPC error an MCP client can show: a body over the limit is
+/// 413, a body that is not JSON is a -32700 parse error naming where it broke. Valid bodies pass
+/// through untouched (validation skips building any value).
+async fn check_json_body(State(max_body_bytes): State<usize>, request: Request, next: Next) -> Response {
+    if request.method() != http::Method::POST || request.uri().path() != "/mcp" {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return jsonrpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                format!("request body is larger than {max_body_bytes} bytes or could not be read"),
+            );
+        }
+    };
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            format!("parse error: request body is not JSON: {error}"),
+        );
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+fn jsonrpc_error(status: StatusCode, code: i64, message: String) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, axum::Json(body)).into_response()
 }
 
 /// Identity stage for HTTP: every request gets a principal before it reaches a handler. Without

@@ -15,7 +15,8 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub fn spec(name: &str, effect: Effect, target_kind: Option<&str>, properties: Value, required: &[&str]) -> ToolSpec {
-    let schema = json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false});
+    let schema =
+        json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false});
     ToolSpec {
         name: name.to_string(),
         title: name.to_string(),
@@ -53,7 +54,9 @@ impl Tool for Echo {
             summary: vec![format!("echo: {} (target {target})", args.text)],
             fields: Map::from_iter([("text".to_string(), json!(args.text)), ("target".to_string(), json!(target))]),
             columns: vec!["n".to_string()],
-            rows: (0..args.rows).map(|index| Row { cells: vec![index.to_string()], item: json!({"n": index}) }).collect(),
+            rows: (0..args.rows)
+                .map(|index| Row { cells: vec![index.to_string()], item: json!({"n": index}) })
+                .collect(),
             ..ToolOutput::default()
         })
     }
@@ -154,6 +157,8 @@ pub async fn start(config: PipelineConfig) -> anyhow::Result<TestServer> {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let server =
-        tokio::spawn(async move { opsgate_server::http::run(listener, state, async move { stop.cancelled().await }).await });
+        tokio::spawn(
+            async move { opsgate_server::http::run(listener, state, async move { stop.cancelled().await }).await },
+        );
     Ok(TestServer { address, store, write_runs, shutdown, server, _dir: dir })
 }
