@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real backends the integration tests start (see crates/opsgate-testkit):
-# Prometheus, Alertmanager, node_exporter and PostgreSQL, from Debian packages.
+# Prometheus, Alertmanager, node_exporter and PostgreSQL, from Debian packages; and what the build
+# and the conformance run need (OpenSSL headers, pkg-config, npm).
 # Idempotent: installs only what is missing and runs `apt-get update` only when it must.
 # Runs as root (CI is root). Packaged services are kept from starting: the tests run their
 # own instances on ephemeral loopback ports and a system Prometheus on :9090 would only get
@@ -24,6 +25,10 @@ have_initdb() {
 }
 have_initdb || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+# The build links OpenSSL (reqwest's native TLS); npm installs Node 22 and the conformance suite.
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-deps.sh: all test dependencies present"

