@@ -1,16 +1,18 @@
 //! opsgate's vocabulary: the types every other crate speaks. No IO, no clock, nothing spawned.
 
+pub mod input;
 pub mod output;
 pub mod principal;
 pub mod secret;
 pub mod tool;
 
+pub use input::{AskMode, CallInput, ClientCapability, InputRequest, InputRequired};
 pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};
 pub use secret::{Secret, SecretRef};
 pub use tool::{
-    CallContext, ClientChannel, Decision, Effect, NoClient, Target, Tool, ToolError, ToolSpec, is_valid_tool_name,
-    parse_arguments,
+    CallContext, ClientChannel, Decision, Effect, NoClient, Target, TaskSupport, Tool, ToolError, ToolSpec,
+    is_valid_tool_name, parse_arguments,
 };
 
 pub mod canonical;

@@ -1,11 +1,13 @@
 //! Tools: what one is (`ToolSpec`), what it may change (`Effect`), what it runs against
 //! (`Target`), what policy says about a call (`Decision`) and how a tool is called (`Tool`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::input::{AskMode, CallInput, ClientCapability, InputRequest, InputRequired};
 use crate::output::{OutputBudget, ToolOutput};
 
 /// What a tool can change. Policy keys on this; every tool has one.
@@ -104,6 +106,14 @@ pub enum ToolError {
     /// Something inside opsgate went wrong; the message is safe to show.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Not a failure: the call cannot finish until the client answers these requests. In
+    /// 2026-07-28 this becomes an input-required result and the client calls again.
+    #[error("input required: {}", .0.requests.keys().cloned().collect::<Vec<_>>().join(", "))]
+    InputRequired(InputRequired),
+    /// The call needs something the client did not declare it can do (answer a sampling request,
+    /// poll a background task). A protocol error, so the client can tell its user what is missing.
+    #[error("the client must support {} for this call", .0.as_str())]
+    MissingClientCapability(ClientCapability),
 }
 
 impl ToolError {
@@ -114,6 +124,8 @@ impl ToolError {
             ToolError::Unavailable(_) => "unavailable",
             ToolError::Backend(_) => "backend_error",
             ToolError::Internal(_) => "internal",
+            ToolError::InputRequired(_) => "input_required",
+            ToolError::MissingClientCapability(_) => "missing_client_capability",
         }
     }
 }
@@ -127,6 +139,34 @@ pub trait ClientChannel: Send + Sync {
     /// Sends a request (`sampling/createMessage`, `elicitation/create`, `roots/list`) to the
     /// client and waits for its result.
     async fn request(&self, method: &str, params: Value) -> Result<Value, String>;
+
+    /// Sends several requests and waits for all the answers, by key. Channels that can have
+    /// several questions open at once (a background task) override this; the default asks one
+    /// after the other.
+    async fn request_all(&self, requests: BTreeMap<String, InputRequest>) -> Result<Map<String, Value>, String> {
+        let mut answers = Map::new();
+        for (key, request) in requests {
+            let answer = self.request(&request.method, request.params).await?;
+            answers.insert(key, answer);
+        }
+        Ok(answers)
+    }
+
+    /// Whether the client declared `capability`. The default says yes and lets `request` fail,
+    /// which is how channels written before capabilities were visible behave.
+    fn supports(&self, _capability: ClientCapability) -> bool {
+        true
+    }
+
+    /// How questions reach this client; see `CallContext::ask`.
+    fn ask_mode(&self) -> AskMode {
+        AskMode::Request
+    }
+
+    /// Marks the point after which the client need not wait for this call: where the transport
+    /// can, the call goes on as a background task and the client polls for its result. Returns
+    /// once that has happened; a no-op where it cannot.
+    async fn detach(&self) {}
 }
 
 /// A channel to nowhere, for calls from the CLI and tests.
@@ -139,6 +179,14 @@ impl ClientChannel for NoClient {
     async fn request(&self, method: &str, _params: Value) -> Result<Value, String> {
         Err(format!("this client cannot answer {method}"))
     }
+
+    fn supports(&self, _capability: ClientCapability) -> bool {
+        false
+    }
+
+    fn ask_mode(&self) -> AskMode {
+        AskMode::Unavailable
+    }
 }
 
 /// What a tool gets besides its arguments.
@@ -148,6 +196,80 @@ pub struct CallContext {
     pub target: Option<Target>,
     pub budget: OutputBudget,
     pub client: Arc<dyn ClientChannel>,
+    /// Answers from earlier rounds of this call (see `ask`).
+    pub input: CallInput,
+}
+
+impl CallContext {
+    pub fn new(target: Option<Target>, budget: OutputBudget, client: Arc<dyn ClientChannel>) -> Self {
+        CallContext { target, budget, client, input: CallInput::default() }
+    }
+
+    /// Asks the client everything in `requests` and returns the answers by key. Keys answered in
+    /// an earlier round are not asked again. When the client can only be asked by ending the call
+    /// (`AskMode::InputRequired`), this returns `ToolError::InputRequired` carrying `state`; pass
+    /// it on with `?` and the tool runs again, from the top, once the client has answered.
+    pub async fn ask(
+        &self,
+        requests: BTreeMap<String, InputRequest>,
+        state: Option<Value>,
+    ) -> Result<Map<String, Value>, ToolError> {
+        let mut answers = Map::new();
+        let mut missing = BTreeMap::new();
+        for (key, request) in requests {
+            match self.input.response(&key) {
+                Some(answer) => {
+                    answers.insert(key, Value::Object(answer.clone()));
+                }
+                None => {
+                    missing.insert(key, request);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(answers);
+        }
+        // Asking for what the client cannot give would fail later and less clearly.
+        if let Some(capability) =
+            missing.values().filter_map(InputRequest::capability).find(|capability| !self.client.supports(*capability))
+        {
+            return Err(ToolError::MissingClientCapability(capability));
+        }
+        match self.client.ask_mode() {
+            AskMode::Request => {
+                let more = self.client.request_all(missing).await.map_err(ToolError::Unavailable)?;
+                answers.extend(more);
+                Ok(answers)
+            }
+            AskMode::InputRequired => {
+                let answered = self
+                    .input
+                    .responses
+                    .iter()
+                    .filter(|(_, value)| value.is_object())
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                Err(ToolError::InputRequired(InputRequired { requests: missing, state, answered }))
+            }
+            AskMode::Unavailable => {
+                let methods: Vec<&str> = missing.values().map(|request| request.method.as_str()).collect();
+                Err(ToolError::Unavailable(format!("this client cannot be asked for input ({})", methods.join(", "))))
+            }
+        }
+    }
+}
+
+/// Whether a tool can run as a background task the client polls (the MCP tasks extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskSupport {
+    /// The call always runs while the client waits.
+    #[default]
+    Forbidden,
+    /// The call runs as a task when the client can poll one, else while it waits.
+    Optional,
+    /// The call only makes sense as a task; clients that cannot poll are refused.
+    Required,
 }
 
 /// A tool the pipeline can run. Implementations validate their own arguments (usually by
@@ -157,9 +279,18 @@ pub struct CallContext {
 pub trait Tool: Send + Sync {
     fn spec(&self) -> &ToolSpec;
     async fn call(&self, context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError>;
+
+    /// Whether this tool may run as a background task. A task-capable call becomes a task when
+    /// the tool calls `ClientChannel::detach`.
+    fn task_support(&self) -> TaskSupport {
+        TaskSupport::Forbidden
+    }
 }
 
 /// Deserializes tool arguments into `T`, turning serde's message into one an agent can act on.
 pub fn parse_arguments<T: serde::de::DeserializeOwned>(arguments: Map<String, Value>) -> Result<T, ToolError> {
     serde_json::from_value(Value::Object(arguments)).map_err(|error| ToolError::InvalidArguments(error.to_string()))
 }
+
+#[cfg(test)]
+mod tests;

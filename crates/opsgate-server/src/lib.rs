@@ -1,13 +1,17 @@
 //! opsgate's server: the call pipeline every tool call passes through, the MCP handler over it,
 //! and the axum app that serves `/mcp`, `/healthz` and `/metrics`.
 
+pub mod changes;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod request_state;
 pub mod surface;
+pub mod tasks;
 
+pub use changes::{Change, ChangeFeed};
 pub use mcp::{McpState, OpsgateMcp};
-pub use pipeline::{CallOutcome, CallRequest, Pipeline, PipelineConfig};
+pub use pipeline::{CallOutcome, CallRequest, Pipeline, PipelineConfig, RoundInput};
 pub use registry::{Registry, TargetCatalog};

@@ -7,13 +7,23 @@
 //!
 //! Authentication happens at the transport (the HTTP middleware or the stdio start-up) and hands
 //! the pipeline a `Principal`; every other stage is here, in order, in `Pipeline::call`.
+//!
+//! A call that needs answers from the client first (an input-required round) and a call that goes
+//! on in the background (a task) are still one pass each through these stages: every round is
+//! authorised and audited on its own, and a task's record is written when it finishes.
 
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use opsgate_core::canonical::canonical_json;
 use opsgate_core::output::decode_cursor;
-use opsgate_core::{CallContext, ClientChannel, Decision, OutputBudget, Principal, Rendered, Target, ToolOutput};
+use opsgate_core::{
+    CallContext, CallInput, ClientCapability, ClientChannel, Decision, InputRequest, OutputBudget, Principal, Rendered,
+    Target, TaskSupport, ToolError, ToolOutput,
+};
 use opsgate_policy::{PolicyInput, Redactor, ToolFacts};
 use opsgate_store::audit::sha256_hex;
 use opsgate_store::{AuditEntry, AuditLog};
@@ -22,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::registry::{RegisteredTool, Registry};
+use crate::request_state::{RoundState, StateSeal, StateSealError};
+use crate::tasks::Tasks;
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -48,6 +60,14 @@ pub struct CallRequest {
     pub cancel: CancellationToken,
 }
 
+/// What a client sends when it retries an input-required call, as it came off the wire:
+/// unverified answers and the sealed state this server handed out.
+#[derive(Debug, Clone, Default)]
+pub struct RoundInput {
+    pub responses: Map<String, Value>,
+    pub request_state: Option<String>,
+}
+
 /// How a call ended, as the transport must report it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallOutcome {
@@ -59,6 +79,15 @@ pub enum CallOutcome {
     Denied(String),
     /// No such tool: a protocol error, not a tool result.
     UnknownTool(String),
+    /// The tool needs the client's answers first; the client retries with them and the sealed
+    /// state (2026-07-28's input-required result).
+    InputRequired { requests: BTreeMap<String, InputRequest>, request_state: Option<String> },
+    /// The call needs something the client did not declare: a protocol error naming it.
+    MissingClientCapability(ClientCapability),
+    /// The request cannot be served as sent (a forged or expired state): a protocol error.
+    InvalidRequest(String),
+    /// The tool broke (it panicked): a server fault, reported without its details.
+    Internal(String),
 }
 
 impl CallOutcome {
@@ -68,6 +97,43 @@ impl CallOutcome {
             CallOutcome::ToolError(_) => "tool_error",
             CallOutcome::Denied(_) => "denied",
             CallOutcome::UnknownTool(_) => "unknown_tool",
+            CallOutcome::InputRequired { .. } => "input_required",
+            CallOutcome::MissingClientCapability(_) => "missing_capability",
+            CallOutcome::InvalidRequest(_) => "invalid_request",
+            CallOutcome::Internal(_) => "internal_error",
+        }
+    }
+
+    fn audit_error(&self) -> Option<String> {
+        match self {
+            CallOutcome::Ok(_) => None,
+            CallOutcome::ToolError(message)
+            | CallOutcome::Denied(message)
+            | CallOutcome::UnknownTool(message)
+            | CallOutcome::InvalidRequest(message)
+            | CallOutcome::Internal(message) => Some(message.clone()),
+            // What was asked is the useful part of an input-required record.
+            CallOutcome::InputRequired { requests, .. } => Some(format!(
+                "asked the client: {}",
+                requests
+                    .iter()
+                    .map(|(key, request)| format!("{key} ({})", request.method))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            CallOutcome::MissingClientCapability(capability) => {
+                Some(format!("the client does not support {}", capability.as_str()))
+            }
+        }
+    }
+
+    fn result_bytes(&self) -> i64 {
+        match self {
+            CallOutcome::Ok(rendered) => (rendered.text.len() + rendered.structured.to_string().len()) as i64,
+            CallOutcome::InputRequired { requests, .. } => {
+                requests.values().map(|request| request.params.to_string().len()).sum::<usize>() as i64
+            }
+            _ => 0,
         }
     }
 }
@@ -78,6 +144,8 @@ pub struct Pipeline {
     redactor: Redactor,
     config: PipelineConfig,
     metrics: Arc<Metrics>,
+    seal: StateSeal,
+    tasks: Tasks,
 }
 
 /// Arguments the pipeline consumes itself; tools never see them.
@@ -86,7 +154,27 @@ const CURSOR_ARGUMENT: &str = "cursor";
 
 impl Pipeline {
     pub fn new(registry: Arc<Registry>, audit: AuditLog, config: PipelineConfig, metrics: Arc<Metrics>) -> Self {
-        Pipeline { registry, audit, redactor: Redactor::new(), config, metrics }
+        Pipeline {
+            registry,
+            audit,
+            redactor: Redactor::new(),
+            config,
+            metrics,
+            seal: StateSeal::random(),
+            tasks: Tasks::default(),
+        }
+    }
+
+    /// Seals input-required states with `key` (at least 32 bytes) instead of a per-process random
+    /// key, so that instances sharing the key accept each other's states.
+    pub fn with_state_key(mut self, key: &[u8]) -> Result<Self, StateSealError> {
+        self.seal = StateSeal::with_key(key)?;
+        Ok(self)
+    }
+
+    /// Calls running in the background, by task id.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     pub fn registry(&self) -> &Registry {
@@ -129,10 +217,22 @@ impl Pipeline {
 
     /// Runs one call through every stage and returns once its audit record is durable.
     pub async fn call(&self, request: CallRequest) -> CallOutcome {
+        self.call_round(request, RoundInput::default()).await
+    }
+
+    /// Runs one round of a call: the first, or a retry with the client's answers.
+    pub async fn call_round(&self, request: CallRequest, round: RoundInput) -> CallOutcome {
         let _in_flight = self.metrics.enter();
         let started = Instant::now();
         let time = now_rfc3339();
         let CallRequest { principal, client, tool: tool_name, mut arguments, channel, cancel } = request;
+
+        // What a sealed state is bound to: who called which tool with exactly which arguments.
+        let binding = format!(
+            "{}\n{tool_name}\n{}",
+            principal.id,
+            sha256_hex(&canonical_json(&Value::Object(arguments.clone())))
+        );
 
         // Redact the arguments once, up front: the audit record and any error message use this
         // form only.
@@ -163,23 +263,16 @@ impl Pipeline {
             duration_us: 0,
         };
 
-        let outcome = self.run_stages(&principal, &tool_name, &mut arguments, channel, cancel, &mut audit).await;
+        let stages = Stages { principal: &principal, tool_name: &tool_name, binding: binding.as_bytes() };
+        let outcome = self.run_stages(stages, &mut arguments, round, channel, cancel, &mut audit).await;
         let outcome = match outcome {
             CallOutcome::ToolError(message) => CallOutcome::ToolError(self.redactor.redact_text(&message).into_owned()),
             other => other,
         };
 
         audit.outcome = outcome.audit_outcome().to_string();
-        audit.error = match &outcome {
-            CallOutcome::Ok(_) => None,
-            CallOutcome::ToolError(message) | CallOutcome::Denied(message) | CallOutcome::UnknownTool(message) => {
-                Some(message.clone())
-            }
-        };
-        audit.result_bytes = match &outcome {
-            CallOutcome::Ok(rendered) => (rendered.text.len() + rendered.structured.to_string().len()) as i64,
-            _ => 0,
-        };
+        audit.error = outcome.audit_error();
+        audit.result_bytes = outcome.result_bytes();
         let elapsed = started.elapsed();
         audit.duration_us = elapsed.as_micros() as i64;
         let decision = audit.decision.clone();
@@ -202,19 +295,33 @@ impl Pipeline {
 
     async fn run_stages(
         &self,
-        principal: &Principal,
-        tool_name: &str,
+        stages: Stages<'_>,
         arguments: &mut Map<String, Value>,
+        round: RoundInput,
         channel: Arc<dyn ClientChannel>,
         cancel: CancellationToken,
         audit: &mut AuditEntry,
     ) -> CallOutcome {
+        let Stages { principal, tool_name, binding } = stages;
         let Some(registered) = self.registry.get(tool_name) else {
             return CallOutcome::UnknownTool(format!(
                 "unknown tool {tool_name:?}; call tools/list for the tools available"
             ));
         };
         let spec = &registered.spec;
+
+        // A retry: verify the state before anything reads it. Answers carried in the state come
+        // first so that what the client sends now wins for the keys it answers again.
+        let round_state = match &round.request_state {
+            None => RoundState::default(),
+            Some(sealed) => match self.seal.open(binding, sealed) {
+                Ok(state) => state,
+                Err(message) => return CallOutcome::InvalidRequest(message),
+            },
+        };
+        let mut responses = round_state.answered;
+        responses.extend(round.responses);
+        let call_input = CallInput { responses, state: round_state.state };
 
         // Rate limit: not configured in this release; every call passes (see README).
 
@@ -283,9 +390,15 @@ impl Pipeline {
             }
         }
 
-        // Execute, bounded by the call timeout and the client's cancellation.
-        let context = CallContext { target, budget: self.config.budget, client: channel };
-        let execution = registered.tool.call(context, std::mem::take(arguments));
+        // A tool that only works as a background task cannot serve a client that cannot poll one.
+        if registered.tool.task_support() == TaskSupport::Required && !channel.supports(ClientCapability::Tasks) {
+            return CallOutcome::MissingClientCapability(ClientCapability::Tasks);
+        }
+
+        // Execute, bounded by the call timeout and the client's cancellation. A panic in a tool
+        // is caught here so that the call is still answered and audited.
+        let context = CallContext { target, budget: self.config.budget, client: channel, input: call_input };
+        let execution = AssertUnwindSafe(registered.tool.call(context, std::mem::take(arguments))).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(self.config.call_timeout, execution) => result,
             () = cancel.cancelled() => return CallOutcome::ToolError(format!("{tool_name} was cancelled by the client")),
@@ -297,8 +410,37 @@ impl Pipeline {
                     self.config.call_timeout.as_secs_f64()
                 ));
             }
-            Ok(Err(error)) => return CallOutcome::ToolError(error.to_string()),
-            Ok(Ok(output)) => output,
+            Ok(Err(panic)) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(tool = %tool_name, panic = %self.redactor.redact_text(&detail), "tool panicked");
+                return CallOutcome::Internal(format!("{tool_name} failed inside opsgate; see the server log"));
+            }
+            Ok(Ok(Err(ToolError::InputRequired(input_required)))) => {
+                let round_state = RoundState::of(&input_required);
+                let request_state = if round_state.is_empty() {
+                    None
+                } else {
+                    match self.seal.seal(binding, &round_state) {
+                        Ok(sealed) => Some(sealed),
+                        Err(error) => return CallOutcome::Internal(error.to_string()),
+                    }
+                };
+                // The questions leave for the client like any output, so they are redacted too.
+                let mut requests = input_required.requests;
+                for request in requests.values_mut() {
+                    self.redactor.redact_value(&mut request.params);
+                }
+                return CallOutcome::InputRequired { requests, request_state };
+            }
+            Ok(Ok(Err(ToolError::MissingClientCapability(capability)))) => {
+                return CallOutcome::MissingClientCapability(capability);
+            }
+            Ok(Ok(Err(error))) => return CallOutcome::ToolError(error.to_string()),
+            Ok(Ok(Ok(output))) => output,
         };
 
         // Redact, then fit to the output budget.
@@ -306,6 +448,14 @@ impl Pipeline {
         let rendered = output.render(offset, self.config.budget);
         CallOutcome::Ok(rendered)
     }
+}
+
+/// Who is calling what, and the binding of any state handed out for this call.
+#[derive(Clone, Copy)]
+struct Stages<'a> {
+    principal: &'a Principal,
+    tool_name: &'a str,
+    binding: &'a [u8],
 }
 
 impl Pipeline {

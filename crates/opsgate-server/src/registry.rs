@@ -7,6 +7,8 @@ use std::sync::Arc;
 use opsgate_core::{Target, Tool, ToolSpec};
 use serde_json::{Value, json};
 
+use crate::changes::ChangeFeed;
+
 /// Named backend instances by connector kind, in configuration order: the first is the default.
 #[derive(Debug, Clone, Default)]
 pub struct TargetCatalog {
@@ -49,6 +51,10 @@ pub struct Registry {
     /// Registration order, which is the order of `tools/list`.
     order: Vec<String>,
     pub targets: TargetCatalog,
+    /// Where list changes are announced. It lives here because whoever builds the registry also
+    /// builds what changes it (a gateway's downstream servers, a surface that reloads), and
+    /// every MCP handler reaches the registry.
+    changes: ChangeFeed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,10 @@ impl Registry {
         self.order.push(spec.name.clone());
         self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec) });
         Ok(())
+    }
+
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.changes
     }
 
     pub fn get(&self, name: &str) -> Option<&RegisteredTool> {

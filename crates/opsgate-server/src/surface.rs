@@ -4,8 +4,8 @@
 
 use rmcp::ErrorData;
 use rmcp::model::{
-    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResult, Prompt, ReadResourceRequestParams,
-    ReadResourceResult, Resource, ResourceTemplate,
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Prompt,
+    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceTemplate,
 };
 
 #[async_trait::async_trait]
@@ -18,8 +18,10 @@ pub trait Surface: Send + Sync {
         Vec::new()
     }
 
+    /// An unknown URI is an error naming the URI, never an empty result.
     async fn read_resource(&self, request: ReadResourceRequestParams) -> Result<ReadResourceResult, ErrorData> {
-        Err(ErrorData::resource_not_found(format!("no resource {}", request.uri), None))
+        let data = serde_json::json!({"uri": request.uri});
+        Err(ErrorData::resource_not_found(format!("no resource {}", request.uri), Some(data)))
     }
 
     fn prompts(&self) -> Vec<Prompt> {
@@ -30,11 +32,19 @@ pub trait Surface: Send + Sync {
         Err(ErrorData::invalid_params(format!("no prompt {}", request.name), None))
     }
 
+    /// `prompts/get` with room for input-required rounds (2026-07-28): a prompt that needs the
+    /// client's answers first returns `GetPromptResponse::InputRequired` and reads them from
+    /// `request.input_responses` on the retry. Most prompts need none and implement `get_prompt`.
+    async fn get_prompt_response(&self, request: GetPromptRequestParams) -> Result<GetPromptResponse, ErrorData> {
+        self.get_prompt(request).await.map(GetPromptResponse::from)
+    }
+
     async fn complete(&self, _request: CompleteRequestParams) -> Result<CompleteResult, ErrorData> {
         Ok(CompleteResult::default())
     }
 
-    /// Whether `resources/subscribe` is offered; subscriptions are tracked by the handler.
+    /// Whether `resources/subscribe` is offered; subscriptions are tracked by the handler, and
+    /// updates announced on the registry's change feed (`Change::ResourceUpdated`).
     fn subscribable(&self) -> bool {
         false
     }

@@ -1,5 +1,8 @@
 //! Shared test fixtures: a few tools with known behaviour and an opsgate app on a loopback port.
 
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +10,8 @@ use std::time::Duration;
 use opsgate_core::{CallContext, Effect, Row, Target, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments};
 use opsgate_server::http::{AppState, HttpConfig};
 use opsgate_server::metrics::Metrics;
-use opsgate_server::surface::NoSurface;
-use opsgate_server::{McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
+use opsgate_server::surface::{NoSurface, Surface};
+use opsgate_server::{ChangeFeed, McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
 use opsgate_store::{AuditLog, AuditWriterConfig, Store};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -99,6 +102,8 @@ pub struct TestServer {
     pub write_runs: Arc<std::sync::atomic::AtomicUsize>,
     pub shutdown: CancellationToken,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The registry's change feed, for tests that announce changes.
+    pub changes: ChangeFeed,
     _dir: tempfile::TempDir,
 }
 
@@ -137,14 +142,28 @@ pub fn registry(write_runs: Arc<std::sync::atomic::AtomicUsize>) -> Registry {
 }
 
 pub async fn start(config: PipelineConfig) -> anyhow::Result<TestServer> {
+    start_with(config, Vec::new(), Arc::new(NoSurface)).await
+}
+
+/// `start` with more tools beside the standard ones, and a surface of the test's choosing.
+pub async fn start_with(
+    config: PipelineConfig,
+    extra_tools: Vec<Arc<dyn Tool>>,
+    surface: Arc<dyn Surface>,
+) -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_sqlite(dir.path()).await?;
     let (audit, _writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
     let write_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let pipeline = Pipeline::new(Arc::new(registry(write_runs.clone())), audit, config, Arc::new(Metrics::default()));
+    let mut registry = registry(write_runs.clone());
+    for tool in extra_tools {
+        registry.register(tool)?;
+    }
+    let changes = registry.changes().clone();
+    let pipeline = Pipeline::new(Arc::new(registry), audit, config, Arc::new(Metrics::default()));
     let mcp = Arc::new(McpState {
         pipeline: Arc::new(pipeline),
-        surface: Arc::new(NoSurface),
+        surface,
         server_name: "opsgate-test".to_string(),
         instructions: None,
     });
@@ -160,5 +179,5 @@ pub async fn start(config: PipelineConfig) -> anyhow::Result<TestServer> {
         tokio::spawn(
             async move { opsgate_server::http::run(listener, state, async move { stop.cancelled().await }).await },
         );
-    Ok(TestServer { address, store, write_runs, shutdown, server, _dir: dir })
+    Ok(TestServer { address, store, write_runs, shutdown, server, changes, _dir: dir })
 }

@@ -1,0 +1,116 @@
+//! Wiring: from a `RuntimeConfig` to a running pipeline — store, audit writer, connectors,
+//! registry, MCP state. Every command that calls tools builds it the same way.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use opsgate_connectors::alertmanager::{
+    AlertmanagerClient, AlertmanagerClients, alertmanager_tools, check_prometheus_links,
+};
+use opsgate_connectors::prometheus::{PrometheusClient, PrometheusClients, SignalCatalog, prometheus_tools};
+use opsgate_core::OutputBudget;
+use opsgate_server::metrics::Metrics;
+use opsgate_server::surface::NoSurface;
+use opsgate_server::{McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
+use opsgate_store::{AuditLog, AuditWriterConfig, Store};
+
+use crate::config::{Env, RuntimeConfig};
+
+pub struct App {
+    pub store: Store,
+    pub mcp: Arc<McpState>,
+    /// The audit writer task; it ends once every `AuditLog` handle is dropped and the queue is
+    /// committed.
+    pub audit_writer: tokio::task::JoinHandle<()>,
+}
+
+pub async fn open_store(config: &RuntimeConfig) -> anyhow::Result<Store> {
+    let location = config.store_location();
+    Store::open(&location)
+        .await
+        .with_context(|| format!("cannot open the store at {}", opsgate_store::redact_url(&location)))
+}
+
+/// Builds the registry of built-in tools with the configured backend instances as targets.
+/// Secret references are resolved here, once, at start-up.
+pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Registry> {
+    let mut prometheus = Vec::new();
+    for (name, instance) in &config.prometheus {
+        let token = crate::config::resolve_secret_text(instance.bearer_token.as_deref(), env)
+            .with_context(|| format!("connectors.prometheus.{name}.bearer_token"))?;
+        prometheus.push(
+            PrometheusClient::new(name, instance, token).with_context(|| format!("connectors.prometheus.{name}"))?,
+        );
+    }
+    let mut alertmanager = Vec::new();
+    for (name, instance) in &config.alertmanager {
+        let token = crate::config::resolve_secret_text(instance.bearer_token.as_deref(), env)
+            .with_context(|| format!("connectors.alertmanager.{name}.bearer_token"))?;
+        alertmanager.push(
+            AlertmanagerClient::new(name, instance, token)
+                .with_context(|| format!("connectors.alertmanager.{name}"))?,
+        );
+    }
+    let prometheus = Arc::new(PrometheusClients::new(prometheus));
+    let alertmanager = Arc::new(AlertmanagerClients::new(alertmanager));
+    check_prometheus_links(&alertmanager, &prometheus).context("connectors.alertmanager")?;
+
+    let mut targets = TargetCatalog::default();
+    let protected = |environment: &str| config.is_protected(environment);
+    for target in prometheus.targets(protected).into_iter().chain(alertmanager.targets(protected)) {
+        targets.add(target);
+    }
+    let mut registry = Registry::new(targets);
+    let mut tools = Vec::new();
+    if !prometheus.is_empty() {
+        let catalog = SignalCatalog::from_config(&config.metrics).context("metrics.signals")?;
+        tools.extend(prometheus_tools(prometheus.clone(), catalog));
+    }
+    if !alertmanager.is_empty() {
+        tools.extend(alertmanager_tools(alertmanager, prometheus));
+    }
+    for tool in tools {
+        registry.register(tool)?;
+    }
+    Ok(registry)
+}
+
+impl App {
+    pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
+        let registry = registry(config, env)?;
+        let store = open_store(config).await?;
+        let (audit, audit_writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
+        let pipeline = Pipeline::new(
+            Arc::new(registry),
+            audit,
+            PipelineConfig {
+                budget: OutputBudget { max_bytes: config.output_budget_tokens * 4 },
+                call_timeout: config.call_timeout,
+                read_only: config.read_only,
+            },
+            Arc::new(Metrics::default()),
+        );
+        let mcp = Arc::new(McpState {
+            pipeline: Arc::new(pipeline),
+            surface: Arc::new(NoSurface),
+            server_name: "opsgate".to_string(),
+            instructions: Some(INSTRUCTIONS.to_string()),
+        });
+        Ok(App { store, mcp, audit_writer })
+    }
+
+    /// Drops this app's handles and waits for the audit writer to commit what is queued.
+    pub async fn finish(self) {
+        let App { store, mcp, audit_writer } = self;
+        drop(mcp);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), audit_writer).await.is_err() {
+            tracing::warn!("audit writer did not finish within 10s of shutdown");
+        }
+        store.close().await;
+    }
+}
+
+/// Sent to clients at initialize: how to use the tools well, in few words.
+const INSTRUCTIONS: &str = "opsgate gives governed access to operations data. Pick a backend with the \
+`target` argument (default: the first configured). Results are compact tables; when one says \
+truncated, call again with its cursor.";

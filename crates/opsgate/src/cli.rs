@@ -1,0 +1,329 @@
+//! The command line: `serve`, `stdio`, `call`, `audit`, `init`, `doctor`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use opsgate_core::{NoClient, Principal};
+use opsgate_server::http::{AppState, HttpConfig};
+use opsgate_server::{CallOutcome, CallRequest, OpsgateMcp};
+use rmcp::ServiceExt;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::{self, CliOverrides, ProcessEnv, RuntimeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "opsgate", version, about = "A governed MCP server and gateway for operations work")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: ./opsgate.toml, then $XDG_CONFIG_HOME/opsgate/opsgate.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded store (env OPSGATE_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use PostgreSQL instead of SQLite: postgres://user@host/db (env OPSGATE_STORE).
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Deny every write, whatever the policy says.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "OPSGATE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over Streamable HTTP at /mcp, plus /healthz and /metrics.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:7420; env OPSGATE_LISTEN).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Serve MCP over stdin/stdout (logs go to stderr).
+    Stdio,
+    /// Call a tool through the full pipeline and print its result.
+    Call {
+        tool: String,
+        /// An argument: key=value (a string) or key:=json (a number, boolean, list or object).
+        #[arg(long = "arg", value_name = "K=V")]
+        arguments: Vec<String>,
+        /// Print the structured result as JSON instead of the text rendering.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Write a commented starter opsgate.toml.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "opsgate.toml")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the configuration, the store and every backend; list the tools that will be exposed.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest records.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+    },
+    /// Export every record.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+    /// Check the hash chain; exits non-zero naming the first bad record.
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    // Logs always go to stderr: in stdio mode stdout belongs to the protocol.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn load_config(global: &GlobalArgs, listen: Option<String>) -> anyhow::Result<RuntimeConfig> {
+    let overrides = CliOverrides {
+        config: global.config.clone(),
+        listen,
+        data_dir: global.data_dir.clone(),
+        store: global.store.clone(),
+        read_only: global.read_only,
+    };
+    Ok(config::load(&overrides, &ProcessEnv)?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen } => serve(load_config(&cli.global, listen)?).await,
+        Command::Stdio => stdio(load_config(&cli.global, None)?).await,
+        Command::Call { tool, arguments, json } => call(load_config(&cli.global, None)?, tool, arguments, json).await,
+        Command::Audit(command) => audit(load_config(&cli.global, None)?, command).await,
+        Command::Init { path, force } => crate::starter::init(&path, force),
+        Command::Doctor => crate::starter::doctor(load_config(&cli.global, None)?).await,
+    }
+}
+
+/// The local OS user, the identity of stdio and CLI calls.
+pub fn local_principal(config: &RuntimeConfig) -> Principal {
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string());
+    Principal::local_user(name, config.local_roles.clone())
+}
+
+async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
+    let app = App::build(&config, &ProcessEnv).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let mut http = HttpConfig::for_listen_address(address);
+    if let Some(hosts) = &config.allowed_hosts {
+        http.allowed_hosts = hosts.clone();
+    }
+    if let Some(origins) = &config.allowed_origins {
+        http.allowed_origins = origins.clone();
+    }
+    http.max_body_bytes = config.max_body_bytes;
+    let state = AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, streams: CancellationToken::new() };
+    tracing::info!(%address, store = app.store.backend(), n_tools = app.mcp.pipeline.registry().len(), "opsgate serving MCP at /mcp");
+    opsgate_server::http::run(listener, state, shutdown_signal()).await.context("HTTP server failed")?;
+    app.finish().await;
+    tracing::info!("opsgate stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stdio(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
+    let app = App::build(&config, &ProcessEnv).await?;
+    let handler = OpsgateMcp::new(app.mcp.clone(), local_principal(&config));
+    let service = handler.serve(rmcp::transport::stdio()).await.context("MCP handshake on stdio failed")?;
+    tokio::select! {
+        result = service.waiting() => {
+            if let Err(error) = result {
+                tracing::warn!(%error, "stdio session ended with an error");
+            }
+        }
+        () = shutdown_signal() => tracing::info!("signal received; stopping"),
+    }
+    app.finish().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `key=value` (string) and `key:=json` arguments.
+pub fn parse_call_arguments(arguments: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for argument in arguments {
+        if let Some((key, json)) = argument.split_once(":=") {
+            let value: Value = serde_json::from_str(json)
+                .with_context(|| format!("--arg {argument}: the value after := is not JSON"))?;
+            map.insert(key.to_string(), value);
+        } else if let Some((key, value)) = argument.split_once('=') {
+            map.insert(key.to_string(), Value::String(value.to_string()));
+        } else {
+            bail!("--arg {argument}: write key=value or key:=json");
+        }
+    }
+    Ok(map)
+}
+
+async fn call(config: RuntimeConfig, tool: String, arguments: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let arguments = parse_call_arguments(&arguments)?;
+    let app = App::build(&config, &ProcessEnv).await?;
+    let outcome = app
+        .mcp
+        .pipeline
+        .call(CallRequest {
+            principal: local_principal(&config),
+            client: Some("opsgate-cli".to_string()),
+            tool,
+            arguments,
+            channel: Arc::new(NoClient),
+            cancel: CancellationToken::new(),
+        })
+        .await;
+    app.finish().await;
+    let mut stdout = std::io::stdout().lock();
+    let code = match outcome {
+        CallOutcome::Ok(rendered) => {
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rendered.structured)?)?;
+            } else {
+                writeln!(stdout, "{}", rendered.text)?;
+            }
+            ExitCode::SUCCESS
+        }
+        CallOutcome::ToolError(message)
+        | CallOutcome::Denied(message)
+        | CallOutcome::UnknownTool(message)
+        | CallOutcome::InvalidRequest(message)
+        | CallOutcome::Internal(message) => {
+            eprintln!("opsgate: {message}");
+            ExitCode::FAILURE
+        }
+        CallOutcome::InputRequired { .. } | CallOutcome::MissingClientCapability(_) => {
+            eprintln!("opsgate: this tool asks the client for input, which `opsgate call` cannot give");
+            ExitCode::FAILURE
+        }
+    };
+    Ok(code)
+}
+
+async fn audit(config: RuntimeConfig, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::app::open_store(&config).await?;
+    let mut stdout = std::io::stdout().lock();
+    let code = match command {
+        AuditCommand::Tail { lines } => {
+            for record in store.audit_tail(lines.max(1)).await? {
+                let entry = &record.entry;
+                writeln!(
+                    stdout,
+                    "{:>6}  {}  {}  {}  {}  {}{}",
+                    record.seq,
+                    entry.time,
+                    entry.principal,
+                    entry.tool,
+                    entry.decision,
+                    entry.outcome,
+                    entry.target.as_deref().map(|target| format!("  target={target}")).unwrap_or_default()
+                )?;
+            }
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Export { format: ExportFormat::Jsonl } => {
+            let mut after = 0;
+            loop {
+                let page = store.audit_after(after, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for record in &page {
+                    writeln!(stdout, "{}", serde_json::to_string(record)?)?;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Verify => {
+            let report = store.verify_audit().await?;
+            match report.first_bad {
+                None => {
+                    writeln!(stdout, "audit chain intact: {} records", report.n_records)?;
+                    ExitCode::SUCCESS
+                }
+                Some((seq, why)) => {
+                    writeln!(stdout, "audit chain broken at record {seq}: {why}")?;
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// How long `doctor` waits for each backend.
+pub const DOCTOR_TIMEOUT: Duration = Duration::from_secs(3);

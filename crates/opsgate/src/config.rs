@@ -1,0 +1,389 @@
+//! Configuration: `opsgate.toml` (found in `./`, then `$XDG_CONFIG_HOME/opsgate/`, or given with
+//! `--config`), overridden by `OPSGATE_*` variables, resolved into a validated `RuntimeConfig`.
+//! Unknown keys are errors that name the key and the file; secrets are references (`env:VAR`,
+//! `file:/path`), never inline values.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use opsgate_connectors::alertmanager::AlertmanagerConfig;
+use opsgate_connectors::prometheus::{MetricsCatalogConfig, PrometheusConfig};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+pub const CONFIG_FILE: &str = "opsgate.toml";
+
+/// Where configuration values come from besides the file: the process environment, or a map in
+/// tests, so parsing is tested without touching global state.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config {path}: {key}: {reason}")]
+    Invalid { path: String, key: String, reason: String },
+}
+
+/// The file as written. Every table denies unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub identity: IdentitySection,
+    #[serde(default)]
+    pub connectors: ConnectorsSection,
+    /// The signal catalog of `get_service_metrics`: `[metrics.signals.NAME]`.
+    #[serde(default)]
+    pub metrics: MetricsCatalogConfig,
+    #[serde(default)]
+    pub environments: Vec<EnvironmentSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite store.
+    pub store: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_body_bytes: Option<usize>,
+    pub call_timeout_seconds: Option<f64>,
+    pub output_budget_tokens: Option<usize>,
+    pub read_only: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Roles of the local OS user in stdio mode and for `opsgate call`.
+    pub local_roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsSection {
+    #[serde(default)]
+    pub prometheus: IndexMap<String, PrometheusConfig>,
+    #[serde(default)]
+    pub alertmanager: IndexMap<String, AlertmanagerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSection {
+    pub name: String,
+    #[serde(default)]
+    pub protected: bool,
+}
+
+/// Settings given on the command line; they win over the environment and the file.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub read_only: bool,
+}
+
+/// The validated configuration opsgate runs with.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The file that was read, if any.
+    pub source: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; `None` means SQLite in `data_dir`.
+    pub store: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_body_bytes: usize,
+    pub call_timeout: std::time::Duration,
+    pub output_budget_tokens: usize,
+    pub read_only: bool,
+    pub local_roles: Vec<String>,
+    pub prometheus: IndexMap<String, PrometheusConfig>,
+    pub alertmanager: IndexMap<String, AlertmanagerConfig>,
+    pub metrics: MetricsCatalogConfig,
+    pub environments: Vec<EnvironmentSection>,
+}
+
+impl RuntimeConfig {
+    /// The store location `Store::open` takes: the PostgreSQL URL or the data directory.
+    pub fn store_location(&self) -> String {
+        self.store.clone().unwrap_or_else(|| self.data_dir.display().to_string())
+    }
+
+    pub fn is_protected(&self, environment: &str) -> bool {
+        self.environments.iter().any(|section| section.name == environment && section.protected)
+    }
+}
+
+/// Finds the config file: `--config`, else `./opsgate.toml`, else
+/// `$XDG_CONFIG_HOME/opsgate/opsgate.toml` (`~/.config` when unset). No file is fine: the
+/// defaults serve.
+pub fn find_config_file(overrides: &CliOverrides, env: &impl Env) -> Option<PathBuf> {
+    if let Some(path) = &overrides.config {
+        return Some(path.clone());
+    }
+    if let Some(path) = env.var("OPSGATE_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    let local = PathBuf::from(CONFIG_FILE);
+    if local.is_file() {
+        return Some(local);
+    }
+    let config_home = env
+        .var("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.var("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    let global = config_home.join("opsgate").join(CONFIG_FILE);
+    global.is_file().then_some(global)
+}
+
+pub fn default_data_dir(env: &impl Env) -> PathBuf {
+    env.var("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.var("HOME").map(|home| PathBuf::from(home).join(".local").join("share")))
+        .map(|base| base.join("opsgate"))
+        .unwrap_or_else(|| PathBuf::from(".opsgate-data"))
+}
+
+/// Reads the file (if any) and resolves it with the environment and the command line.
+pub fn load(overrides: &CliOverrides, env: &impl Env) -> Result<RuntimeConfig, ConfigError> {
+    let source = find_config_file(overrides, env);
+    let file = match &source {
+        None => FileConfig::default(),
+        Some(path) => {
+            let text = env.read_file(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            parse(&text, &path.display().to_string())?
+        }
+    };
+    file.resolve(source, overrides, env)
+}
+
+/// Parses the text of a config file; `name` is how errors refer to it.
+pub fn parse(text: &str, name: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|error| ConfigError::Parse { path: name.to_string(), message: error.to_string() })
+}
+
+impl FileConfig {
+    /// Low-level input becomes the validated form: environment and command line applied, values
+    /// checked, names validated.
+    pub fn resolve(
+        self,
+        source: Option<PathBuf>,
+        overrides: &CliOverrides,
+        env: &impl Env,
+    ) -> Result<RuntimeConfig, ConfigError> {
+        let file_name =
+            source.as_ref().map(|path| path.display().to_string()).unwrap_or_else(|| "(defaults)".to_string());
+        let invalid =
+            |key: &str, reason: String| ConfigError::Invalid { path: file_name.clone(), key: key.to_string(), reason };
+        let env_name = |key: &str| format!("environment variable {key}");
+        let server = self.server;
+
+        let (listen_key, listen) = match (&overrides.listen, env.var("OPSGATE_LISTEN"), server.listen) {
+            (Some(listen), _, _) => ("--listen".to_string(), listen.clone()),
+            (None, Some(listen), _) => (env_name("OPSGATE_LISTEN"), listen),
+            (None, None, Some(listen)) => ("server.listen".to_string(), listen),
+            (None, None, None) => ("server.listen".to_string(), DEFAULT_LISTEN.to_string()),
+        };
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| invalid(&listen_key, format!("{listen:?} is not an address like 127.0.0.1:7420")))?;
+
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| env.var("OPSGATE_DATA_DIR").map(PathBuf::from))
+            .or(server.data_dir)
+            .unwrap_or_else(|| default_data_dir(env));
+        let store = overrides.store.clone().or_else(|| env.var("OPSGATE_STORE")).or(server.store);
+        if let Some(store) = &store
+            && !(store.starts_with("postgres://") || store.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "server.store",
+                "must be a postgres:// URL (SQLite lives in the data directory)".to_string(),
+            ));
+        }
+
+        let read_only = overrides.read_only
+            || match env.var("OPSGATE_READ_ONLY") {
+                Some(value) => parse_bool(&value).ok_or_else(|| {
+                    invalid(&env_name("OPSGATE_READ_ONLY"), format!("{value:?} is not true or false"))
+                })?,
+                None => server.read_only.unwrap_or(false),
+            };
+
+        let call_timeout_seconds = match env.var("OPSGATE_CALL_TIMEOUT_SECONDS") {
+            Some(value) => value.parse::<f64>().map_err(|_| {
+                invalid(&env_name("OPSGATE_CALL_TIMEOUT_SECONDS"), format!("{value:?} is not a number of seconds"))
+            })?,
+            None => server.call_timeout_seconds.unwrap_or(30.0),
+        };
+        if !(call_timeout_seconds.is_finite() && call_timeout_seconds > 0.0 && call_timeout_seconds <= 3600.0) {
+            return Err(invalid("server.call_timeout_seconds", "must be between 0 and 3600".to_string()));
+        }
+        let output_budget_tokens = match env.var("OPSGATE_OUTPUT_BUDGET_TOKENS") {
+            Some(value) => value.parse::<usize>().map_err(|_| {
+                invalid(&env_name("OPSGATE_OUTPUT_BUDGET_TOKENS"), format!("{value:?} is not a whole number"))
+            })?,
+            None => server.output_budget_tokens.unwrap_or(4_000),
+        };
+        if !(200..=100_000).contains(&output_budget_tokens) {
+            return Err(invalid("server.output_budget_tokens", "must be between 200 and 100000".to_string()));
+        }
+        let max_body_bytes = server.max_body_bytes.unwrap_or(4 * 1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024".to_string()));
+        }
+
+        for (kind, names) in [
+            ("prometheus", self.connectors.prometheus.keys().collect::<Vec<_>>()),
+            ("alertmanager", self.connectors.alertmanager.keys().collect::<Vec<_>>()),
+        ] {
+            for name in names {
+                if !is_valid_instance_name(name) {
+                    return Err(invalid(
+                        &format!("connectors.{kind}.{name}"),
+                        "instance names use a-z, 0-9 and -, starting with a letter".to_string(),
+                    ));
+                }
+            }
+        }
+        for (name, instance) in &self.connectors.prometheus {
+            check_url(&instance.url).map_err(|reason| invalid(&format!("connectors.prometheus.{name}.url"), reason))?;
+            check_secret_reference(instance.bearer_token.as_deref())
+                .map_err(|reason| invalid(&format!("connectors.prometheus.{name}.bearer_token"), reason))?;
+        }
+        for (name, instance) in &self.connectors.alertmanager {
+            check_url(&instance.url)
+                .map_err(|reason| invalid(&format!("connectors.alertmanager.{name}.url"), reason))?;
+            check_secret_reference(instance.bearer_token.as_deref())
+                .map_err(|reason| invalid(&format!("connectors.alertmanager.{name}.bearer_token"), reason))?;
+            if let Some(prometheus) = &instance.prometheus
+                && !self.connectors.prometheus.contains_key(prometheus)
+            {
+                return Err(invalid(
+                    &format!("connectors.alertmanager.{name}.prometheus"),
+                    format!("no prometheus instance named {prometheus:?}"),
+                ));
+            }
+        }
+
+        Ok(RuntimeConfig {
+            source,
+            listen,
+            data_dir,
+            store,
+            allowed_hosts: server.allowed_hosts,
+            allowed_origins: server.allowed_origins,
+            max_body_bytes,
+            call_timeout: std::time::Duration::from_secs_f64(call_timeout_seconds),
+            output_budget_tokens,
+            read_only,
+            local_roles: self.identity.local_roles.unwrap_or_else(|| vec!["operator".to_string()]),
+            prometheus: self.connectors.prometheus,
+            alertmanager: self.connectors.alertmanager,
+            metrics: self.metrics,
+            environments: self.environments,
+        })
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Instance names appear in tool schemas and audit records: keep them plain.
+pub fn is_valid_instance_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && bytes.all(|byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        && name.len() <= 63
+}
+
+/// Secrets in the file must be references; the error never repeats the value.
+fn check_secret_reference(reference: Option<&str>) -> Result<(), String> {
+    match reference {
+        None => Ok(()),
+        Some(text) => text.parse::<opsgate_core::SecretRef>().map(|_| ()),
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{url:?} is not an http:// or https:// URL"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Reads a secret reference through `env`. A missing variable or unreadable file is an error that
+/// names the reference, never the value.
+pub fn resolve_secret(
+    reference: Option<&opsgate_core::SecretRef>,
+    env: &impl Env,
+) -> anyhow::Result<Option<opsgate_core::Secret>> {
+    use opsgate_core::SecretRef;
+    let Some(reference) = reference else { return Ok(None) };
+    let value = match reference {
+        SecretRef::Env(name) => {
+            env.var(name).ok_or_else(|| anyhow::anyhow!("environment variable {name} is not set"))?
+        }
+        SecretRef::File(path) => env
+            .read_file(Path::new(path))
+            .map_err(|error| anyhow::anyhow!("cannot read secret file {path}: {error}"))?
+            .trim_end()
+            .to_string(),
+    };
+    if value.is_empty() {
+        anyhow::bail!("secret {reference:?} is empty");
+    }
+    Ok(Some(opsgate_core::Secret::new(value)))
+}
+
+/// Resolves a reference string from a connector's config (already checked at load time) into the
+/// value its client sends.
+pub fn resolve_secret_text(reference: Option<&str>, env: &impl Env) -> anyhow::Result<Option<String>> {
+    let Some(text) = reference else { return Ok(None) };
+    let reference: opsgate_core::SecretRef = text.parse().map_err(|reason: String| anyhow::anyhow!(reason))?;
+    Ok(resolve_secret(Some(&reference), env)?.map(|secret| secret.expose().to_string()))
+}

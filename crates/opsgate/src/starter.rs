@@ -1,0 +1,124 @@
+//! `opsgate init` (a commented starter config) and `opsgate doctor` (what works, what does not,
+//! and which tools will be exposed).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::config::{ProcessEnv, RuntimeConfig};
+
+pub const STARTER: &str = r#"# opsgate configuration. Every key is optional; unknown keys are errors.
+# Reference: docs/configuration.md. Environment variables OPSGATE_* override these values.
+
+[server]
+# listen = "127.0.0.1:7420"        # opsgate serve; env OPSGATE_LISTEN
+# data_dir = "~/.local/share/opsgate"  # embedded SQLite store; env OPSGATE_DATA_DIR
+# store = "postgres://opsgate@db/opsgate"  # PostgreSQL instead of SQLite; env OPSGATE_STORE
+# call_timeout_seconds = 30         # a tool call running longer is cut off
+# output_budget_tokens = 4000       # the most one result may cost an agent
+# read_only = false                 # deny every write
+
+[identity]
+# local_roles = ["operator"]        # roles of the local user (stdio, opsgate call)
+
+# Backends are named instances; tools take a `target` argument with these names.
+# [connectors.prometheus.prod]
+# url = "http://prometheus:9090"
+# environment = "production"
+# bearer_token = "env:PROMETHEUS_TOKEN"   # secrets are references: env:VAR or file:/path
+
+# [connectors.alertmanager.prod]
+# url = "http://alertmanager:9093"
+# environment = "production"
+# prometheus = "prod"               # the Prometheus that evaluates its alert rules
+
+# Override or add a named signal for get_service_metrics ({selector} and {window} are filled in).
+# [metrics.signals.error_rate]
+# promql = 'sum(rate(http_requests_total{{selector},code=~"5.."}[{window}])) / sum(rate(http_requests_total{{selector}}[{window}]))'
+
+# [[environments]]
+# name = "production"
+# protected = true
+"#;
+
+pub fn init(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    if path.exists() && !force {
+        bail!("{} already exists; pass --force to replace it", path.display());
+    }
+    std::fs::write(path, STARTER).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn doctor(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    let mut n_problems = 0;
+    match &config.source {
+        Some(path) => writeln!(stdout, "config    ok    {}", path.display())?,
+        None => writeln!(stdout, "config    ok    no file; defaults in use")?,
+    }
+    match crate::app::open_store(&config).await {
+        Ok(store) => {
+            writeln!(
+                stdout,
+                "store     ok    {} at {}",
+                store.backend(),
+                opsgate_store::redact_url(&config.store_location())
+            )?;
+            store.close().await;
+        }
+        Err(error) => {
+            n_problems += 1;
+            writeln!(stdout, "store     FAIL  {error:#}")?;
+        }
+    }
+    let client = reqwest::Client::builder().timeout(crate::cli::DOCTOR_TIMEOUT).build()?;
+    let backends = config
+        .prometheus
+        .iter()
+        .map(|(name, instance)| ("prometheus", name, instance.url.clone()))
+        .chain(config.alertmanager.iter().map(|(name, instance)| ("alertmanager", name, instance.url.clone())));
+    for (kind, name, url) in backends {
+        let probe = format!("{}/-/ready", url.trim_end_matches('/'));
+        match client.get(&probe).send().await {
+            Ok(response) if response.status().is_success() => {
+                writeln!(stdout, "{kind:<12} ok    {name} at {url}")?;
+            }
+            Ok(response) => {
+                n_problems += 1;
+                writeln!(stdout, "{kind:<12} FAIL  {name} at {url}: /-/ready answered {}", response.status())?;
+            }
+            Err(error) => {
+                n_problems += 1;
+                writeln!(stdout, "{kind:<12} FAIL  {name} at {url}: {}", error_chain(&error))?;
+            }
+        }
+    }
+    match crate::app::registry(&config, &ProcessEnv) {
+        Ok(registry) => {
+            let names: Vec<&str> = registry.iter().map(|tool| tool.spec.name.as_str()).collect();
+            writeln!(stdout, "tools     {}    {}", names.len(), names.join(", "))?;
+            if names.is_empty() {
+                writeln!(stdout, "          no backends configured: run opsgate init and add a connector")?;
+            }
+        }
+        Err(error) => {
+            n_problems += 1;
+            writeln!(stdout, "tools     FAIL  {error:#}")?;
+        }
+    }
+    Ok(if n_problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,276 @@
+//! The binary end to end: `call`, `audit`, `stdio`, `serve`, `init`, `doctor` and bad config, run
+//! as a user would run them, against a real Prometheus and Alertmanager where tools need one.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
+
+fn opsgate(data_dir: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("OPSGATE_CONFIG")
+        .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
+        .current_dir(data_dir)
+        .output()?)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_config(dir: &Path, text: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join("opsgate.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[test]
+fn invalid_config_refuses_to_start_naming_file_key_and_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = write_config(dir.path(), "[server]\nlisten = \"127.0.0.1:0\"\ncall_timeout = 5\n")?;
+    let output = opsgate(dir.path(), &["--config", config.to_str().unwrap_or_default(), "serve"])?;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("opsgate.toml") && message.contains("unknown field `call_timeout`"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn call_audits_every_outcome_and_verify_names_the_first_tampered_record() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let unknown = opsgate(dir.path(), &["call", "no_such_tool"])?;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("unknown tool \"no_such_tool\""), "{}", stderr(&unknown));
+    let bad_arg = opsgate(dir.path(), &["call", "x", "--arg", "novalue"])?;
+    assert!(stderr(&bad_arg).contains("--arg novalue: write key=value or key:=json"), "{}", stderr(&bad_arg));
+    for _ in 0..3 {
+        opsgate(dir.path(), &["call", "no_such_tool", "--arg", "password=hunter2"])?;
+    }
+
+    let verify = opsgate(dir.path(), &["audit", "verify"])?;
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert_eq!(stdout(&verify).trim(), "audit chain intact: 4 records");
+
+    let export = opsgate(dir.path(), &["audit", "export", "--format", "jsonl"])?;
+    let records: Vec<Value> = stdout(&export).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[1]["arguments"], json!("{\"password\":\"***\"}"), "secrets never reach the audit log");
+    assert!(!stdout(&export).contains("hunter2"));
+    assert_eq!(records[1]["prev_hash"], records[0]["hash"]);
+
+    let tail = opsgate(dir.path(), &["audit", "tail", "-n", "2"])?;
+    assert_eq!(stdout(&tail).lines().count(), 2);
+
+    // Edit record 2 behind opsgate's back, then delete record 4.
+    let database = dir.path().join("opsgate.db");
+    let edit = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()")
+        .arg(&database)
+        .arg("UPDATE audit_log SET principal = 'user:mallory' WHERE seq = 2")
+        .status()?;
+    assert!(edit.success());
+    let verify = opsgate(dir.path(), &["audit", "verify"])?;
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stdout(&verify).starts_with("audit chain broken at record 2:"), "{}", stdout(&verify));
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_verify_on_postgres_detects_a_deleted_record() -> Result<()> {
+    let postgres = opsgate_testkit::Postgres::shared().await?;
+    let url = postgres.create_database("cli_verify").await?;
+    let dir = tempfile::tempdir()?;
+    for _ in 0..3 {
+        opsgate(dir.path(), &["--store", &url, "call", "no_such_tool"])?;
+    }
+    let verify = opsgate(dir.path(), &["--store", &url, "audit", "verify"])?;
+    assert_eq!(stdout(&verify).trim(), "audit chain intact: 3 records", "{}", stderr(&verify));
+    postgres.psql("cli_verify", "DELETE FROM audit_log WHERE seq = 2").await?;
+    let verify = opsgate(dir.path(), &["--store", &url, "audit", "verify"])?;
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stdout(&verify).starts_with("audit chain broken at record 2: record 2 is missing"), "{}", stdout(&verify));
+    Ok(())
+}
+
+#[test]
+fn init_writes_a_starter_that_doctor_accepts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let init = opsgate(dir.path(), &["init"])?;
+    assert!(init.status.success(), "{}", stderr(&init));
+    let again = opsgate(dir.path(), &["init"])?;
+    assert!(stderr(&again).contains("already exists; pass --force"), "{}", stderr(&again));
+    let doctor = opsgate(dir.path(), &["doctor"])?;
+    assert!(doctor.status.success(), "{}\n{}", stdout(&doctor), stderr(&doctor));
+    assert!(stdout(&doctor).contains("store     ok    sqlite"), "{}", stdout(&doctor));
+    Ok(())
+}
+
+/// A Prometheus scraping an exporter with a known error ratio, and an Alertmanager it alerts.
+async fn backends() -> Result<(opsgate_testkit::Exporter, opsgate_testkit::Prometheus, opsgate_testkit::Alertmanager)> {
+    let exporter = opsgate_testkit::Exporter::start(series(0)).await?;
+    let alertmanager = opsgate_testkit::Alertmanager::start(opsgate_testkit::AlertmanagerOptions::default()).await?;
+    let rules = r#"groups:
+- name: payments
+  rules:
+  - alert: HighErrorRate
+    expr: sum(rate(http_requests_total{code=~"5.."}[1m])) by (service) / sum(rate(http_requests_total[1m])) by (service) > 0.05
+    for: 0s
+    labels: {severity: critical}
+    annotations: {summary: "payments-api error rate above 5%", runbook_url: "https://runbooks.example.com/high-error-rate"}
+"#;
+    let prometheus = opsgate_testkit::Prometheus::start(
+        opsgate_testkit::PrometheusOptions::default()
+            .scrape(opsgate_testkit::ScrapeTarget::new("payments", exporter.target()))
+            .rules(rules)
+            .alertmanager(alertmanager.url()),
+    )
+    .await?;
+    Ok((exporter, prometheus, alertmanager))
+}
+
+/// 10% of requests fail: 90 ok and 10 errors per tick.
+fn series(tick: u64) -> String {
+    format!(
+        "http_requests_total{{service=\"payments-api\",code=\"200\"}} {}\nhttp_requests_total{{service=\"payments-api\",code=\"500\"}} {}\n",
+        90 * tick,
+        10 * tick
+    )
+}
+
+#[tokio::test]
+async fn stdio_serves_tools_from_a_real_prometheus_and_alertmanager() -> Result<()> {
+    let (exporter, prometheus, alertmanager) = backends().await?;
+    let ticker = {
+        let exporter = std::sync::Arc::new(exporter);
+        let handle = exporter.clone();
+        tokio::spawn(async move {
+            for tick in 1..400 {
+                handle.set(series(tick));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        exporter
+    };
+    alertmanager.wait_for_alerts("HighErrorRate", Duration::from_secs(45)).await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[connectors.prometheus.local]\nurl = \"{}\"\nenvironment = \"test\"\n\
+             [connectors.alertmanager.local]\nurl = \"{}\"\nenvironment = \"test\"\n",
+            prometheus.url(),
+            alertmanager.url()
+        ),
+    )?;
+    let data_dir = dir.path().to_path_buf();
+    let transport = TokioChildProcess::new(tokio::process::Command::new(BIN).configure(|command| {
+        command.arg("--config").arg(&config).arg("--data-dir").arg(&data_dir).arg("stdio").stderr(Stdio::null());
+    }))?;
+    let client = ().serve(transport).await.context("handshake with opsgate stdio")?;
+    let names: Vec<String> = client.list_all_tools().await?.into_iter().map(|tool| tool.name.to_string()).collect();
+    for expected in ["get_service_metrics", "query_metrics", "list_metrics", "get_active_alerts", "get_alert_history"] {
+        assert!(names.iter().any(|name| name == expected), "{expected} missing from {names:?}");
+    }
+
+    let alerts = client
+        .call_tool(
+            CallToolRequestParams::new("get_active_alerts")
+                .with_arguments(json!({"service": "payments-api"}).as_object().cloned().unwrap_or_default()),
+        )
+        .await?;
+    let text = serde_json::to_value(&alerts.content)?[0]["text"].as_str().unwrap_or_default().to_string();
+    assert_eq!(alerts.is_error, Some(false), "{text}");
+    assert!(text.contains("HighErrorRate") && text.contains("https://runbooks.example.com/high-error-rate"), "{text}");
+
+    let missing_target = client
+        .call_tool(
+            CallToolRequestParams::new("query_metrics")
+                .with_arguments(json!({"promql": "up", "target": "prod"}).as_object().cloned().unwrap_or_default()),
+        )
+        .await?;
+    assert_eq!(missing_target.is_error, Some(true));
+    client.cancel().await?;
+    drop(ticker);
+
+    let export = opsgate(dir.path(), &["audit", "export"])?;
+    let tools: Vec<String> = stdout(&export)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|record| {
+            format!(
+                "{}:{}",
+                record["tool"].as_str().unwrap_or_default(),
+                record["outcome"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(tools, vec!["get_active_alerts:ok", "query_metrics:tool_error"]);
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_prometheus_is_a_prompt_clear_error_and_audited() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = opsgate_testkit::free_port();
+    let config =
+        write_config(dir.path(), &format!("[connectors.prometheus.down]\nurl = \"http://127.0.0.1:{port}\"\n"))?;
+    let started = std::time::Instant::now();
+    let output = opsgate(
+        dir.path(),
+        &["--config", config.to_str().unwrap_or_default(), "call", "query_metrics", "--arg", "promql=up"],
+    )?;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("down") && message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    let export = opsgate(dir.path(), &["audit", "export"])?;
+    assert!(stdout(&export).contains("\"outcome\":\"tool_error\""), "{}", stdout(&export));
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_stops_cleanly_on_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = opsgate_testkit::free_port();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(&health).await
+            && response.status().is_success()
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "opsgate serve never answered /healthz");
+    let pid = child.id().context("child pid")?;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
