@@ -12,6 +12,7 @@
 mod format;
 #[cfg(feature = "prometheus")]
 mod http;
+pub mod instances;
 #[cfg(feature = "prometheus")]
 mod schema;
 

@@ -2,9 +2,7 @@
 //! after the API's JSON. Unknown fields are ignored: newer Alertmanagers add some (`mutedBy`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use opsgate_core::{Target, ToolError};
 use serde::Deserialize;
 
 use super::config::AlertmanagerConfig;
@@ -103,57 +101,18 @@ impl AlertmanagerClient {
     }
 }
 
-/// The configured Alertmanager instances by name, in configuration order: the first is the
-/// default, as it is for the `target` argument.
-#[derive(Debug, Clone, Default)]
-pub struct AlertmanagerClients {
-    clients: Vec<Arc<AlertmanagerClient>>,
-}
+/// The configured alertmanager instances by name; the first is the default.
+pub type AlertmanagerClients = crate::instances::Instances<AlertmanagerClient>;
 
-impl AlertmanagerClients {
-    pub fn new(clients: Vec<AlertmanagerClient>) -> Self {
-        AlertmanagerClients { clients: clients.into_iter().map(Arc::new).collect() }
+impl crate::instances::Instance for AlertmanagerClient {
+    const KIND: &'static str = "alertmanager";
+
+    fn name(&self) -> &str {
+        AlertmanagerClient::name(self)
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<AlertmanagerClient>> {
-        self.clients.iter().find(|client| client.name() == name)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<AlertmanagerClient>> {
-        self.clients.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
-
-    /// The client for the target the pipeline resolved; the first one without a target.
-    pub fn for_target(&self, target: Option<&Target>) -> Result<&Arc<AlertmanagerClient>, ToolError> {
-        match target {
-            Some(target) => self.get(&target.name).ok_or_else(|| {
-                ToolError::Internal(format!(
-                    "alertmanager target {:?} has no client; check the configuration",
-                    target.name
-                ))
-            }),
-            None => self
-                .clients
-                .first()
-                .ok_or_else(|| ToolError::Unavailable("no alertmanager backend is configured".to_string())),
-        }
-    }
-
-    /// `Target`s for the pipeline's catalog, one per instance; see `PrometheusClients::targets`.
-    pub fn targets(&self, protected: impl Fn(&str) -> bool) -> Vec<Target> {
-        self.clients
-            .iter()
-            .map(|client| Target {
-                name: client.name().to_string(),
-                kind: "alertmanager".to_string(),
-                environment: client.environment().to_string(),
-                protected: protected(client.environment()),
-            })
-            .collect()
+    fn environment(&self) -> &str {
+        AlertmanagerClient::environment(self)
     }
 }
 

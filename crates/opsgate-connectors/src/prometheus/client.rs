@@ -3,9 +3,8 @@
 //! their own, and a newer Prometheus must not break an older opsgate.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-use opsgate_core::{Target, ToolError};
+use opsgate_core::ToolError;
 use serde::Deserialize;
 
 use super::config::PrometheusConfig;
@@ -339,61 +338,17 @@ pub(crate) fn is_label_name(name: &str) -> bool {
         && chars.all(|character| character.is_ascii_alphanumeric() || character == '_')
 }
 
-/// The configured Prometheus instances by name, in configuration order: the first is the
-/// default, as it is for the `target` argument.
-#[derive(Debug, Clone, Default)]
-pub struct PrometheusClients {
-    clients: Vec<Arc<PrometheusClient>>,
-}
+/// The configured prometheus instances by name; the first is the default.
+pub type PrometheusClients = crate::instances::Instances<PrometheusClient>;
 
-impl PrometheusClients {
-    pub fn new(clients: Vec<PrometheusClient>) -> Self {
-        PrometheusClients { clients: clients.into_iter().map(Arc::new).collect() }
+impl crate::instances::Instance for PrometheusClient {
+    const KIND: &'static str = "prometheus";
+
+    fn name(&self) -> &str {
+        PrometheusClient::name(self)
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<PrometheusClient>> {
-        self.clients.iter().find(|client| client.name() == name)
-    }
-
-    pub fn first(&self) -> Option<&Arc<PrometheusClient>> {
-        self.clients.first()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<PrometheusClient>> {
-        self.clients.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
-
-    /// The client for the target the pipeline resolved; the first one when the tool was called
-    /// without the pipeline (tests, the CLI).
-    pub fn for_target(&self, target: Option<&Target>) -> Result<&Arc<PrometheusClient>, ToolError> {
-        match target {
-            Some(target) => self.get(&target.name).ok_or_else(|| {
-                ToolError::Internal(format!(
-                    "prometheus target {:?} has no client; check the configuration",
-                    target.name
-                ))
-            }),
-            None => {
-                self.first().ok_or_else(|| ToolError::Unavailable("no prometheus backend is configured".to_string()))
-            }
-        }
-    }
-
-    /// `Target`s for the pipeline's catalog, one per instance. `protected` comes from the
-    /// environments configuration, which only the binary knows.
-    pub fn targets(&self, protected: impl Fn(&str) -> bool) -> Vec<Target> {
-        self.clients
-            .iter()
-            .map(|client| Target {
-                name: client.name().to_string(),
-                kind: "prometheus".to_string(),
-                environment: client.environment().to_string(),
-                protected: protected(client.environment()),
-            })
-            .collect()
+    fn environment(&self) -> &str {
+        PrometheusClient::environment(self)
     }
 }
