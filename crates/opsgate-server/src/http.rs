@@ -142,9 +142,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// How long cancelled background calls get to write their audit records at shutdown.
+const TASK_CANCEL_GRACE: Duration = Duration::from_secs(2);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// calls finish (each call's audit record is committed before its response, so a finished call is
-/// a flushed one), and closes open streams after the grace period.
+/// a flushed one), cancels background calls still running after the grace period, and closes open
+/// streams.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -156,7 +160,7 @@ pub async fn run(
     let router = app(state);
     let stop_accepting = CancellationToken::new();
     let stop = stop_accepting.clone();
-    tokio::spawn(async move {
+    let drain = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for in-flight calls");
         stop.cancel();
@@ -164,8 +168,25 @@ pub async fn run(
         while pipeline.metrics().in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Background calls (tasks) that outlived the grace period are cancelled rather than cut
+        // off, so that they too end with an audit record; that takes a moment more.
+        pipeline.tasks().shutdown();
+        let deadline = Instant::now() + TASK_CANCEL_GRACE;
+        while pipeline.metrics().in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // Long-lived MCP streams never end on their own: closing them lets the server finish.
         streams.cancel();
     });
-    axum::serve(listener, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await }).await
+    let served =
+        axum::serve(listener, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await }).await;
+    // With no connection open the server stops at once, but background calls may still be
+    // running: return only once the drain has let them finish (or cancelled them).
+    match served {
+        Ok(()) => {
+            let _ = drain.await;
+        }
+        Err(_) => drain.abort(),
+    }
+    served
 }

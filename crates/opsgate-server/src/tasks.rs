@@ -31,6 +31,8 @@ use crate::pipeline::{CallOutcome, CallRequest, Pipeline, RoundInput};
 #[derive(Clone, Default)]
 pub struct Tasks {
     manager: TaskManager,
+    /// Parent of every task-capable call's cancellation, so that shutdown can end them all.
+    stopping: CancellationToken,
 }
 
 impl Tasks {
@@ -48,9 +50,10 @@ impl Tasks {
         self.manager.cancel_task(task_id)
     }
 
-    /// Stops every running task, for shutdown after the grace period.
+    /// Cancels every call still running in the background, for shutdown after the grace
+    /// period: each ends through the pipeline, so it is audited as cancelled.
     pub fn shutdown(&self) {
-        self.manager.shutdown();
+        self.stopping.cancel();
     }
 }
 
@@ -64,7 +67,7 @@ pub async fn call_detachable(
 ) -> Result<CallToolResponse, ErrorData> {
     // The request's own token ends with the HTTP exchange; a task must outlive it, so the call
     // gets a token of its own that the request cancels only until the call detaches.
-    let call_cancel = CancellationToken::new();
+    let call_cancel = pipeline.tasks().stopping.child_token();
     let request_cancel = std::mem::replace(&mut request.cancel, call_cancel.clone());
     let (detach_requested, detach_wanted) = oneshot::channel();
     let (context_sender, context_receiver) = watch::channel(None);

@@ -420,6 +420,20 @@ async fn a_cancelled_task_settles_as_cancelled_and_its_call_is_audited() -> Resu
     Ok(())
 }
 
+#[tokio::test]
+async fn shutdown_cancels_background_calls_that_outlive_the_grace_period_and_audits_them() -> Result<()> {
+    let server = start().await?;
+    let created =
+        call(&server, json!({"name": "background", "arguments": {"millis": 600000}}), &all_capabilities()).await?;
+    assert_eq!(created["result"]["resultType"], json!("task"), "{created}");
+    server.shutdown.cancel();
+    // The test harness gives in-flight calls 5 s; the task is then cancelled, not waited for.
+    tokio::time::timeout(Duration::from_secs(15), server.server).await???;
+    let records = server.store.audit_tail(1).await?;
+    assert_eq!(records[0].entry.error.as_deref(), Some("background was cancelled by the client"));
+    Ok(())
+}
+
 // ---- notifications ----------------------------------------------------------------------------
 
 /// Reads SSE frames from `response` until `wanted` more have arrived or the time is up.
