@@ -3,6 +3,7 @@
 //! an agent can act on (which instance, which URL, refused or slow).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -96,7 +97,11 @@ pub(crate) struct Endpoint {
     /// The base URL as messages show it: without a password.
     display_url: String,
     timeout: Duration,
-    client: reqwest::Client,
+    /// Built on first use: creating a TLS-capable client loads the system's CA certificates,
+    /// which costs tens of milliseconds per instance, and start-up (the time to the first
+    /// `tools/list`) should not pay it for backends a session may never call.
+    client: Arc<OnceLock<reqwest::Client>>,
+    default_headers: HeaderMap,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -178,24 +183,34 @@ impl Endpoint {
         }
 
         let timeout = Duration::from_secs(timeout_seconds);
-        let client = reqwest::Client::builder()
-            .default_headers(default_headers)
-            .connect_timeout(timeout)
-            .user_agent(concat!("opsgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| ConfigError::Other {
-                kind,
-                name: name.to_string(),
-                detail: format!("cannot build the HTTP client: {error}"),
-            })?;
         Ok(Endpoint {
             kind,
             name: name.to_string(),
             base: url.trim_end_matches('/').to_string(),
             display_url,
             timeout,
-            client,
+            client: Arc::default(),
+            default_headers,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(self.default_headers.clone())
+            .connect_timeout(self.timeout)
+            .user_agent(concat!("opsgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| HttpError::Unreachable {
+                kind: self.kind,
+                name: self.name.clone(),
+                url: self.display_url.clone(),
+                detail: format!("cannot build the HTTP client: {error}"),
+            })?;
+        // Two first calls may race; either client is fine and the loser is dropped.
+        Ok(self.client.get_or_init(|| client))
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -212,7 +227,7 @@ impl Endpoint {
     /// APIs (Prometheus) explain their errors in the body.
     pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<(StatusCode, Vec<u8>), HttpError> {
         let url = format!("{}{path}", self.base);
-        let request = self.client.get(&url).query(query).timeout(self.timeout);
+        let request = self.client()?.get(&url).query(query).timeout(self.timeout);
         let mut response = request.send().await.map_err(|error| self.transport_error(&error))?;
         let status = response.status();
         let mut body = Vec::new();

@@ -1,0 +1,276 @@
+//! Measurements of the real `opsgate` binary as users run it: how long `opsgate stdio` takes from
+//! spawn to answering its first `tools/list`, and how much memory an idle `opsgate serve` holds.
+//!
+//! Each run gets a fresh temporary directory as working directory, data directory and XDG config
+//! and data homes, so neither the user's own config nor their store is picked up. Both are
+//! measured twice: with no config file (no backends, so no tools), and with the README's example
+//! (one Prometheus, one Alertmanager), whose `tools/list` is the real tool set. The example's URLs
+//! point at the discard port on loopback, where nothing listens: start-up does not contact
+//! backends, and nothing here calls a tool.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::wire::{self, Connection};
+
+/// How opsgate is configured for a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    /// No config file at all: the zero-configuration start the README promises.
+    None,
+    /// The README's example: one Prometheus and one Alertmanager instance.
+    Example,
+}
+
+impl Config {
+    pub const ALL: [Config; 2] = [Config::None, Config::Example];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Config::None => "no config file (no backends)",
+            Config::Example => "README example config (Prometheus + Alertmanager)",
+        }
+    }
+
+    /// For the summary table, where the full label does not fit.
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Config::None => "no config",
+            Config::Example => "example config",
+        }
+    }
+}
+
+/// A scratch home for one opsgate process.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Sandbox {
+    fn new(config: Config) -> Result<Sandbox> {
+        let dir = tempfile::tempdir().context("creating a temporary directory for opsgate")?;
+        for sub in ["data", "xdg-config", "xdg-data"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        let sandbox = Sandbox { dir, config };
+        if config == Config::Example {
+            std::fs::write(sandbox.config_path(), EXAMPLE_CONFIG).context("writing opsgate.toml")?;
+        }
+        Ok(sandbox)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("opsgate.toml")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("opsgate.log")
+    }
+
+    /// `opsgate [--config FILE] --data-dir DIR <args>`: the global flags go before the
+    /// subcommand, where clap accepts them whether or not they are declared global.
+    fn command(&self, bin: &Path, args: &[&str]) -> Result<Command> {
+        let mut command = Command::new(bin);
+        if self.config == Config::Example {
+            command.arg("--config").arg(self.config_path());
+        }
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env_remove("OPSGATE_CONFIG")
+            .env_remove("OPSGATE_STORE")
+            .env_remove("OPSGATE_LISTEN")
+            .env_remove("OPSGATE_DATA_DIR")
+            .stderr(std::fs::File::create(self.log_path()).context("creating opsgate's log file")?)
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    /// The end of opsgate's stderr, to explain a failure.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+/// The README's example configuration, with backends nobody can reach.
+const EXAMPLE_CONFIG: &str = r#"
+[connectors.prometheus.prod]
+url = "http://127.0.0.1:9"
+environment = "production"
+
+[connectors.alertmanager.prod]
+url = "http://127.0.0.1:9"
+environment = "production"
+prometheus = "prod"
+"#;
+
+#[derive(Debug, Clone)]
+pub struct StdioReport {
+    pub config: Config,
+    pub runs: Vec<Duration>,
+    pub median: Duration,
+    pub n_tools: usize,
+}
+
+/// Spawns `opsgate stdio` `n_runs` times (after one untimed run that creates the store and brings
+/// the binary into the page cache) and times spawn → `tools/list` response line.
+pub async fn stdio_startup(bin: &Path, n_runs: usize, config: Config) -> Result<StdioReport> {
+    let sandbox = Sandbox::new(config)?;
+    let (_, n_tools) = stdio_once(bin, &sandbox).await.context("untimed first run")?;
+    let mut runs = Vec::with_capacity(n_runs);
+    for run in 1..=n_runs {
+        let (elapsed, _) = stdio_once(bin, &sandbox).await.with_context(|| format!("run {run}"))?;
+        runs.push(elapsed);
+    }
+    let mut sorted = runs.clone();
+    sorted.sort();
+    // The lower median for an even count: a real run, not an average of two.
+    let median = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or_default();
+    Ok(StdioReport { config, runs, median, n_tools })
+}
+
+async fn stdio_once(bin: &Path, sandbox: &Sandbox) -> Result<(Duration, usize)> {
+    let mut command = sandbox.command(bin, &["stdio"])?;
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), talk_stdio(&mut child)).await;
+    let elapsed = started.elapsed();
+    // Closing stdin is how an MCP client says goodbye; give opsgate a moment to exit cleanly.
+    drop(child.stdin.take());
+    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+    match outcome {
+        Ok(Ok(n_tools)) => Ok((elapsed, n_tools)),
+        Ok(Err(error)) => Err(error.context(format!("opsgate stderr:\n{}", sandbox.log_tail()))),
+        Err(_) => bail!("no tools/list answer within 10 s; opsgate stderr:\n{}", sandbox.log_tail()),
+    }
+}
+
+/// Writes the 2025-11-25 handshake and `tools/list` at once, as clients do, and reads stdout
+/// until the `tools/list` response. Returns how many tools it listed.
+async fn talk_stdio(child: &mut Child) -> Result<usize> {
+    let client_info = json!({"name": "opsgate-bench", "version": env!("CARGO_PKG_VERSION")});
+    let messages = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client_info}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}),
+    ];
+    let mut input = String::new();
+    for message in &messages {
+        input.push_str(&message.to_string());
+        input.push('\n');
+    }
+    let stdin = child.stdin.as_mut().context("opsgate's stdin is not piped")?;
+    stdin.write_all(input.as_bytes()).await.context("writing to opsgate's stdin")?;
+    stdin.flush().await?;
+    let stdout = child.stdout.take().context("opsgate's stdout is not piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await.context("reading opsgate's stdout")? {
+        let message: Value =
+            serde_json::from_str(&line).with_context(|| format!("stdout carried a non-JSON line: {line}"))?;
+        if message.get("id") != Some(&json!(2)) {
+            continue;
+        }
+        let tools = message.pointer("/result/tools").and_then(Value::as_array);
+        return match tools {
+            Some(tools) => Ok(tools.len()),
+            None => bail!("tools/list did not return tools: {message}"),
+        };
+    }
+    bail!("opsgate closed stdout before answering tools/list")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RssReport {
+    pub config: Config,
+    pub rss_bytes: u64,
+    /// The peak resident set since start, for context.
+    pub hwm_bytes: u64,
+    pub n_tools: usize,
+}
+
+/// How long an idle server is left alone after its first `tools/list` before memory is read.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Starts `opsgate serve` on a free loopback port, waits until it answers `tools/list` (2026-07-28
+/// wire), lets it settle and reads VmRSS and VmHWM from /proc.
+pub async fn serve_idle_rss(bin: &Path, config: Config) -> Result<RssReport> {
+    let sandbox = Sandbox::new(config)?;
+    // A port the kernel just handed out and released: `--listen 127.0.0.1:0` would work too, but
+    // then the bench would have to learn the port from opsgate's log.
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        probe.local_addr()?
+    };
+    let listen = address.to_string();
+    let mut command = sandbox.command(bin, &["serve", "--listen", &listen])?;
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut child = command.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+    let pid = child.id().context("opsgate exited at once")?;
+
+    let meta = wire::request_meta();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let n_tools = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("opsgate serve exited with {status}; stderr:\n{}", sandbox.log_tail());
+        }
+        let attempt = async {
+            let mut connection = Connection::open(address).await?;
+            let (status, body) = connection.post("tools/list", None, wire::tools_list_body(1, &meta)).await?;
+            let result = wire::result_of(status, &body, 1)?;
+            result.get("tools").and_then(Value::as_array).map(Vec::len).context("tools/list returned no tools")
+        };
+        match attempt.await {
+            Ok(n_tools) => break n_tools,
+            Err(error) if Instant::now() > deadline => {
+                return Err(error.context(format!("opsgate serve never answered; stderr:\n{}", sandbox.log_tail())));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    tokio::time::sleep(SETTLE).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/PID/status")?;
+    let rss_bytes = proc_status_kib(&status, "VmRSS:").context("VmRSS missing from /proc/PID/status")? * 1024;
+    let hwm_bytes = proc_status_kib(&status, "VmHWM:").unwrap_or(0) * 1024;
+    child.kill().await.context("stopping opsgate serve")?;
+    Ok(RssReport { config, rss_bytes, hwm_bytes, n_tools })
+}
+
+/// A `Key:   1234 kB` line of /proc/PID/status, in KiB.
+fn proc_status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proc_status_kib;
+
+    #[test]
+    fn reads_kib_from_proc_status() {
+        let status = "Name:\topsgate\nVmHWM:\t   20480 kB\nVmRSS:\t   12345 kB\n";
+        assert_eq!(proc_status_kib(status, "VmRSS:"), Some(12345));
+        assert_eq!(proc_status_kib(status, "VmHWM:"), Some(20480));
+        assert_eq!(proc_status_kib(status, "VmSwap:"), None);
+    }
+}

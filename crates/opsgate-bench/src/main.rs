@@ -1,0 +1,261 @@
+//! opsgate-bench: measures what the project promises about speed and size and writes the figures,
+//! with the command and the machine, to BENCHMARKS.md. Run it through `scripts/bench.sh`, which
+//! builds everything in release mode first.
+//!
+//! 1. tools/call throughput and latency over Streamable HTTP, opsgate against a bare rmcp server
+//!    in the same run (the ratio is the figure: absolute numbers depend on the machine);
+//! 2. `opsgate stdio` start to first tools/list answer;
+//! 3. idle RSS of `opsgate serve`.
+//!
+//! Exits 1 when a measurement could not be made correctly (a failed call, an audit record
+//! missing, the binary misbehaving); missing a target is reported in the file, not in the exit
+//! code, because a shared machine can miss one by noise alone.
+
+mod binary;
+mod load;
+mod machine;
+mod report;
+mod servers;
+mod wire;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::load::{LoadConfig, LoadReport};
+use crate::report::{HttpRound, Report, Section, Setup};
+use crate::servers::{AuditCount, ServerKind};
+
+const USAGE: &str = "\
+usage: opsgate-bench [options]
+
+  --seconds N        measured seconds per server per round (default 10)
+  --warmup N         warm-up seconds before each measurement (default 2)
+  --rounds N         baseline/opsgate rounds; the report uses the median (default 3)
+  --connections N    concurrent connections, one task each (default 32)
+  --stdio-runs N     timed `opsgate stdio` starts (default 10)
+  --opsgate-bin PATH the opsgate binary (default target/release/opsgate)
+  --output PATH      where to write the report (default BENCHMARKS.md)";
+
+struct Options {
+    measure: Duration,
+    warmup: Duration,
+    rounds: usize,
+    connections: usize,
+    stdio_runs: usize,
+    opsgate_bin: PathBuf,
+    output: PathBuf,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
+        let mut options = Options {
+            measure: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            rounds: 3,
+            connections: 32,
+            stdio_runs: 10,
+            opsgate_bin: PathBuf::from("target/release/opsgate"),
+            output: PathBuf::from("BENCHMARKS.md"),
+        };
+        // Hand-parsed: the flags are few, and clap belongs to the opsgate binary alone.
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+            let positive = |text: String| -> Result<u64> {
+                match text.parse::<u64>() {
+                    Ok(number) if number > 0 => Ok(number),
+                    _ => bail!("{flag} takes a positive whole number, not {text:?}"),
+                }
+            };
+            match flag.as_str() {
+                "--seconds" => options.measure = Duration::from_secs(positive(value()?)?),
+                "--warmup" => options.warmup = Duration::from_secs(positive(value()?)?),
+                "--rounds" => options.rounds = positive(value()?)? as usize,
+                "--connections" => options.connections = positive(value()?)? as usize,
+                "--stdio-runs" => options.stdio_runs = positive(value()?)? as usize,
+                "--opsgate-bin" => options.opsgate_bin = PathBuf::from(value()?),
+                "--output" => options.output = PathBuf::from(value()?),
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?}\n{USAGE}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn main() -> Result<()> {
+    let options = Options::parse(std::env::args().skip(1))?;
+    // Read before any load, so the load average shows what else the machine was doing.
+    let machine = machine::describe();
+    let threads = machine.n_cpus;
+    let setup = Setup {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        // scripts/bench.sh says how it was called; run directly, the binary's own arguments do.
+        command: std::env::var("OPSGATE_BENCH_COMMAND")
+            .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        connections: options.connections,
+        warmup: options.warmup,
+        measure: options.measure,
+        rounds: options.rounds,
+        server_threads: threads,
+        load_threads: threads,
+        stdio_runs: options.stdio_runs,
+        opsgate_bin: options.opsgate_bin.display().to_string(),
+    };
+
+    let http = Section::from_result(run_http(&options, threads));
+    let (stdio, rss) = run_binary(&options)?;
+
+    let report = Report { setup, machine, http, stdio, rss };
+    let text = report.render();
+    std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
+    eprintln!("opsgate-bench: wrote {}", options.output.display());
+    println!("{text}");
+    if report.http.failed() || report.stdio.failed() || report.rss.failed() {
+        bail!("a measurement failed; see {}", options.output.display());
+    }
+    Ok(())
+}
+
+/// Alternates baseline and opsgate so that both see the same drift in background load.
+fn run_http(options: &Options, threads: usize) -> Result<Vec<HttpRound>> {
+    let mut rounds = Vec::with_capacity(options.rounds);
+    for round in 1..=options.rounds {
+        let (baseline, _) = measure_server(ServerKind::Baseline, options, threads)?;
+        let (opsgate, audit) = measure_server(ServerKind::Opsgate, options, threads)?;
+        let audit = audit.context("opsgate reported no audit count")?;
+        if !audit.chain_ok {
+            bail!("round {round}: the audit chain does not verify");
+        }
+        if audit.n_records != opsgate.n_succeeded {
+            bail!(
+                "round {round}: {} successful calls but {} audit records: every call must be audited exactly once",
+                opsgate.n_succeeded,
+                audit.n_records
+            );
+        }
+        let result = HttpRound { baseline, opsgate, audit };
+        eprintln!("opsgate-bench: round {round}/{}: opsgate ÷ baseline = {:.2}", options.rounds, result.ratio());
+        rounds.push(result);
+    }
+    Ok(rounds)
+}
+
+/// One server, fresh: its own runtime (so nothing from the previous run is left on its threads),
+/// load from a second runtime, then shutdown and, for opsgate, the audit count.
+fn measure_server(kind: ServerKind, options: &Options, threads: usize) -> Result<(LoadReport, Option<AuditCount>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("opsgate-bench-server")
+        .enable_all()
+        .build()
+        .context("starting the server runtime")?;
+    let server = runtime.block_on(servers::start(kind)).with_context(|| format!("starting {}", kind.label()))?;
+    let config = LoadConfig {
+        address: server.address,
+        tool: servers::ECHO,
+        connections: options.connections,
+        warmup: options.warmup,
+        measure: options.measure,
+        threads,
+    };
+    // Stop the server even when the load failed, then report whichever went wrong first.
+    let load = load::run(&config);
+    let audit = runtime.block_on(server.stop());
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let load = load.with_context(|| format!("load against {}", kind.label()))?;
+    let audit = audit.with_context(|| format!("stopping {}", kind.label()))?;
+    if load.n_errors > 0 {
+        bail!(
+            "{}: {} calls failed ({} succeeded); first error: {}",
+            kind.label(),
+            load.n_errors,
+            load.n_succeeded,
+            load.first_error.as_deref().unwrap_or("none recorded")
+        );
+    }
+    eprintln!(
+        "opsgate-bench: {}: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
+        kind.label(),
+        load.calls_per_second,
+        load.p50.as_secs_f64() * 1e3,
+        load.p99.as_secs_f64() * 1e3
+    );
+    Ok((load, audit))
+}
+
+/// The measurements of the real binary, in each configuration; both are skipped, with the
+/// reason, when it is missing.
+type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>);
+
+fn run_binary(options: &Options) -> Result<BinarySections> {
+    let bin = &options.opsgate_bin;
+    if !bin.is_file() {
+        let why = format!("{} does not exist (build it with `cargo build --release -p opsgate`)", bin.display());
+        return Ok((Section::Skipped(why.clone()), Section::Skipped(why)));
+    }
+    // Absolute, because each opsgate process runs in its own scratch working directory.
+    let bin = &std::fs::canonicalize(bin).with_context(|| format!("resolving {}", bin.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime for the binary measurements")?;
+    let stdio = runtime.block_on(async {
+        let mut reports = Vec::new();
+        for config in binary::Config::ALL {
+            let report = binary::stdio_startup(bin, options.stdio_runs, config).await;
+            reports.push(report.with_context(|| config.label())?);
+        }
+        anyhow::Ok(reports)
+    });
+    let rss = runtime.block_on(async {
+        let mut reports = Vec::new();
+        for config in binary::Config::ALL {
+            reports.push(binary::serve_idle_rss(bin, config).await.with_context(|| config.label())?);
+        }
+        anyhow::Ok(reports)
+    });
+    Ok((Section::from_result(stdio), Section::from_result(rss)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short run of the real thing: keeps the benchmark honest while the server it measures
+    /// changes under it (CI runs this; the full benchmark it does not).
+    #[test]
+    fn both_servers_answer_every_call_and_opsgate_audits_each_one() -> Result<()> {
+        let options = Options {
+            measure: Duration::from_millis(500),
+            warmup: Duration::from_millis(200),
+            rounds: 1,
+            connections: 4,
+            stdio_runs: 1,
+            opsgate_bin: PathBuf::new(),
+            output: PathBuf::new(),
+        };
+        let (baseline, audit) = measure_server(ServerKind::Baseline, &options, 2)?;
+        assert!(baseline.n_measured > 0 && audit.is_none());
+        let (opsgate, audit) = measure_server(ServerKind::Opsgate, &options, 2)?;
+        let audit = audit.context("opsgate reports its audit count")?;
+        assert!(opsgate.n_measured > 0);
+        assert!(audit.chain_ok);
+        assert_eq!(audit.n_records, opsgate.n_succeeded);
+        Ok(())
+    }
+
+    #[test]
+    fn options_reject_what_they_cannot_use() {
+        let parse = |args: &[&str]| Options::parse(args.iter().map(|arg| arg.to_string()));
+        assert!(parse(&["--seconds", "0"]).is_err());
+        assert!(parse(&["--rounds"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--seconds", "3", "--rounds", "5"]).is_ok_and(|options| options.rounds == 5));
+    }
+}

@@ -1,0 +1,395 @@
+//! BENCHMARKS.md: the header (date, command, machine), a summary against the targets, and one
+//! section per measurement with every round, so a reader can judge the noise themselves.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::binary::{RssReport, StdioReport};
+use crate::load::LoadReport;
+use crate::machine::Machine;
+use crate::servers::AuditCount;
+
+/// opsgate must keep at least this share of the bare SDK's throughput.
+pub const RATIO_TARGET: f64 = 0.7;
+pub const STDIO_TARGET: Duration = Duration::from_millis(50);
+/// 30 MB in the strict decimal sense (10^6 bytes), the smaller reading of the target.
+pub const RSS_TARGET_BYTES: u64 = 30_000_000;
+
+/// A measurement that ran, could not run here, or ran and failed.
+pub enum Section<T> {
+    Measured(T),
+    Skipped(String),
+    Failed(String),
+}
+
+impl<T> Section<T> {
+    /// A measurement's result: its figures, or the whole error chain for the report.
+    pub fn from_result(result: anyhow::Result<T>) -> Self {
+        match result {
+            Ok(figures) => Section::Measured(figures),
+            Err(error) => Section::Failed(format!("{error:#}")),
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self, Section::Failed(_))
+    }
+}
+
+pub struct HttpRound {
+    pub baseline: LoadReport,
+    pub opsgate: LoadReport,
+    pub audit: AuditCount,
+}
+
+impl HttpRound {
+    pub fn ratio(&self) -> f64 {
+        if self.baseline.calls_per_second > 0.0 {
+            self.opsgate.calls_per_second / self.baseline.calls_per_second
+        } else {
+            0.0
+        }
+    }
+}
+
+/// How the run was set up, as the report describes it.
+pub struct Setup {
+    pub date: String,
+    pub command: String,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub rounds: usize,
+    pub server_threads: usize,
+    pub load_threads: usize,
+    pub stdio_runs: usize,
+    pub opsgate_bin: String,
+}
+
+pub struct Report {
+    pub setup: Setup,
+    pub machine: Machine,
+    pub http: Section<Vec<HttpRound>>,
+    pub stdio: Section<Vec<StdioReport>>,
+    pub rss: Section<Vec<RssReport>>,
+}
+
+/// The middle value (the lower of the two middle ones for an even count): always a value that
+/// was actually measured.
+pub fn median<T: Copy + PartialOrd>(values: impl IntoIterator<Item = T>) -> Option<T> {
+    let mut values: Vec<T> = values.into_iter().collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values.get(values.len().saturating_sub(1) / 2).copied()
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "pass" } else { "**FAIL**" }
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.render_header(&mut out);
+        self.render_summary(&mut out);
+        self.render_http(&mut out);
+        self.render_stdio(&mut out);
+        self.render_rss(&mut out);
+        out
+    }
+
+    fn render_header(&self, out: &mut String) {
+        let setup = &self.setup;
+        let machine = &self.machine;
+        let _ = writeln!(out, "# Benchmarks\n");
+        let _ = writeln!(
+            out,
+            "Written by the benchmark itself; do not edit by hand. To refresh it, run `scripts/bench.sh` \
+             (release build of `opsgate` and `opsgate-bench`, then the benchmark, which takes about a \
+             minute and a half with the defaults).\n"
+        );
+        let _ = writeln!(out, "| | |\n| --- | --- |");
+        let _ = writeln!(out, "| date | {} |", setup.date);
+        let _ = writeln!(out, "| command | `{}` |", setup.command);
+        let _ = writeln!(out, "| commit | {} |", machine.commit);
+        let _ = writeln!(out, "| CPUs (nproc) | {} |", machine.n_cpus);
+        let _ = writeln!(out, "| CPU model | {} |", machine.cpu_model);
+        let _ = writeln!(out, "| memory | {} |", machine.memory);
+        let _ = writeln!(out, "| kernel | {} |", machine.kernel);
+        let _ = writeln!(out, "| rustc | {} |", machine.rustc);
+        let _ = writeln!(out, "| load average at start (1, 5, 15 min) | {} |", machine.load_average);
+        let _ = writeln!(out);
+    }
+
+    fn render_summary(&self, out: &mut String) {
+        let _ = writeln!(out, "## Summary\n");
+        let _ = writeln!(out, "| measurement | target | result | verdict |\n| --- | --- | --- | --- |");
+        let ratio_row = match &self.http {
+            Section::Measured(rounds) => {
+                let ratio = median(rounds.iter().map(HttpRound::ratio)).unwrap_or(0.0);
+                format!("{ratio:.2} | {}", verdict(ratio >= RATIO_TARGET))
+            }
+            Section::Skipped(why) => format!("not measured: {why} | skipped"),
+            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| tools/call throughput, opsgate ÷ bare rmcp (median of rounds) | ≥ {RATIO_TARGET:.2} | {ratio_row} |"
+        );
+        // Every configuration must meet the target; the row shows each.
+        let stdio_row = match &self.stdio {
+            Section::Measured(reports) => {
+                let results: Vec<String> = reports
+                    .iter()
+                    .map(|report| format!("{} ({})", ms(report.median), report.config.short_label()))
+                    .collect();
+                let pass = reports.iter().all(|report| report.median < STDIO_TARGET);
+                format!("{} | {}", results.join("; "), verdict(pass))
+            }
+            Section::Skipped(why) => format!("not measured: {why} | skipped"),
+            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| `opsgate stdio` start to first tools/list answer (median of {}) | < {} | {stdio_row} |",
+            self.setup.stdio_runs,
+            ms(STDIO_TARGET)
+        );
+        let rss_row = match &self.rss {
+            Section::Measured(reports) => {
+                let results: Vec<String> = reports
+                    .iter()
+                    .map(|report| format!("{} ({})", megabytes(report.rss_bytes), report.config.short_label()))
+                    .collect();
+                let pass = reports.iter().all(|report| report.rss_bytes < RSS_TARGET_BYTES);
+                format!("{} | {}", results.join("; "), verdict(pass))
+            }
+            Section::Skipped(why) => format!("not measured: {why} | skipped"),
+            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
+        };
+        let _ = writeln!(out, "| idle RSS of `opsgate serve` | < {} | {rss_row} |", megabytes(RSS_TARGET_BYTES));
+        let _ = writeln!(out);
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let setup = &self.setup;
+        let _ = writeln!(out, "## 1. tools/call over Streamable HTTP (2026-07-28, stateless, JSON responses)\n");
+        let _ = writeln!(
+            out,
+            "Both servers run in the benchmark process, one after the other, on the same axum serve loop and \
+             a loopback port, each on its own tokio runtime ({server} worker threads, as many as the `opsgate` binary \
+             starts here). The load generator runs on a separate tokio runtime ({load} worker threads): its threads \
+             are not the server's, but on this machine both share the same {cpus} CPUs, so the absolute \
+             figures are lower than a server alone would reach. The ratio is what to read: both servers pay \
+             the same client cost in the same run.\n",
+            server = setup.server_threads,
+            load = setup.load_threads,
+            cpus = self.machine.n_cpus,
+        );
+        let _ = writeln!(
+            out,
+            "- **bare rmcp (baseline)**: rmcp 3.9.0 `StreamableHttpService` with `LocalSessionManager`, \
+             `json_response` on, the same allowed hosts and body limit as opsgate, and one `echo` tool written \
+             directly in a `ServerHandler` (no opsgate code).\n\
+             - **opsgate**: `opsgate_server::http::app` with the full `Pipeline` (policy, target resolution, \
+             timeout, redaction, output budget) and a durable SQLite audit log (WAL, `synchronous=FULL`, group \
+             commit) in a temporary directory; the same `echo` registered as an `opsgate_core::Tool` \
+             (`Effect::Read`).\n\
+             - **load**: {connections} tasks, each with its own HTTP/1.1 keep-alive connection (hyper), sending \
+             `tools/call` back to back with the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers and \
+             the `io.modelcontextprotocol/*` `_meta`. Every response is checked (HTTP 200, matching id, \
+             `isError` not set, the echoed text); a single error fails the benchmark.\n\
+             - **timing**: {warmup} s warm-up, then {measure} s measured; a call counts when it completes inside \
+             the window. Latency is from sending the request to having the whole response body. Rounds \
+             alternate baseline and opsgate ({rounds} rounds); the verdict uses the median of the per-round \
+             ratios, which cancels most of the drift in what else the machine is doing.\n",
+            connections = setup.connections,
+            warmup = setup.warmup.as_secs(),
+            measure = setup.measure.as_secs(),
+            rounds = setup.rounds,
+        );
+        let rounds = match &self.http {
+            Section::Measured(rounds) => rounds,
+            Section::Skipped(why) => {
+                let _ = writeln!(out, "Not measured: {why}\n");
+                return;
+            }
+            Section::Failed(error) => {
+                let _ = writeln!(out, "**Failed:** {error}\n");
+                return;
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| round | server | calls/s | p50 | p99 | calls in window | opsgate ÷ baseline |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for (index, round) in rounds.iter().enumerate() {
+            for (server, load, ratio) in [
+                ("bare rmcp", &round.baseline, String::new()),
+                ("opsgate", &round.opsgate, format!("{:.2}", round.ratio())),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "| {} | {server} | {:.0} | {} | {} | {} | {ratio} |",
+                    index + 1,
+                    load.calls_per_second,
+                    ms(load.p50),
+                    ms(load.p99),
+                    load.n_measured
+                );
+            }
+        }
+        let ratio = median(rounds.iter().map(HttpRound::ratio)).unwrap_or(0.0);
+        median_row(out, "bare rmcp", rounds, |round| &round.baseline, String::new());
+        median_row(out, "opsgate", rounds, |round| &round.opsgate, format!("**{ratio:.2}**"));
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Medians are taken per column. Audit check: after each opsgate run the audit chain was verified end \
+             to end and its record count compared with the successful calls the load generator saw (warm-up \
+             included):\n"
+        );
+        let _ = writeln!(out, "| round | successful calls | audit records | chain |\n| --- | ---: | ---: | --- |");
+        for (index, round) in rounds.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                index + 1,
+                round.opsgate.n_succeeded,
+                round.audit.n_records,
+                if round.audit.chain_ok { "verified" } else { "**broken**" }
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn render_stdio(&self, out: &mut String) {
+        let _ = writeln!(out, "## 2. `opsgate stdio`: start to first tools/list answer\n");
+        let _ = writeln!(
+            out,
+            "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP stdio` in a fresh temporary working \
+             directory with its own XDG homes, once with no config file (no backends, so no tools) and once \
+             with the README's example config (one Prometheus, one Alertmanager: the real tool set) whose \
+             URLs point at a closed loopback port; start-up does not contact backends. The benchmark writes \
+             `initialize` (2025-11-25), `notifications/initialized` and `tools/list` to its stdin at once, \
+             and times spawn → the `tools/list` response line on stdout. One untimed run first creates the \
+             store and brings the binary into the page cache; then {n} timed runs against that data \
+             directory, as a user's second and later starts would be.\n",
+            bin = self.setup.opsgate_bin,
+            n = self.setup.stdio_runs,
+        );
+        let reports = match &self.stdio {
+            Section::Measured(reports) => reports,
+            Section::Skipped(why) => {
+                let _ = writeln!(out, "Not measured: {why}\n");
+                return;
+            }
+            Section::Failed(error) => {
+                let _ = writeln!(out, "**Failed:**\n\n```text\n{error}\n```\n");
+                return;
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| configuration | tools listed | median | min | max | runs (ms) | target | verdict |\n\
+             | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"
+        );
+        for report in reports {
+            let runs: Vec<String> = report.runs.iter().map(|run| format!("{:.1}", run.as_secs_f64() * 1e3)).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | < {} | {} |",
+                report.config.label(),
+                report.n_tools,
+                ms(report.median),
+                ms(report.runs.iter().min().copied().unwrap_or_default()),
+                ms(report.runs.iter().max().copied().unwrap_or_default()),
+                runs.join(", "),
+                ms(STDIO_TARGET),
+                verdict(report.median < STDIO_TARGET)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn render_rss(&self, out: &mut String) {
+        let _ = writeln!(out, "## 3. Idle memory of `opsgate serve`\n");
+        let _ = writeln!(
+            out,
+            "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP serve --listen 127.0.0.1:PORT` on a \
+             free port, in the same two configurations as above, waits until it answers one `tools/list` \
+             (2026-07-28 wire), waits 1 s more, and reads `VmRSS` (and the peak, `VmHWM`) from \
+             `/proc/PID/status`. MB here is 10^6 bytes.\n",
+            bin = self.setup.opsgate_bin,
+        );
+        let reports = match &self.rss {
+            Section::Measured(reports) => reports,
+            Section::Skipped(why) => {
+                let _ = writeln!(out, "Not measured: {why}\n");
+                return;
+            }
+            Section::Failed(error) => {
+                let _ = writeln!(out, "**Failed:**\n\n```text\n{error}\n```\n");
+                return;
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| configuration | tools listed | VmRSS | VmHWM (peak) | target | verdict |\n\
+             | --- | ---: | ---: | ---: | --- | --- |"
+        );
+        for report in reports {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | < {} | {} |",
+                report.config.label(),
+                report.n_tools,
+                megabytes(report.rss_bytes),
+                megabytes(report.hwm_bytes),
+                megabytes(RSS_TARGET_BYTES),
+                verdict(report.rss_bytes < RSS_TARGET_BYTES)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// The per-column medians of one server's rounds.
+fn median_row(
+    out: &mut String,
+    server: &str,
+    rounds: &[HttpRound],
+    pick: impl Fn(&HttpRound) -> &LoadReport,
+    ratio: String,
+) {
+    let calls = median(rounds.iter().map(|round| pick(round).calls_per_second)).unwrap_or(0.0);
+    let p50 = median(rounds.iter().map(|round| pick(round).p50)).unwrap_or_default();
+    let p99 = median(rounds.iter().map(|round| pick(round).p99)).unwrap_or_default();
+    let n_measured = median(rounds.iter().map(|round| pick(round).n_measured)).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "| **median** | {server} | **{calls:.0}** | **{}** | **{}** | {n_measured} | {ratio} |",
+        ms(p50),
+        ms(p99)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_is_a_measured_value() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4, 1, 3, 2]), Some(2));
+        assert_eq!(median(Vec::<u8>::new()), None);
+    }
+}

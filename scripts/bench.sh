@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one benchmark command: builds opsgate and the benchmark in release mode and runs it; the
+# benchmark writes BENCHMARKS.md at the repository root, with this command and the machine.
+# Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N; see
+# `opsgate-bench --help`). The default run takes about three minutes after the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target_dir=${CARGO_TARGET_DIR:-target}
+packages=(-p opsgate-bench)
+# While the opsgate binary crate does not exist yet, the benchmark still measures the in-process
+# HTTP comparison and reports the binary's sections as skipped instead of failing the build.
+if [[ -f crates/opsgate/Cargo.toml ]]; then
+    packages+=(-p opsgate)
+fi
+cargo build --release "${packages[@]}"
+
+OPSGATE_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec "$target_dir/release/opsgate-bench" \
+    --opsgate-bin "$target_dir/release/opsgate" --output BENCHMARKS.md "$@"
