@@ -46,6 +46,9 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Bound parameters per statement stay well under SQLite's limit of 32,766.
+const MAX_RECORDS_PER_STATEMENT: usize = 512;
+
 /// SHA-256 over the previous hash and every field, each length-prefixed so that no shift of
 /// bytes between fields yields the same input.
 pub fn record_hash(seq: i64, entry: &AuditEntry, prev_hash: &str) -> String {
@@ -81,16 +84,39 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, target, \
-     environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
-     duration_us, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     $16, $17, $18, $19, $20)";
+const INSERT_PREFIX: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, \
+     target, environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
+     duration_us, prev_hash, hash) VALUES ";
+const N_COLUMNS: usize = 20;
+
+/// One multi-row INSERT for a batch: a single round trip to the database instead of one per
+/// record, which is what lets group commit keep up with many concurrent callers.
+fn insert_sql(n_records: usize) -> String {
+    let mut sql = String::with_capacity(INSERT_PREFIX.len() + n_records * N_COLUMNS * 5);
+    sql.push_str(INSERT_PREFIX);
+    for record in 0..n_records {
+        if record > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..N_COLUMNS {
+            if column > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(record * N_COLUMNS + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 const SELECT: &str = "SELECT seq, time, principal, principal_kind, client, tool, server, target, environment, \
      arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, duration_us, \
      prev_hash, hash FROM audit_log";
 
-fn insert_query<'q, DB: sqlx::Database>(
+fn bind_record<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     record: &'q AuditRecord,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
 where
@@ -99,7 +125,7 @@ where
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let entry = &record.entry;
-    sqlx::query::<DB>(INSERT)
+    query
         .bind(record.seq)
         .bind(entry.time.as_str())
         .bind(entry.principal.as_str())
@@ -165,35 +191,46 @@ pub struct VerifyReport {
 
 impl Store {
     /// Appends `entries` as one transaction, chained after the current head, and returns the
-    /// stored records. The head row is locked for the transaction, so appends from several
-    /// processes serialise instead of forking the chain.
+    /// stored records. The first statement moves the head forward by the batch size and returns
+    /// it: that takes the write lock (SQLite) or the head row's lock (PostgreSQL) before anything
+    /// is read, so appends from several processes serialise instead of forking the chain. Each
+    /// batch costs four statements whatever its size.
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
-        let lock_head = match self {
-            Store::Sqlite(_) => "SELECT seq, hash FROM audit_head WHERE id = 1",
-            Store::Postgres(_) => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        };
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut records = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(MAX_RECORDS_PER_STATEMENT) {
+            records.extend(self.append_chunk(chunk).await?);
+        }
+        Ok(records)
+    }
+
+    async fn append_chunk(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
+        let n_entries = entries.len() as i64;
+        let insert = insert_sql(entries.len());
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
-            // SQLite takes its write lock at the first write; touching the head first makes the
-            // transaction a writer before it reads the head, so two processes cannot both read the
-            // same head.
-            if matches!(self, Store::Sqlite(_)) {
-                sqlx::query("UPDATE audit_head SET id = id WHERE id = 1").execute(&mut *transaction).await?;
-            }
-            let head = sqlx::query(lock_head).fetch_one(&mut *transaction).await?;
-            let mut seq: i64 = head.try_get("seq")?;
+            let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+                .bind(n_entries)
+                .fetch_one(&mut *transaction)
+                .await?;
+            let last_seq: i64 = head.try_get("seq")?;
             let mut prev_hash: String = head.try_get("hash")?;
+            let mut seq = last_seq - n_entries;
             let mut records = Vec::with_capacity(entries.len());
             for entry in entries {
                 seq += 1;
                 let hash = record_hash(seq, entry, &prev_hash);
-                let record = AuditRecord { seq, entry: entry.clone(), prev_hash: prev_hash.clone(), hash: hash.clone() };
-                insert_query(&record).execute(&mut *transaction).await?;
+                records.push(AuditRecord { seq, entry: entry.clone(), prev_hash, hash: hash.clone() });
                 prev_hash = hash;
-                records.push(record);
             }
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
+            for record in &records {
+                query = bind_record(query, record);
+            }
+            query.execute(&mut *transaction).await?;
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
                 .bind(prev_hash.as_str())
                 .execute(&mut *transaction)
                 .await?;

@@ -126,3 +126,14 @@ async fn two_stores_on_one_postgres_database_share_one_chain() -> Result<()> {
     assert_eq!((report.n_records, report.first_bad), (40, None));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_chains_across_statements() -> Result<()> {
+    for (store, _dir) in stores("chain_large_batch").await? {
+        let records = store.append_audit(&(0..1_100).map(entry).collect::<Vec<_>>()).await?;
+        assert_eq!(records.last().map(|record| record.seq), Some(1_100));
+        let report = store.verify_audit().await?;
+        assert_eq!((report.n_records, report.first_bad), (1_100, None), "{}", store.backend());
+    }
+    Ok(())
+}
