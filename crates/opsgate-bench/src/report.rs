@@ -34,6 +34,31 @@ impl<T> Section<T> {
     pub fn failed(&self) -> bool {
         matches!(self, Section::Failed(_))
     }
+
+    /// The summary row's "result | verdict" cells: `measured` renders figures, the other states
+    /// say why there are none.
+    fn summary(&self, measured: impl FnOnce(&T) -> String) -> String {
+        match self {
+            Section::Measured(figures) => measured(figures),
+            Section::Skipped(why) => format!("not measured: {why} | skipped"),
+            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
+        }
+    }
+
+    /// The figures, or `None` after writing why there are none into the section's body.
+    fn figures_or_note(&self, out: &mut String) -> Option<&T> {
+        match self {
+            Section::Measured(figures) => Some(figures),
+            Section::Skipped(why) => {
+                let _ = writeln!(out, "Not measured: {why}\n");
+                None
+            }
+            Section::Failed(error) => {
+                let _ = writeln!(out, "**Failed:**\n\n```text\n{error}\n```\n");
+                None
+            }
+        }
+    }
 }
 
 pub struct HttpRound {
@@ -131,49 +156,37 @@ impl Report {
     fn render_summary(&self, out: &mut String) {
         let _ = writeln!(out, "## Summary\n");
         let _ = writeln!(out, "| measurement | target | result | verdict |\n| --- | --- | --- | --- |");
-        let ratio_row = match &self.http {
-            Section::Measured(rounds) => {
-                let ratio = median(rounds.iter().map(HttpRound::ratio)).unwrap_or(0.0);
-                format!("{ratio:.2} | {}", verdict(ratio >= RATIO_TARGET))
-            }
-            Section::Skipped(why) => format!("not measured: {why} | skipped"),
-            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
-        };
+        let ratio_row = self.http.summary(|rounds| {
+            let ratio = median(rounds.iter().map(HttpRound::ratio)).unwrap_or(0.0);
+            format!("{ratio:.2} | {}", verdict(ratio >= RATIO_TARGET))
+        });
         let _ = writeln!(
             out,
             "| tools/call throughput, opsgate ÷ bare rmcp (median of rounds) | ≥ {RATIO_TARGET:.2} | {ratio_row} |"
         );
         // Every configuration must meet the target; the row shows each.
-        let stdio_row = match &self.stdio {
-            Section::Measured(reports) => {
-                let results: Vec<String> = reports
-                    .iter()
-                    .map(|report| format!("{} ({})", ms(report.median), report.config.short_label()))
-                    .collect();
-                let pass = reports.iter().all(|report| report.median < STDIO_TARGET);
-                format!("{} | {}", results.join("; "), verdict(pass))
-            }
-            Section::Skipped(why) => format!("not measured: {why} | skipped"),
-            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
-        };
+        let stdio_row = self.stdio.summary(|reports| {
+            let results: Vec<String> = reports
+                .iter()
+                .map(|report| format!("{} ({})", ms(report.median), report.config.short_label()))
+                .collect();
+            let pass = reports.iter().all(|report| report.median < STDIO_TARGET);
+            format!("{} | {}", results.join("; "), verdict(pass))
+        });
         let _ = writeln!(
             out,
             "| `opsgate stdio` start to first tools/list answer (median of {}) | < {} | {stdio_row} |",
             self.setup.stdio_runs,
             ms(STDIO_TARGET)
         );
-        let rss_row = match &self.rss {
-            Section::Measured(reports) => {
-                let results: Vec<String> = reports
-                    .iter()
-                    .map(|report| format!("{} ({})", megabytes(report.rss_bytes), report.config.short_label()))
-                    .collect();
-                let pass = reports.iter().all(|report| report.rss_bytes < RSS_TARGET_BYTES);
-                format!("{} | {}", results.join("; "), verdict(pass))
-            }
-            Section::Skipped(why) => format!("not measured: {why} | skipped"),
-            Section::Failed(_) => "failed, see below | **FAIL**".to_string(),
-        };
+        let rss_row = self.rss.summary(|reports| {
+            let results: Vec<String> = reports
+                .iter()
+                .map(|report| format!("{} ({})", megabytes(report.rss_bytes), report.config.short_label()))
+                .collect();
+            let pass = reports.iter().all(|report| report.rss_bytes < RSS_TARGET_BYTES);
+            format!("{} | {}", results.join("; "), verdict(pass))
+        });
         let _ = writeln!(out, "| idle RSS of `opsgate serve` | < {} | {rss_row} |", megabytes(RSS_TARGET_BYTES));
         let _ = writeln!(out);
     }
@@ -215,17 +228,7 @@ impl Report {
             measure = setup.measure.as_secs(),
             rounds = setup.rounds,
         );
-        let rounds = match &self.http {
-            Section::Measured(rounds) => rounds,
-            Section::Skipped(why) => {
-                let _ = writeln!(out, "Not measured: {why}\n");
-                return;
-            }
-            Section::Failed(error) => {
-                let _ = writeln!(out, "**Failed:** {error}\n");
-                return;
-            }
-        };
+        let Some(rounds) = self.http.figures_or_note(out) else { return };
         let _ = writeln!(
             out,
             "| round | server | calls/s | p50 | p99 | calls in window | opsgate ÷ baseline |\n\
@@ -286,17 +289,7 @@ impl Report {
             bin = self.setup.opsgate_bin,
             n = self.setup.stdio_runs,
         );
-        let reports = match &self.stdio {
-            Section::Measured(reports) => reports,
-            Section::Skipped(why) => {
-                let _ = writeln!(out, "Not measured: {why}\n");
-                return;
-            }
-            Section::Failed(error) => {
-                let _ = writeln!(out, "**Failed:**\n\n```text\n{error}\n```\n");
-                return;
-            }
-        };
+        let Some(reports) = self.stdio.figures_or_note(out) else { return };
         let _ = writeln!(
             out,
             "| configuration | tools listed | median | min | max | runs (ms) | target | verdict |\n\
@@ -330,17 +323,7 @@ impl Report {
              `/proc/PID/status`. MB here is 10^6 bytes.\n",
             bin = self.setup.opsgate_bin,
         );
-        let reports = match &self.rss {
-            Section::Measured(reports) => reports,
-            Section::Skipped(why) => {
-                let _ = writeln!(out, "Not measured: {why}\n");
-                return;
-            }
-            Section::Failed(error) => {
-                let _ = writeln!(out, "**Failed:**\n\n```text\n{error}\n```\n");
-                return;
-            }
-        };
+        let Some(reports) = self.rss.figures_or_note(out) else { return };
         let _ = writeln!(
             out,
             "| configuration | tools listed | VmRSS | VmHWM (peak) | target | verdict |\n\
