@@ -32,8 +32,4 @@ impl Principal {
     pub fn anonymous() -> Self {
         Principal { id: "anonymous".to_string(), kind: PrincipalKind::Anonymous, roles: Vec::new() }
     }
-
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|held| held == role)
-    }
 }

@@ -116,20 +116,6 @@ pub enum ToolError {
     MissingClientCapability(ClientCapability),
 }
 
-impl ToolError {
-    /// A short machine-readable class for the audit record and metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            ToolError::InvalidArguments(_) => "invalid_arguments",
-            ToolError::Unavailable(_) => "unavailable",
-            ToolError::Backend(_) => "backend_error",
-            ToolError::Internal(_) => "internal",
-            ToolError::InputRequired(_) => "input_required",
-            ToolError::MissingClientCapability(_) => "missing_client_capability",
-        }
-    }
-}
-
 /// The way back to the MCP client during a call: progress, log messages, and requests such as
 /// sampling or elicitation. JSON in, JSON out, so that this crate knows nothing of the SDK.
 #[async_trait::async_trait]

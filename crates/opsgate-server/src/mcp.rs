@@ -31,7 +31,6 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 use crate::changes::Change;
 use crate::pipeline::{CallOutcome, CallRequest, Pipeline, RoundInput};
@@ -573,9 +572,4 @@ async fn forward_to_session(
             return;
         }
     }
-}
-
-/// A cancellation token that is never cancelled, for callers without a client (the CLI).
-pub fn never_cancelled() -> CancellationToken {
-    CancellationToken::new()
 }

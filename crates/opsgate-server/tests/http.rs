@@ -263,3 +263,21 @@ async fn shutdown_lets_an_in_flight_call_finish_and_audits_it() -> Result<()> {
     assert_eq!((records[0].entry.tool.as_str(), records[0].entry.outcome.as_str()), ("sleep", "ok"));
     Ok(())
 }
+
+/// The audit record must be durable before a response leaves: when it cannot be written, the
+/// tool's result is withheld rather than returned unaudited.
+#[tokio::test]
+async fn a_result_is_withheld_when_its_audit_record_cannot_be_written() -> Result<()> {
+    let server = support::start(PipelineConfig::default()).await?;
+    let client = client(&server.url()).await?;
+    server.store.close().await;
+    let result = client
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(arguments(json!({"text": "secret result"}))))
+        .await?;
+    assert_eq!(result.is_error, Some(true));
+    let text = serde_json::to_value(&result.content)?[0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.contains("audit log could not be written") && text.contains("withheld"), "{text}");
+    assert!(!text.contains("secret result"), "{text}");
+    client.cancel().await?;
+    Ok(())
+}

@@ -54,18 +54,17 @@ impl AuditLog {
 async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
     let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
-        let entries: Vec<AuditEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
-        let result = append_with_retry(&store, &entries).await;
-        match result {
+        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
+        match append_with_retry(&store, &entries).await {
             Ok(records) => {
-                for ((_, reply), record) in batch.drain(..).zip(records) {
+                for (reply, record) in replies.into_iter().zip(records) {
                     let _ = reply.send(Ok(record));
                 }
             }
             Err(error) => {
                 tracing::error!(%error, n_records = entries.len(), "audit append failed");
                 let message = error.to_string();
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(Err(message.clone()));
                 }
             }

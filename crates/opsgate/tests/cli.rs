@@ -242,6 +242,12 @@ fn an_unreachable_prometheus_is_a_prompt_clear_error_and_audited() -> Result<()>
     assert!(message.contains("down") && message.contains(&format!("127.0.0.1:{port}")), "{message}");
     let export = opsgate(dir.path(), &["audit", "export"])?;
     assert!(stdout(&export).contains("\"outcome\":\"tool_error\""), "{}", stdout(&export));
+
+    let doctor = opsgate(dir.path(), &["--config", config.to_str().unwrap_or_default(), "doctor"])?;
+    assert_eq!(doctor.status.code(), Some(1), "doctor fails when a backend is down");
+    let report = stdout(&doctor);
+    assert!(report.contains(&format!("prometheus   FAIL  down at http://127.0.0.1:{port}")), "{report}");
+    assert!(report.contains("get_service_metrics"), "doctor still lists the tools: {report}");
     Ok(())
 }
 
