@@ -17,6 +17,18 @@ pub enum PrincipalKind {
     Oauth,
 }
 
+impl PrincipalKind {
+    /// The serialised name, as the audit log and policy input carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::LocalUser => "local_user",
+            PrincipalKind::Anonymous => "anonymous",
+            PrincipalKind::ApiKey => "api_key",
+            PrincipalKind::Oauth => "oauth",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub id: String,

@@ -2,13 +2,16 @@
 //! real credentials; values that merely look random (git SHAs, UUIDs, digests) are left alone
 //! because agents need them.
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde_json::Value;
 
 pub const MASK: &str = "***";
 
 /// A compiled set of secret patterns. Build once, share everywhere.
 pub struct Redactor {
+    /// All patterns in one automaton: one pass tells whether a text needs any replacement, which
+    /// is the common case to make cheap (nearly every text has no secret).
+    any: RegexSet,
     patterns: Vec<(Regex, &'static str)>,
     secret_key: Regex,
 }
@@ -61,19 +64,35 @@ impl Redactor {
             r"(?i)(token|secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization|cookie)",
         )
         .expect("secret key pattern compiles");
-        Redactor { patterns, secret_key }
+        let any = RegexSet::new(PATTERNS.iter().map(|(pattern, _)| *pattern)).expect("redaction patterns compile");
+        Redactor { any, patterns, secret_key }
     }
 
     /// Masks every secret in `text`; returns the text unchanged (and unallocated) when there is
     /// none.
     pub fn redact_text<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let mut current = std::borrow::Cow::Borrowed(text);
+        if !self.any.is_match(text) {
+            return current;
+        }
         for (pattern, replacement) in &self.patterns {
             if pattern.is_match(&current) {
                 current = std::borrow::Cow::Owned(pattern.replace_all(&current, *replacement).into_owned());
             }
         }
         current
+    }
+
+    /// Whether `redact_value` would change anything in `value`; cheaper than redacting a copy.
+    pub fn needs_redaction(&self, value: &Value) -> bool {
+        match value {
+            Value::String(text) => self.any.is_match(text),
+            Value::Array(items) => items.iter().any(|item| self.needs_redaction(item)),
+            Value::Object(map) => map.iter().any(|(key, item)| {
+                (self.secret_key.is_match(key) && is_scalar_secret(item)) || self.needs_redaction(item)
+            }),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
     }
 
     /// Masks secrets inside a JSON value in place: string values by pattern, and whole values

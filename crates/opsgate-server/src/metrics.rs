@@ -10,9 +10,14 @@ use std::time::Duration;
 /// Histogram bucket bounds in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Call counts of one tool by (decision, outcome).
+type CountsByResult = HashMap<(&'static str, &'static str), u64>;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    calls: Mutex<HashMap<(String, String, String), u64>>,
+    /// Counts by tool, then by (decision, outcome): the hot path looks a tool up by `&str` and
+    /// allocates only the first time it sees one.
+    calls: Mutex<HashMap<String, CountsByResult>>,
     bucket_counts: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -30,9 +35,13 @@ impl Drop for InFlight<'_> {
 }
 
 impl Metrics {
-    pub fn record_call(&self, tool: &str, decision: &str, outcome: &str, elapsed: Duration) {
+    pub fn record_call(&self, tool: &str, decision: &'static str, outcome: &'static str, elapsed: Duration) {
         if let Ok(mut calls) = self.calls.lock() {
-            *calls.entry((tool.to_string(), decision.to_string(), outcome.to_string())).or_default() += 1;
+            let by_tool = match calls.get_mut(tool) {
+                Some(by_tool) => by_tool,
+                None => calls.entry(tool.to_string()).or_default(),
+            };
+            *by_tool.entry((decision, outcome)).or_default() += 1;
         }
         let seconds = elapsed.as_secs_f64();
         for (bound, count) in BUCKETS.iter().zip(&self.bucket_counts) {
@@ -59,9 +68,14 @@ impl Metrics {
         let _ = writeln!(out, "# HELP opsgate_tool_calls_total Tool calls by tool, policy decision and outcome.");
         let _ = writeln!(out, "# TYPE opsgate_tool_calls_total counter");
         if let Ok(calls) = self.calls.lock() {
-            let mut rows: Vec<_> = calls.iter().collect();
+            let mut rows: Vec<_> = calls
+                .iter()
+                .flat_map(|(tool, counts)| {
+                    counts.iter().map(move |((decision, outcome), count)| (tool, decision, outcome, count))
+                })
+                .collect();
             rows.sort();
-            for ((tool, decision, outcome), count) in rows {
+            for (tool, decision, outcome, count) in rows {
                 let _ = writeln!(
                     out,
                     "opsgate_tool_calls_total{{tool=\"{}\",decision=\"{}\",outcome=\"{}\"}} {count}",

@@ -227,33 +227,37 @@ impl Pipeline {
         let time = now_rfc3339();
         let CallRequest { principal, client, tool: tool_name, mut arguments, channel, cancel } = request;
 
-        // What a sealed state is bound to: who called which tool with exactly which arguments.
-        let binding = format!(
-            "{}\n{tool_name}\n{}",
-            principal.id,
-            sha256_hex(&canonical_json(&Value::Object(arguments.clone())))
-        );
-
-        // Redact the arguments once, up front: the audit record and any error message use this
-        // form only.
-        let mut redacted_arguments = Value::Object(arguments.clone());
-        self.redactor.redact_value(&mut redacted_arguments);
-        let arguments_json = canonical_json(&redacted_arguments);
+        // Canonical arguments, hashed once. A sealed round state is bound to who called which
+        // tool with exactly these arguments; the audit record carries the redacted form, which is
+        // the same text unless a secret had to be masked.
+        let arguments_value = Value::Object(std::mem::take(&mut arguments));
+        let arguments_json = canonical_json(&arguments_value);
+        let arguments_hash = sha256_hex(&arguments_json);
+        let (audit_arguments, audit_arguments_hash) = if self.redactor.needs_redaction(&arguments_value) {
+            let mut redacted = arguments_value.clone();
+            self.redactor.redact_value(&mut redacted);
+            let redacted_json = canonical_json(&redacted);
+            let redacted_hash = sha256_hex(&redacted_json);
+            (redacted_json, redacted_hash)
+        } else {
+            (arguments_json, arguments_hash.clone())
+        };
+        if let Value::Object(map) = arguments_value {
+            arguments = map;
+        }
+        let binding = format!("{}\n{tool_name}\n{arguments_hash}", principal.id);
 
         let mut audit = AuditEntry {
             time,
             principal: principal.id.clone(),
-            principal_kind: serde_json::to_value(principal.kind)
-                .ok()
-                .and_then(|kind| kind.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            principal_kind: principal.kind.as_str().to_string(),
             client: client.clone(),
             tool: tool_name.clone(),
             server: None,
             target: None,
             environment: None,
-            arguments_hash: sha256_hex(&arguments_json),
-            arguments: arguments_json,
+            arguments: audit_arguments,
+            arguments_hash: audit_arguments_hash,
             decision: "none".to_string(),
             reason: None,
             approval_id: None,
@@ -270,13 +274,13 @@ impl Pipeline {
             other => other,
         };
 
-        audit.outcome = outcome.audit_outcome().to_string();
+        let audit_outcome = outcome.audit_outcome();
+        audit.outcome = audit_outcome.to_string();
         audit.error = outcome.audit_error();
         audit.result_bytes = outcome.result_bytes();
         let elapsed = started.elapsed();
         audit.duration_us = elapsed.as_micros() as i64;
-        let decision = audit.decision.clone();
-        let audit_outcome = audit.outcome.clone();
+        let decision = decision_label(&audit.decision);
 
         // Audit: the record is committed before the response leaves. If it cannot be, the
         // result is withheld: an unaudited call must not look like a successful one.
@@ -289,7 +293,7 @@ impl Pipeline {
                 ))
             }
         };
-        self.metrics.record_call(&tool_name, &decision, &audit_outcome, elapsed);
+        self.metrics.record_call(&tool_name, decision, audit_outcome, elapsed);
         outcome
     }
 
@@ -482,6 +486,16 @@ impl Pipeline {
             output.fields = fields;
         }
         output
+    }
+}
+
+/// The decision as a static label for metrics (the audit entry holds it as text).
+fn decision_label(decision: &str) -> &'static str {
+    match decision {
+        "allow" => "allow",
+        "deny" => "deny",
+        "approve" => "approve",
+        _ => "none",
     }
 }
 

@@ -1,6 +1,8 @@
 //! The audit chain: one record per call, each carrying the SHA-256 of its predecessor, so that an
 //! edited, inserted or deleted row breaks the chain at a sequence number `verify` can name.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -46,9 +48,9 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// Rows per INSERT statement. Larger statements bind slower per row in sqlx (measured: 256 rows
-/// per statement cost three times as much per row as 32), and stay under SQLite's limit of
-/// 32,766 bound parameters.
+/// Rows per INSERT statement on PostgreSQL. Larger statements bind slower per row in sqlx
+/// (measured: 256 rows per statement cost three times as much per row as 32), and 32 rows stay far
+/// under the protocol's limit of 65,535 bound parameters.
 const MAX_RECORDS_PER_STATEMENT: usize = 32;
 
 /// SHA-256 over the previous hash and every field, each length-prefixed so that no shift of
@@ -79,11 +81,73 @@ pub fn record_hash(seq: i64, entry: &AuditEntry, prev_hash: &str) -> String {
     field(&optional(&entry.error));
     field(&entry.result_bytes.to_string());
     field(&entry.duration_us.to_string());
-    hex::encode(hasher.finalize())
+    to_hex(&hasher.finalize())
 }
 
 pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    to_hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Lower-case hex. Every call hashes twice, so this skips `hex::encode`'s per-character iterator.
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Where an appended record landed in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditReceipt {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// A batch linked after the record `head_seq` whose hash is `head_hash`, ready to insert.
+pub(crate) struct Chained<'a> {
+    head_hash: String,
+    entries: &'a [AuditEntry],
+    pub receipts: Vec<AuditReceipt>,
+}
+
+/// One record of a [`Chained`] batch, borrowed.
+pub(crate) struct Link<'a> {
+    pub seq: i64,
+    pub entry: &'a AuditEntry,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+impl<'a> Chained<'a> {
+    pub fn new(head_seq: i64, head_hash: String, entries: &'a [AuditEntry]) -> Chained<'a> {
+        let mut receipts: Vec<AuditReceipt> = Vec::with_capacity(entries.len());
+        for (seq, entry) in (head_seq + 1..).zip(entries) {
+            let prev_hash = receipts.last().map_or(head_hash.as_str(), |receipt| receipt.hash.as_str());
+            let hash = record_hash(seq, entry, prev_hash);
+            receipts.push(AuditReceipt { seq, hash });
+        }
+        Chained { head_hash, entries, receipts }
+    }
+
+    pub fn links(&self) -> impl Iterator<Item = Link<'_>> {
+        self.entries.iter().zip(&self.receipts).enumerate().map(|(index, (entry, receipt))| Link {
+            seq: receipt.seq,
+            entry,
+            prev_hash: match index {
+                0 => self.head_hash.as_str(),
+                _ => self.receipts[index - 1].hash.as_str(),
+            },
+            hash: receipt.hash.as_str(),
+        })
+    }
+
+    /// The new head's hash.
+    pub fn last_hash(&self) -> &str {
+        self.receipts.last().map_or(self.head_hash.as_str(), |receipt| receipt.hash.as_str())
+    }
 }
 
 const INSERT_PREFIX: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, \
@@ -117,18 +181,18 @@ const SELECT: &str = "SELECT seq, time, principal, principal_kind, client, tool,
      arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, duration_us, \
      prev_hash, hash FROM audit_log";
 
-fn bind_record<'q, DB: sqlx::Database>(
+fn bind_link<'q, DB: sqlx::Database>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    record: &'q AuditRecord,
+    link: &Link<'q>,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
 where
     i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let entry = &record.entry;
+    let entry = link.entry;
     query
-        .bind(record.seq)
+        .bind(link.seq)
         .bind(entry.time.as_str())
         .bind(entry.principal.as_str())
         .bind(entry.principal_kind.as_str())
@@ -146,8 +210,8 @@ where
         .bind(entry.error.as_deref())
         .bind(entry.result_bytes)
         .bind(entry.duration_us)
-        .bind(record.prev_hash.as_str())
-        .bind(record.hash.as_str())
+        .bind(link.prev_hash)
+        .bind(link.hash)
 }
 
 fn decode_record<R: Row>(row: &R) -> Result<AuditRecord, sqlx::Error>
@@ -195,44 +259,39 @@ impl Store {
     /// Appends `entries` as one transaction, chained after the current head, and returns the
     /// stored records. The first statement moves the head forward by the batch size and returns
     /// it: that takes the write lock (SQLite) or the head row's lock (PostgreSQL) before anything
-    /// is read, so appends from several processes serialise instead of forking the chain. The rows
-    /// go in as multi-row INSERTs, all in the one transaction.
-    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
+    /// is read, so appends from several processes serialise instead of forking the chain. On
+    /// PostgreSQL the rows go in as multi-row INSERTs; SQLite has its own appender (`sqlite.rs`).
+    pub async fn append_audit(&self, entries: Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let pool = match self {
+            Store::Sqlite { appender, .. } => return appender.append_blocking(entries).await,
+            Store::Postgres(pool) => pool,
+        };
         let n_entries = entries.len() as i64;
-        on_pool!(self, pool => {
-            let mut transaction = pool.begin().await?;
-            let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-                .bind(n_entries)
-                .fetch_one(&mut *transaction)
-                .await?;
-            let last_seq: i64 = head.try_get("seq")?;
-            let mut prev_hash: String = head.try_get("hash")?;
-            let mut seq = last_seq - n_entries;
-            let mut records = Vec::with_capacity(entries.len());
-            for entry in entries {
-                seq += 1;
-                let hash = record_hash(seq, entry, &prev_hash);
-                records.push(AuditRecord { seq, entry: entry.clone(), prev_hash, hash: hash.clone() });
-                prev_hash = hash;
+        let mut transaction = pool.begin().await?;
+        let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+            .bind(n_entries)
+            .fetch_one(&mut *transaction)
+            .await?;
+        let last_seq: i64 = head.try_get("seq")?;
+        let chained = Chained::new(last_seq - n_entries, head.try_get("hash")?, &entries);
+        let links: Vec<Link<'_>> = chained.links().collect();
+        for chunk in links.chunks(MAX_RECORDS_PER_STATEMENT) {
+            let insert = insert_sql(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
+            for link in chunk {
+                query = bind_link(query, link);
             }
-            for chunk in records.chunks(MAX_RECORDS_PER_STATEMENT) {
-                let insert = insert_sql(chunk.len());
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
-                for record in chunk {
-                    query = bind_record(query, record);
-                }
-                query.execute(&mut *transaction).await?;
-            }
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-                .bind(prev_hash.as_str())
-                .execute(&mut *transaction)
-                .await?;
-            transaction.commit().await?;
-            Ok(records)
-        })
+            query.execute(&mut *transaction).await?;
+        }
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(chained.last_hash())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(chained.receipts)
     }
 
     /// Records with `seq > after`, oldest first, at most `limit`.

@@ -3,6 +3,7 @@
 //! the pool.
 
 pub mod audit;
+mod sqlite;
 pub mod writer;
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use audit::{AuditEntry, AuditRecord, VerifyReport};
+pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
 pub use writer::{AuditLog, AuditWriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum StoreError {
     },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("audit append failed: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    #[error("{0}")]
+    Internal(String),
     #[error("audit log is closed: opsgate is shutting down")]
     Closed,
 }
@@ -48,7 +53,11 @@ pub const SQLITE_FILE: &str = "opsgate.db";
 /// A handle to the store. Cloning is cheap (the pools are reference counted).
 #[derive(Debug, Clone)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool serves everything but audit appends, which go through their own connection.
+    Sqlite {
+        pool: SqlitePool,
+        appender: sqlite::Appender,
+    },
     Postgres(PgPool),
 }
 
@@ -57,12 +66,15 @@ pub enum Store {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::Store::Sqlite($pool) => $body,
+            $crate::Store::Sqlite { pool: $pool, .. } => $body,
             $crate::Store::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// How long a SQLite write waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -80,16 +92,19 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { location: location.clone(), source })?;
-        let store = Store::Sqlite(pool);
-        store.migrate(&location).await?;
-        Ok(store)
+        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { location: location.clone(), source })?;
+        let appender = sqlite::Appender::open(&path, BUSY_TIMEOUT).map_err(|source| StoreError::Open {
+            location: location.clone(),
+            source: sqlx::Error::Configuration(Box::new(source)),
+        })?;
+        Ok(Store::Sqlite { pool, appender })
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://…`) and migrates it.
@@ -103,9 +118,8 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { location: location.clone(), source })?;
-        let store = Store::Postgres(pool);
-        store.migrate(&location).await?;
-        Ok(store)
+        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { location, source })?;
+        Ok(Store::Postgres(pool))
     }
 
     /// `postgres://…` or `postgresql://…` opens PostgreSQL; anything else is a data directory.
@@ -117,14 +131,9 @@ impl Store {
         }
     }
 
-    async fn migrate(&self, location: &str) -> Result<(), StoreError> {
-        let result = on_pool!(self, pool => MIGRATOR.run(pool).await);
-        result.map_err(|source| StoreError::Migrate { location: location.to_string(), source })
-    }
-
     pub fn backend(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite { .. } => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }
@@ -136,6 +145,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Store::Sqlite { appender, .. } = self {
+            appender.close();
+        }
         on_pool!(self, pool => pool.close().await)
     }
 }

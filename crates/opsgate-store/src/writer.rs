@@ -1,11 +1,13 @@
 //! The audit writer: one task that appends records in batches (group commit), so a call waits for
 //! its own record to be durable without paying one fsync per call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{AuditEntry, AuditRecord, Store, StoreError};
+use crate::sqlite::Appender;
+use crate::{AuditEntry, AuditReceipt, Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AuditWriterConfig {
@@ -21,7 +23,7 @@ impl Default for AuditWriterConfig {
     }
 }
 
-type Reply = oneshot::Sender<Result<AuditRecord, String>>;
+type Reply = oneshot::Sender<Result<AuditReceipt, String>>;
 
 /// The handle calls use. Cloning is cheap; when every handle is dropped the writer drains its
 /// queue, commits and stops.
@@ -31,64 +33,106 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task. The returned join handle finishes after the last handle is
-    /// dropped and every queued record is committed: await it at shutdown to flush.
+    /// Starts the writer. The returned join handle finishes after the last handle is dropped and
+    /// every queued record is committed: await it at shutdown to flush.
+    ///
+    /// On SQLite the writer is a blocking thread that owns the appender's connection, so a batch
+    /// goes from the queue to the disk and back to its callers without crossing another task or
+    /// thread: under load, every hand-off costs a scheduling delay that every caller waits for.
     pub fn spawn(store: Store, config: AuditWriterConfig) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(config.queue);
-        let task = tokio::spawn(write_loop(store, receiver, config.max_batch));
+        let task = match store {
+            Store::Sqlite { appender, .. } => {
+                tokio::task::spawn_blocking(move || blocking_write_loop(&appender, receiver, config.max_batch))
+            }
+            store => tokio::spawn(write_loop(store, receiver, config.max_batch)),
+        };
         (AuditLog { sender }, task)
     }
 
     /// Appends one record and returns once it is committed.
-    pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+    pub async fn record(&self, entry: AuditEntry) -> Result<AuditReceipt, StoreError> {
         let (reply, receive) = oneshot::channel();
         self.sender.send((entry, reply)).await.map_err(|_| StoreError::Closed)?;
         match receive.await {
             Ok(Ok(record)) => Ok(record),
-            Ok(Err(message)) => Err(StoreError::Query(sqlx::Error::Protocol(message))),
+            Ok(Err(message)) => Err(StoreError::Internal(message)),
             Err(_) => Err(StoreError::Closed),
-        }
-    }
-}
-
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
-    let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
-    while receiver.recv_many(&mut batch, max_batch).await > 0 {
-        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
-        match append_with_retry(&store, &entries).await {
-            Ok(records) => {
-                for (reply, record) in replies.into_iter().zip(records) {
-                    let _ = reply.send(Ok(record));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, n_records = entries.len(), "audit append failed");
-                let message = error.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
         }
     }
 }
 
 /// A busy database (another process holding the write lock past the busy timeout) is worth a few
 /// more tries; anything else is reported to the callers, whose calls then fail closed.
-async fn append_with_retry(store: &Store, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut attempt = 0;
-    loop {
-        match store.append_audit(entries).await {
-            Err(StoreError::Query(error)) if attempt < 3 && is_transient(&error) => {
-                attempt += 1;
-                tracing::warn!(%error, attempt, "audit append retried");
-                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+const MAX_RETRIES: u32 = 3;
+
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(50 * u64::from(attempt))
+}
+
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
+    let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
+    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
+        let entries: Arc<[AuditEntry]> = entries.into();
+        let mut attempt = 0;
+        let result = loop {
+            match store.append_audit(entries.clone()).await {
+                Err(error) if attempt < MAX_RETRIES && is_transient(&error) => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "audit append retried");
+                    tokio::time::sleep(retry_delay(attempt)).await;
+                }
+                other => break other,
             }
-            other => return other,
+        };
+        reply_all(replies, result);
+    }
+}
+
+fn blocking_write_loop(appender: &Appender, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
+    let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
+    while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
+        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
+        let mut attempt = 0;
+        let result = loop {
+            match appender.append(&entries).map_err(StoreError::Sqlite) {
+                Err(error) if attempt < MAX_RETRIES && is_transient(&error) => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "audit append retried");
+                    std::thread::sleep(retry_delay(attempt));
+                }
+                other => break other,
+            }
+        };
+        reply_all(replies, result);
+    }
+}
+
+/// Sends each caller its receipt, or the error that failed the whole batch.
+fn reply_all(replies: Vec<Reply>, result: Result<Vec<AuditReceipt>, StoreError>) {
+    match result {
+        Ok(receipts) => {
+            for (reply, receipt) in replies.into_iter().zip(receipts) {
+                let _ = reply.send(Ok(receipt));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, n_records = replies.len(), "audit append failed");
+            let message = error.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(message.clone()));
+            }
         }
     }
 }
 
-fn is_transient(error: &sqlx::Error) -> bool {
+fn is_transient(error: &StoreError) -> bool {
+    let error = match error {
+        StoreError::Query(error) => error,
+        StoreError::Sqlite(error) => return crate::sqlite::is_transient(error),
+        _ => return false,
+    };
     match error {
         sqlx::Error::Database(database) => {
             let code = database.code().unwrap_or_default();

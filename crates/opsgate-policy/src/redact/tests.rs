@@ -42,3 +42,20 @@ fn masks_values_under_secret_keys_but_not_numbers() {
     Redactor::new().redact_value(&mut value);
     assert_eq!(value, json!({"env": {"DB_PASSWORD": "***", "token_count": 3}, "list": ["Bearer ***"]}));
 }
+
+#[test]
+fn needs_redaction_agrees_with_redact_value() {
+    let redactor = Redactor::new();
+    for value in [
+        json!({"env": {"DB_PASSWORD": "x"}}),
+        json!({"list": ["Bearer abcdefghijk"]}),
+        json!({"deep": [{"note": "postgres://app:hunter2@db/x"}]}),
+        json!({"service": "payments-api", "token_count": 3, "commit": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"}),
+        json!({"password": ""}),
+        json!(["plain", 1, null, true]),
+    ] {
+        let mut redacted = value.clone();
+        redactor.redact_value(&mut redacted);
+        assert_eq!(redactor.needs_redaction(&value), redacted != value, "{value}");
+    }
+}
