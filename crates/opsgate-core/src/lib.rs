@@ -11,7 +11,7 @@ pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};
 pub use secret::{Secret, SecretRef};
 pub use tool::{
-    CallContext, ClientChannel, Decision, Effect, NoClient, Target, TaskSupport, Tool, ToolError, ToolSpec,
+    CallContext, ClientChannel, Decision, Effect, NoClient, Plan, Target, TaskSupport, Tool, ToolError, ToolSpec,
     is_valid_tool_name, parse_arguments,
 };
 

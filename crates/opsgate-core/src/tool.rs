@@ -271,6 +271,27 @@ pub trait Tool: Send + Sync {
     fn task_support(&self) -> TaskSupport {
         TaskSupport::Forbidden
     }
+
+    /// What the call would do, computed without doing it: the dry run a human approves and the
+    /// blast radius policy limits. Write tools implement it; `None` means the tool has no plan
+    /// (reads), and the pipeline then treats the blast radius as unknown.
+    async fn plan(&self, _context: &CallContext, _arguments: &Map<String, Value>) -> Result<Option<Plan>, ToolError> {
+        Ok(None)
+    }
+}
+
+/// A write's dry run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// One or two lines a human reads before approving: what will change.
+    pub summary: String,
+    /// How many things the call touches (alerts silenced, pods restarted, …), for the
+    /// blast-radius limits.
+    pub blast_radius: u64,
+    /// What `blast_radius` counts, plural: "alerts", "pods".
+    pub unit: String,
+    /// The things themselves, compact, bounded by the tool (at most a few dozen entries).
+    pub items: Vec<Value>,
 }
 
 /// Deserializes tool arguments into `T`, turning serde's message into one an agent can act on.
