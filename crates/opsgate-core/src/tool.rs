@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::input::{AskMode, CallInput, ClientCapability, InputRequest, InputRequired};
 use crate::output::{OutputBudget, ToolOutput};
+use crate::principal::Principal;
 
 /// What a tool can change. Policy keys on this; every tool has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -184,11 +185,14 @@ pub struct CallContext {
     pub client: Arc<dyn ClientChannel>,
     /// Answers from earlier rounds of this call (see `ask`).
     pub input: CallInput,
+    /// Who the call runs for: the requester, also when a human approved it. Tools that record
+    /// an author in the backend (a silence's `createdBy`) use its `id`.
+    pub principal: Principal,
 }
 
 impl CallContext {
     pub fn new(target: Option<Target>, budget: OutputBudget, client: Arc<dyn ClientChannel>) -> Self {
-        CallContext { target, budget, client, input: CallInput::default() }
+        CallContext { target, budget, client, input: CallInput::default(), principal: Principal::anonymous() }
     }
 
     /// Asks the client everything in `requests` and returns the answers by key. Keys answered in

@@ -401,7 +401,13 @@ impl Pipeline {
 
         // Execute, bounded by the call timeout and the client's cancellation. A panic in a tool
         // is caught here so that the call is still answered and audited.
-        let context = CallContext { target, budget: self.config.budget, client: channel, input: call_input };
+        let context = CallContext {
+            target,
+            budget: self.config.budget,
+            client: channel,
+            input: call_input,
+            principal: principal.clone(),
+        };
         let execution = AssertUnwindSafe(registered.tool.call(context, std::mem::take(arguments))).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(self.config.call_timeout, execution) => result,
