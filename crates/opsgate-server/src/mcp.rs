@@ -72,6 +72,19 @@ impl OpsgateMcp {
         }
     }
 
+    /// A tool as `tools/list` shows it: in read-only mode a write tool says it is disabled, so
+    /// that an agent does not plan around it.
+    fn listed_tool(&self, spec: &ToolSpec) -> Tool {
+        let mut tool = mcp_tool(spec);
+        if self.state.pipeline.config().read_only && spec.effect != Effect::Read {
+            tool.description = Some(
+                format!("[disabled: opsgate is in read-only mode, so every call is denied] {}", spec.description)
+                    .into(),
+            );
+        }
+        tool
+    }
+
     /// The principal the HTTP middleware authenticated, else this handler's default.
     fn principal(&self, context: &RequestContext<RoleServer>) -> Principal {
         context
@@ -318,8 +331,13 @@ impl ServerHandler for OpsgateMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = self.principal(&context);
-        let tools =
-            self.state.pipeline.visible_tools(&principal).into_iter().map(|tool| mcp_tool(&tool.spec)).collect();
+        let tools = self
+            .state
+            .pipeline
+            .visible_tools(&principal)
+            .into_iter()
+            .map(|tool| self.listed_tool(&tool.spec))
+            .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 

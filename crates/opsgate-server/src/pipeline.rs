@@ -1,8 +1,9 @@
 //! The call pipeline: the one path every tool call takes.
 //!
 //! ```text
-//! request ─▶ authenticate ─▶ rate limit ─▶ resolve target ─▶ policy ─▶ approval gate
-//!         ─▶ execute (timeout, cancel, progress) ─▶ redact ─▶ output budget ─▶ audit ─▶ response
+//! request ─▶ authenticate ─▶ rate limit ─▶ resolve target ─▶ plan (writes) ─▶ policy
+//!         ─▶ approval gate ─▶ execute (timeout, cancel, progress) ─▶ redact ─▶ output budget
+//!         ─▶ audit ─▶ response
 //! ```
 //!
 //! Authentication happens at the transport (the HTTP middleware or the stdio start-up) and hands
@@ -24,13 +25,15 @@ use opsgate_core::{
     CallContext, CallInput, ClientCapability, ClientChannel, Decision, InputRequest, OutputBudget, Principal, Rendered,
     Target, TaskSupport, ToolError, ToolOutput,
 };
-use opsgate_policy::{PolicyInput, Redactor, ToolFacts};
+use opsgate_policy::{Annotations, BlastRadius, Limits, PolicyInput, Redactor, ToolFacts};
 use opsgate_store::audit::sha256_hex;
 use opsgate_store::{AuditEntry, AuditLog};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::{BlastRadiusLimits, RateLimiter, RateLimits};
 use crate::metrics::Metrics;
+use crate::policy::PolicyHandle;
 use crate::registry::{RegisteredTool, Registry};
 use crate::request_state::{RoundState, StateSeal, StateSealError};
 use crate::tasks::Tasks;
@@ -41,11 +44,19 @@ pub struct PipelineConfig {
     /// The longest one call may run before it is cut off and reported as timed out.
     pub call_timeout: Duration,
     pub read_only: bool,
+    pub blast_radius: BlastRadiusLimits,
+    pub rate_limits: RateLimits,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { budget: OutputBudget::default(), call_timeout: Duration::from_secs(30), read_only: false }
+        PipelineConfig {
+            budget: OutputBudget::default(),
+            call_timeout: Duration::from_secs(30),
+            read_only: false,
+            blast_radius: BlastRadiusLimits::default(),
+            rate_limits: RateLimits::default(),
+        }
     }
 }
 
@@ -146,6 +157,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     seal: StateSeal,
     tasks: Tasks,
+    policy: Arc<PolicyHandle>,
+    rate_limiter: RateLimiter,
 }
 
 /// Arguments the pipeline consumes itself; tools never see them.
@@ -153,16 +166,31 @@ const TARGET_ARGUMENT: &str = "target";
 const CURSOR_ARGUMENT: &str = "cursor";
 
 impl Pipeline {
+    /// A pipeline under the default policy bundle; `with_policy` puts the configured one in.
+    #[allow(clippy::expect_used)] // The default bundle is a constant its own tests compile.
     pub fn new(registry: Arc<Registry>, audit: AuditLog, config: PipelineConfig, metrics: Arc<Metrics>) -> Self {
+        let policy = PolicyHandle::default_bundle().expect("the default policy bundle compiles");
         Pipeline {
             registry,
             audit,
             redactor: Redactor::new(),
+            rate_limiter: RateLimiter::new(config.rate_limits),
             config,
             metrics,
             seal: StateSeal::random(),
             tasks: Tasks::default(),
+            policy: Arc::new(policy),
         }
+    }
+
+    /// Decides with `policy` (which the caller may reload) instead of the default bundle.
+    pub fn with_policy(mut self, policy: Arc<PolicyHandle>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
     }
 
     /// Seals input-required states with `key` (at least 32 bytes) instead of a per-process random
@@ -189,28 +217,35 @@ impl Pipeline {
         &self.config
     }
 
-    /// Tools this principal could ever be allowed to call, for `tools/list`.
+    /// Tools this principal could ever be allowed to call, for `tools/list`: those the policy
+    /// does not deny outright on at least one of their targets. Read-only mode is left out of
+    /// this test so that write tools stay listed, saying they are disabled (see `mcp.rs`).
     pub fn visible_tools(&self, principal: &Principal) -> Vec<&RegisteredTool> {
         let arguments = Map::new();
         let now = now_rfc3339();
+        let policy = self.policy.current();
         self.registry
             .iter()
             .filter(|registered| {
-                let input = PolicyInput {
-                    version: opsgate_policy::decide::INPUT_VERSION,
-                    principal,
-                    tool: ToolFacts {
-                        name: registered.spec.name.clone(),
-                        effect: registered.spec.effect,
-                        server: None,
-                    },
-                    arguments: &arguments,
-                    target: None,
-                    blast_radius: None,
-                    read_only: self.config.read_only,
-                    time: &now,
+                let spec = &registered.spec;
+                let targets: Vec<Option<&Target>> = match &spec.target_kind {
+                    Some(kind) => self.registry.targets.of_kind(kind).iter().map(Some).collect(),
+                    None => vec![None],
                 };
-                !matches!(opsgate_policy::decide(&input), Decision::Deny { .. })
+                targets.into_iter().any(|target| {
+                    let input = PolicyInput {
+                        version: opsgate_policy::decide::INPUT_VERSION,
+                        principal,
+                        tool: tool_facts(spec),
+                        arguments: &arguments,
+                        target,
+                        blast_radius: None,
+                        limits: Limits::default(),
+                        read_only: false,
+                        time: &now,
+                    };
+                    !matches!(policy.decide(&input), Decision::Deny { .. })
+                })
             })
             .collect()
     }
@@ -327,7 +362,15 @@ impl Pipeline {
         responses.extend(round.responses);
         let call_input = CallInput { responses, state: round_state.state };
 
-        // Rate limit: not configured in this release; every call passes (see README).
+        // Rate limit, per principal and effect class.
+        if let Err(wait) = self.rate_limiter.check(&principal.id, spec.effect) {
+            return CallOutcome::Denied(format!(
+                "rate limit: {} has made too many {} calls; retry in {:.1}s",
+                principal.id,
+                if spec.effect == opsgate_core::Effect::Read { "read" } else { "write" },
+                wait.as_secs_f64().max(0.1)
+            ));
+        }
 
         // Resolve target: the `target` argument names an instance of the tool's connector kind.
         let target_name = match arguments.remove(TARGET_ARGUMENT) {
@@ -366,19 +409,39 @@ impl Pipeline {
             }
         };
 
+        let context = CallContext {
+            target,
+            budget: self.config.budget,
+            client: channel,
+            input: call_input,
+            principal: principal.clone(),
+        };
+
+        // Plan: a write's dry run, for the blast radius now and for the approver later.
+        let plan = if spec.effect == opsgate_core::Effect::Read {
+            None
+        } else {
+            match registered.tool.plan(&context, arguments).await {
+                Ok(plan) => plan,
+                Err(error) => return CallOutcome::ToolError(error.to_string()),
+            }
+        };
+
         // Policy.
         let time = audit.time.clone();
+        let environment = context.target.as_ref().map(|target| target.environment.as_str());
         let input = PolicyInput {
             version: opsgate_policy::decide::INPUT_VERSION,
             principal,
-            tool: ToolFacts { name: spec.name.clone(), effect: spec.effect, server: None },
+            tool: tool_facts(spec),
             arguments,
-            target: target.as_ref(),
-            blast_radius: None,
+            target: context.target.as_ref(),
+            blast_radius: plan.as_ref().map(|plan| BlastRadius { count: plan.blast_radius, unit: &plan.unit }),
+            limits: Limits { max_blast_radius: self.config.blast_radius.max_for(&spec.name, environment) },
             read_only: self.config.read_only,
             time: &time,
         };
-        let decision = opsgate_policy::decide(&input);
+        let decision = self.policy.current().decide(&input);
         audit.decision = decision.as_str().to_string();
         audit.reason = decision.reason().map(str::to_string);
 
@@ -395,19 +458,13 @@ impl Pipeline {
         }
 
         // A tool that only works as a background task cannot serve a client that cannot poll one.
-        if registered.tool.task_support() == TaskSupport::Required && !channel.supports(ClientCapability::Tasks) {
+        if registered.tool.task_support() == TaskSupport::Required && !context.client.supports(ClientCapability::Tasks)
+        {
             return CallOutcome::MissingClientCapability(ClientCapability::Tasks);
         }
 
         // Execute, bounded by the call timeout and the client's cancellation. A panic in a tool
         // is caught here so that the call is still answered and audited.
-        let context = CallContext {
-            target,
-            budget: self.config.budget,
-            client: channel,
-            input: call_input,
-            principal: principal.clone(),
-        };
         let execution = AssertUnwindSafe(registered.tool.call(context, std::mem::take(arguments))).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(self.config.call_timeout, execution) => result,
@@ -492,6 +549,16 @@ impl Pipeline {
             output.fields = fields;
         }
         output
+    }
+}
+
+/// What policy sees of a tool.
+fn tool_facts(spec: &opsgate_core::ToolSpec) -> ToolFacts<'_> {
+    ToolFacts {
+        name: &spec.name,
+        effect: spec.effect,
+        server: None,
+        annotations: Annotations { idempotent: spec.idempotent, open_world: spec.open_world },
     }
 }
 

@@ -11,10 +11,11 @@ use opsgate_connectors::prometheus::{PrometheusClient, PrometheusClients, Signal
 use opsgate_core::OutputBudget;
 use opsgate_server::metrics::Metrics;
 use opsgate_server::surface::NoSurface;
-use opsgate_server::{McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
+use opsgate_server::{McpState, Pipeline, PipelineConfig, PolicyHandle, Registry, TargetCatalog};
 use opsgate_store::{AuditLog, AuditWriterConfig, Store};
 
 use crate::config::{Env, RuntimeConfig};
+use crate::policy_files;
 
 pub struct App {
     pub store: Store,
@@ -22,6 +23,8 @@ pub struct App {
     /// The audit writer task; it ends once every `AuditLog` handle is dropped and the queue is
     /// committed.
     pub audit_writer: tokio::task::JoinHandle<()>,
+    /// Reloads the policy files when they change (none when there are none).
+    pub policy_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub async fn open_store(config: &RuntimeConfig) -> anyhow::Result<Store> {
@@ -78,6 +81,7 @@ pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Regist
 impl App {
     pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
         let registry = registry(config, env)?;
+        let policy = Arc::new(PolicyHandle::new(policy_files::load(config)?));
         let store = open_store(config).await?;
         let (audit, audit_writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
         let pipeline = Pipeline::new(
@@ -87,21 +91,28 @@ impl App {
                 budget: OutputBudget { max_bytes: config.output_budget_tokens * 4 },
                 call_timeout: config.call_timeout,
                 read_only: config.read_only,
+                blast_radius: config.blast_radius.clone(),
+                rate_limits: config.rate_limits,
             },
             Arc::new(Metrics::default()),
-        );
+        )
+        .with_policy(policy.clone());
         let mcp = Arc::new(McpState {
             pipeline: Arc::new(pipeline),
             surface: Arc::new(NoSurface),
             server_name: "opsgate".to_string(),
             instructions: Some(INSTRUCTIONS.to_string()),
         });
-        Ok(App { store, mcp, audit_writer })
+        let policy_watch = policy_files::watch(policy, config);
+        Ok(App { store, mcp, audit_writer, policy_watch })
     }
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App { store, mcp, audit_writer } = self;
+        let App { store, mcp, audit_writer, policy_watch } = self;
+        if let Some(watch) = policy_watch {
+            watch.abort();
+        }
         drop(mcp);
         if tokio::time::timeout(std::time::Duration::from_secs(10), audit_writer).await.is_err() {
             tracing::warn!("audit writer did not finish within 10s of shutdown");

@@ -86,6 +86,25 @@ pub enum Command {
     },
     /// Check the configuration, the store and every backend; list the tools that will be exposed.
     Doctor,
+    /// Test the policy or evaluate it on an input document.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run every `test_` rule of the default bundle and of the [policy] files.
+    Test {
+        /// One JSON object per test instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the decision for an input document (docs/policy.md describes its fields).
+    Eval {
+        /// The input document, a JSON file; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +159,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(command) => audit(load_config(&cli.global, None)?, command).await,
         Command::Init { path, force } => crate::starter::init(&path, force),
         Command::Doctor => crate::starter::doctor(load_config(&cli.global, None)?).await,
+        Command::Policy(PolicyCommand::Test { json }) => {
+            crate::policy_files::test_command(&load_config(&cli.global, None)?, json)
+        }
+        Command::Policy(PolicyCommand::Eval { input }) => {
+            crate::policy_files::eval_command(&load_config(&cli.global, None)?, &input)
+        }
     }
 }
 

@@ -63,6 +63,14 @@ pub struct FileConfig {
     pub metrics: MetricsCatalogConfig,
     #[serde(default)]
     pub environments: Vec<EnvironmentSection>,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub rate_limits: RateLimitsSection,
+    #[serde(default)]
+    pub approvals: ApprovalsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +110,51 @@ pub struct EnvironmentSection {
     pub name: String,
     #[serde(default)]
     pub protected: bool,
+    /// The most things one write may touch in this environment.
+    pub max_blast_radius: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Rego files, or directories whose `*.rego` files are read; relative to the config file.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Leave the built-in bundle out; the files must then define `data.opsgate.decision`.
+    #[serde(default)]
+    pub replace_default: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The most things one call of a tool may touch, by tool name.
+    #[serde(default)]
+    pub max_blast_radius: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSection {
+    pub read: Option<RateSection>,
+    pub write: Option<RateSection>,
+}
+
+/// `per_minute = 0` turns the limit off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    pub per_minute: f64,
+    pub burst: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// How long a request waits for its approvals before it expires.
+    pub expiry_minutes: Option<u64>,
+    /// A Slack-compatible incoming webhook that hears of each new request (a secret reference).
+    pub webhook_url: Option<String>,
 }
 
 /// Settings given on the command line; they win over the environment and the file.
@@ -134,6 +187,16 @@ pub struct RuntimeConfig {
     pub alertmanager: IndexMap<String, AlertmanagerConfig>,
     pub metrics: MetricsCatalogConfig,
     pub environments: Vec<EnvironmentSection>,
+    /// Policy files in load order, resolved against the config file's directory.
+    pub policy_files: Vec<PathBuf>,
+    pub replace_default_policy: bool,
+    pub blast_radius: opsgate_server::BlastRadiusLimits,
+    pub rate_limits: opsgate_server::RateLimits,
+    #[allow(dead_code)] // Read by the approval queue, which lands next.
+    pub approval_expiry: std::time::Duration,
+    /// A secret reference (`env:`/`file:`), resolved when a request is posted.
+    #[allow(dead_code)]
+    pub approval_webhook: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -301,7 +364,48 @@ impl FileConfig {
             }
         }
 
+        let base = source.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
+        let policy_files = self.policy.files.iter().map(|path| base.join(path)).collect();
+        if self.policy.replace_default && self.policy.files.is_empty() {
+            return Err(invalid("policy.replace_default", "needs policy.files that define the decision".to_string()));
+        }
+        let mut blast_radius = opsgate_server::BlastRadiusLimits::default();
+        for environment in &self.environments {
+            if let Some(limit) = environment.max_blast_radius {
+                blast_radius.environments.insert(environment.name.clone(), limit);
+            }
+        }
+        blast_radius.tools = self.limits.max_blast_radius;
+        let mut rate_limits = opsgate_server::RateLimits::default();
+        for (key, section, slot) in [
+            ("rate_limits.read", self.rate_limits.read, &mut rate_limits.read),
+            ("rate_limits.write", self.rate_limits.write, &mut rate_limits.write),
+        ] {
+            let Some(section) = section else { continue };
+            if !(section.per_minute.is_finite() && section.per_minute >= 0.0) {
+                return Err(invalid(&format!("{key}.per_minute"), "must be 0 (no limit) or more".to_string()));
+            }
+            let burst = section.burst.unwrap_or((section.per_minute / 3.0).max(1.0));
+            if !(burst.is_finite() && burst >= 1.0) {
+                return Err(invalid(&format!("{key}.burst"), "must be at least 1".to_string()));
+            }
+            *slot =
+                (section.per_minute > 0.0).then_some(opsgate_server::Rate { per_minute: section.per_minute, burst });
+        }
+        let expiry_minutes = self.approvals.expiry_minutes.unwrap_or(30);
+        if !(1..=7 * 24 * 60).contains(&expiry_minutes) {
+            return Err(invalid("approvals.expiry_minutes", "must be between 1 and 10080 (a week)".to_string()));
+        }
+        check_secret_reference(self.approvals.webhook_url.as_deref())
+            .map_err(|reason| invalid("approvals.webhook_url", reason))?;
+
         Ok(RuntimeConfig {
+            policy_files,
+            replace_default_policy: self.policy.replace_default,
+            blast_radius,
+            rate_limits,
+            approval_expiry: std::time::Duration::from_secs(expiry_minutes * 60),
+            approval_webhook: self.approvals.webhook_url,
             source,
             listen,
             data_dir,

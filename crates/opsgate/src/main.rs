@@ -3,6 +3,7 @@
 mod app;
 mod cli;
 mod config;
+mod policy_files;
 mod starter;
 
 use std::process::ExitCode;

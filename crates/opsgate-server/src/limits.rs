@@ -1,0 +1,139 @@
+//! Limits the pipeline enforces besides policy: blast radius per environment and tool (handed to
+//! policy, which denies with the numbers), and token-bucket rate limits per principal and effect.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use opsgate_core::Effect;
+
+/// The most things one write may touch, by environment and by tool. A call gets the tightest
+/// limit that applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlastRadiusLimits {
+    pub environments: BTreeMap<String, u64>,
+    pub tools: BTreeMap<String, u64>,
+}
+
+impl BlastRadiusLimits {
+    pub fn max_for(&self, tool: &str, environment: Option<&str>) -> Option<u64> {
+        let by_environment = environment.and_then(|environment| self.environments.get(environment));
+        match (by_environment, self.tools.get(tool)) {
+            (Some(left), Some(right)) => Some(*left.min(right)),
+            (one, other) => one.or(other).copied(),
+        }
+    }
+}
+
+/// A sustained rate with a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_minute: f64,
+    pub burst: f64,
+}
+
+/// Rates per tool effect; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    pub read: Option<Rate>,
+    pub write: Option<Rate>,
+}
+
+impl Default for RateLimits {
+    /// Reads are not limited; writes (and destructive calls, which share the write bucket) get
+    /// 60 a minute with bursts of 20 per principal: enough for a human-paced agent, a brake on a
+    /// runaway loop.
+    fn default() -> Self {
+        RateLimits { read: None, write: Some(Rate { per_minute: 60.0, burst: 20.0 }) }
+    }
+}
+
+impl RateLimits {
+    fn rate(&self, effect: Effect) -> Option<Rate> {
+        match effect {
+            Effect::Read => self.read,
+            Effect::Write | Effect::Destructive => self.write,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Token buckets keyed by principal and effect class.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    buckets: Mutex<HashMap<(String, bool), Bucket>>,
+}
+
+/// Buckets kept before idle ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits) -> Self {
+        RateLimiter { limits, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token for `principal`'s call of `effect`, or says how long until one is free.
+    pub fn check(&self, principal: &str, effect: Effect) -> Result<(), Duration> {
+        let Some(rate) = self.limits.rate(effect) else { return Ok(()) };
+        let now = Instant::now();
+        let per_second = rate.per_minute / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        if buckets.len() >= MAX_BUCKETS {
+            // A full bucket is the same as no bucket: forget those that refilled.
+            buckets.retain(|_, bucket| {
+                bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second < rate.burst
+            });
+        }
+        let key = (principal.to_string(), effect != Effect::Read);
+        let bucket = buckets.entry(key).or_insert(Bucket { tokens: rate.burst, updated: now });
+        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
+        bucket.tokens = (bucket.tokens + refilled).min(rate.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else if per_second <= 0.0 {
+            Err(Duration::from_secs(60))
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tightest_blast_radius_limit_applies() {
+        let limits = BlastRadiusLimits {
+            environments: BTreeMap::from([("production".to_string(), 10)]),
+            tools: BTreeMap::from([("silence_alert".to_string(), 25), ("expire_silence".to_string(), 5)]),
+        };
+        assert_eq!(limits.max_for("silence_alert", Some("production")), Some(10));
+        assert_eq!(limits.max_for("expire_silence", Some("production")), Some(5));
+        assert_eq!(limits.max_for("silence_alert", Some("staging")), Some(25));
+        assert_eq!(limits.max_for("other", Some("staging")), None);
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_calls_wait_for_the_rate() {
+        let limiter = RateLimiter::new(RateLimits { read: None, write: Some(Rate { per_minute: 60.0, burst: 3.0 }) });
+        for _ in 0..3 {
+            assert_eq!(limiter.check("agent", Effect::Write), Ok(()));
+        }
+        let wait = limiter.check("agent", Effect::Destructive).expect_err("the fourth write waits");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        // Another principal has its own bucket; reads are unlimited.
+        assert_eq!(limiter.check("other", Effect::Write), Ok(()));
+        for _ in 0..100 {
+            assert_eq!(limiter.check("agent", Effect::Read), Ok(()));
+        }
+    }
+}
