@@ -296,6 +296,8 @@ impl Pipeline {
             decision: "none".to_string(),
             reason: None,
             approval_id: None,
+            approvers: None,
+            approvers: None,
             outcome: String::new(),
             error: None,
             result_bytes: 0,

@@ -31,6 +31,9 @@ pub struct AuditEntry {
     pub decision: String,
     pub reason: Option<String>,
     pub approval_id: Option<String>,
+    /// The principals who approved the call, comma-separated; only on records of approved calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<String>,
     /// `ok`, `tool_error`, `denied`, `invalid_request`, `timeout`, `cancelled`.
     pub outcome: String,
     pub error: Option<String>,
@@ -81,6 +84,10 @@ pub fn record_hash(seq: i64, entry: &AuditEntry, prev_hash: &str) -> String {
     field(&optional(&entry.error));
     field(&entry.result_bytes.to_string());
     field(&entry.duration_us.to_string());
+    // Added with approvals: hashed only when present, so records written before keep verifying.
+    if let Some(approvers) = &entry.approvers {
+        field(approvers);
+    }
     to_hex(&hasher.finalize())
 }
 
@@ -152,8 +159,8 @@ impl<'a> Chained<'a> {
 
 const INSERT_PREFIX: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, \
      target, environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
-     duration_us, prev_hash, hash) VALUES ";
-const N_COLUMNS: usize = 20;
+     duration_us, prev_hash, hash, approvers) VALUES ";
+const N_COLUMNS: usize = 21;
 
 /// One multi-row INSERT for a batch: a single round trip to the database instead of one per
 /// record, which is what lets group commit keep up with many concurrent callers.
@@ -179,7 +186,7 @@ fn insert_sql(n_records: usize) -> String {
 
 const SELECT: &str = "SELECT seq, time, principal, principal_kind, client, tool, server, target, environment, \
      arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, duration_us, \
-     prev_hash, hash FROM audit_log";
+     prev_hash, hash, approvers FROM audit_log";
 
 fn bind_link<'q, DB: sqlx::Database>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
@@ -212,6 +219,7 @@ where
         .bind(entry.duration_us)
         .bind(link.prev_hash)
         .bind(link.hash)
+        .bind(entry.approvers.as_deref())
 }
 
 fn decode_record<R: Row>(row: &R) -> Result<AuditRecord, sqlx::Error>
@@ -237,6 +245,7 @@ where
             decision: row.try_get("decision")?,
             reason: row.try_get("reason")?,
             approval_id: row.try_get("approval_id")?,
+            approvers: row.try_get("approvers")?,
             outcome: row.try_get("outcome")?,
             error: row.try_get("error")?,
             result_bytes: row.try_get("result_bytes")?,

@@ -2,6 +2,7 @@
 //! replicas). One set of migrations serves both; each operation is one function that matches on
 //! the pool.
 
+pub mod approvals;
 pub mod audit;
 mod sqlite;
 pub mod writer;
@@ -14,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use approvals::{Approval, ApprovalDecision, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval};
 pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
 pub use writer::{AuditLog, AuditWriterConfig};
 

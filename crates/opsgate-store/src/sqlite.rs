@@ -18,8 +18,8 @@ use crate::audit::{AuditEntry, AuditReceipt, Chained};
 
 const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, target, \
      environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
-     duration_us, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-     ?17, ?18, ?19, ?20)";
+     duration_us, prev_hash, hash, approvers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+     ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
 /// One connection behind a mutex: appends are serialised anyway (they all move the chain head).
 /// `None` once the store is closed.
@@ -87,6 +87,7 @@ impl Appender {
                     entry.duration_us,
                     link.prev_hash,
                     link.hash,
+                    entry.approvers,
                 ])?;
             }
         }

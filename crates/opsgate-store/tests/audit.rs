@@ -3,6 +3,9 @@
 
 use anyhow::Result;
 use opsgate_store::{AuditEntry, AuditLog, AuditWriterConfig, Store};
+use support::stores;
+
+mod support;
 
 fn entry(index: usize) -> AuditEntry {
     AuditEntry {
@@ -19,20 +22,12 @@ fn entry(index: usize) -> AuditEntry {
         decision: "allow".to_string(),
         reason: None,
         approval_id: None,
+        approvers: None,
         outcome: "ok".to_string(),
         error: None,
         result_bytes: 10,
         duration_us: 100,
     }
-}
-
-/// One fresh store per test on each backend.
-async fn stores(name: &str) -> Result<Vec<(Store, tempfile::TempDir)>> {
-    let dir = tempfile::tempdir()?;
-    let sqlite = Store::open_sqlite(dir.path()).await?;
-    let postgres_url = opsgate_testkit::Postgres::shared().await?.create_database(name).await?;
-    let postgres = Store::open_postgres(&postgres_url).await?;
-    Ok(vec![(sqlite, dir), (postgres, tempfile::tempdir()?)])
 }
 
 async fn execute(store: &Store, sql: &'static str) -> Result<()> {
