@@ -37,6 +37,9 @@ fn decide<'a>(id: &'a str, principal: &'a str, roles: &'a [String], approve: boo
     DecisionRequest { id, principal, roles, approve, comment: None, now: NOW }
 }
 
+/// What a refused decision's error must be.
+type Expect = fn(&ApprovalError) -> bool;
+
 fn approver() -> Vec<String> {
     vec!["approver".to_string()]
 }
@@ -49,7 +52,7 @@ async fn wrong_decisions_are_refused_and_change_nothing() -> Result<()> {
         let id = pending.id.as_str();
         let operator = vec!["operator".to_string()];
         let roles = approver();
-        let cases: Vec<(DecisionRequest<'_>, fn(&ApprovalError) -> bool)> = vec![
+        let cases: Vec<(DecisionRequest<'_>, Expect)> = vec![
             (decide(id, "key:agent", &roles, true), |error| matches!(error, ApprovalError::SelfApproval { .. })),
             (decide(id, "user:bob", &operator, true), |error| matches!(error, ApprovalError::MissingRole { .. })),
             (decide("apr_nope", "user:bob", &operator, true), |error| matches!(error, ApprovalError::MalformedId(_))),
