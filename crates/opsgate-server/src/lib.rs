@@ -1,6 +1,7 @@
 //! opsgate's server: the call pipeline every tool call passes through, the MCP handler over it,
 //! and the axum app that serves `/mcp`, `/healthz` and `/metrics`.
 
+pub mod approvals;
 pub mod changes;
 pub mod http;
 pub mod limits;

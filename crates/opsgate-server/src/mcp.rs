@@ -126,7 +126,9 @@ pub fn call_result(outcome: CallOutcome, with_structured: bool) -> Result<CallTo
 /// `call_result` for transports that can carry input-required rounds (2026-07-28).
 pub fn call_response(outcome: CallOutcome, with_structured: bool) -> Result<CallToolResponse, ErrorData> {
     match outcome {
-        CallOutcome::Ok(rendered) => Ok(success_result(rendered, with_structured).into()),
+        CallOutcome::Ok(rendered) | CallOutcome::PendingApproval(rendered) => {
+            Ok(success_result(rendered, with_structured).into())
+        }
         CallOutcome::ToolError(message) | CallOutcome::Denied(message) => {
             Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
         }

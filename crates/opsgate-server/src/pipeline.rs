@@ -27,10 +27,11 @@ use opsgate_core::{
 };
 use opsgate_policy::{Annotations, BlastRadius, Limits, PolicyInput, Redactor, ToolFacts};
 use opsgate_store::audit::sha256_hex;
-use opsgate_store::{AuditEntry, AuditLog};
+use opsgate_store::{ApprovalError, ApprovalStatus, AuditEntry, AuditLog};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::approvals::{ApprovalQueue, PendingCall, pending_output, stored_result};
 use crate::limits::{BlastRadiusLimits, RateLimiter, RateLimits};
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
@@ -84,6 +85,9 @@ pub struct RoundInput {
 pub enum CallOutcome {
     /// The tool ran; its output, redacted and within budget.
     Ok(Rendered),
+    /// Policy sent the call to humans: it did not run; the result says what waits and how to
+    /// follow it (not an error: the agent should read it and wait).
+    PendingApproval(Rendered),
     /// The tool ran, or could not, and the agent should read why (`isError: true`).
     ToolError(String),
     /// Policy said no; the reason names the rule (`isError: true`).
@@ -105,6 +109,7 @@ impl CallOutcome {
     fn audit_outcome(&self) -> &'static str {
         match self {
             CallOutcome::Ok(_) => "ok",
+            CallOutcome::PendingApproval(_) => "pending_approval",
             CallOutcome::ToolError(_) => "tool_error",
             CallOutcome::Denied(_) => "denied",
             CallOutcome::UnknownTool(_) => "unknown_tool",
@@ -117,7 +122,7 @@ impl CallOutcome {
 
     fn audit_error(&self) -> Option<String> {
         match self {
-            CallOutcome::Ok(_) => None,
+            CallOutcome::Ok(_) | CallOutcome::PendingApproval(_) => None,
             CallOutcome::ToolError(message)
             | CallOutcome::Denied(message)
             | CallOutcome::UnknownTool(message)
@@ -140,7 +145,9 @@ impl CallOutcome {
 
     fn result_bytes(&self) -> i64 {
         match self {
-            CallOutcome::Ok(rendered) => (rendered.text.len() + rendered.structured.to_string().len()) as i64,
+            CallOutcome::Ok(rendered) | CallOutcome::PendingApproval(rendered) => {
+                (rendered.text.len() + rendered.structured.to_string().len()) as i64
+            }
             CallOutcome::InputRequired { requests, .. } => {
                 requests.values().map(|request| request.params.to_string().len()).sum::<usize>() as i64
             }
@@ -159,6 +166,7 @@ pub struct Pipeline {
     tasks: Tasks,
     policy: Arc<PolicyHandle>,
     rate_limiter: RateLimiter,
+    approvals: Option<ApprovalQueue>,
 }
 
 /// Arguments the pipeline consumes itself; tools never see them.
@@ -180,7 +188,18 @@ impl Pipeline {
             seal: StateSeal::random(),
             tasks: Tasks::default(),
             policy: Arc::new(policy),
+            approvals: None,
         }
+    }
+
+    /// Sends calls that policy wants approved to `queue` instead of refusing them.
+    pub fn with_approvals(mut self, queue: ApprovalQueue) -> Self {
+        self.approvals = Some(queue);
+        self
+    }
+
+    pub fn approvals(&self) -> Option<&ApprovalQueue> {
+        self.approvals.as_ref()
     }
 
     /// Decides with `policy` (which the caller may reload) instead of the default bundle.
@@ -297,14 +316,18 @@ impl Pipeline {
             reason: None,
             approval_id: None,
             approvers: None,
-            approvers: None,
             outcome: String::new(),
             error: None,
             result_bytes: 0,
             duration_us: 0,
         };
 
-        let stages = Stages { principal: &principal, tool_name: &tool_name, binding: binding.as_bytes() };
+        let stages = Stages {
+            principal: &principal,
+            client: client.as_deref(),
+            tool_name: &tool_name,
+            binding: binding.as_bytes(),
+        };
         let outcome = self.run_stages(stages, &mut arguments, round, channel, cancel, &mut audit).await;
         let outcome = match outcome {
             CallOutcome::ToolError(message) => CallOutcome::ToolError(self.redactor.redact_text(&message).into_owned()),
@@ -343,7 +366,7 @@ impl Pipeline {
         cancel: CancellationToken,
         audit: &mut AuditEntry,
     ) -> CallOutcome {
-        let Stages { principal, tool_name, binding } = stages;
+        let Stages { principal, client, tool_name, binding } = stages;
         let Some(registered) = self.registry.get(tool_name) else {
             return CallOutcome::UnknownTool(format!(
                 "unknown tool {tool_name:?}; call tools/list for the tools available"
@@ -447,15 +470,35 @@ impl Pipeline {
         audit.decision = decision.as_str().to_string();
         audit.reason = decision.reason().map(str::to_string);
 
-        // Approval gate: the durable approval queue is not part of this release, so a decision
-        // that needs a human is refused rather than run.
-        match decision {
+        // Approval gate: a call that needs humans becomes a durable request and does not run
+        // now; it runs later, once, with exactly these arguments (`run_approved`).
+        match &decision {
             Decision::Allow => {}
             Decision::Deny { reason } => return CallOutcome::Denied(format!("denied by policy: {reason}")),
             Decision::Approve { reason, .. } => {
-                return CallOutcome::Denied(format!(
-                    "denied: this call needs human approval ({reason}) and approvals are not enabled on this opsgate"
-                ));
+                let Some(queue) = &self.approvals else {
+                    return CallOutcome::Denied(format!(
+                        "denied: this call needs human approval ({reason}) and approvals are not enabled on this opsgate"
+                    ));
+                };
+                let target = context.target.as_ref().map(|target| (target.name.as_str(), target.environment.as_str()));
+                let pending = PendingCall {
+                    principal,
+                    client,
+                    tool: tool_name,
+                    target,
+                    arguments,
+                    plan: plan.as_ref(),
+                    decision: &decision,
+                    now: &time,
+                };
+                return match queue.request(pending).await {
+                    Ok(request) => {
+                        audit.approval_id = Some(request.id.clone());
+                        CallOutcome::PendingApproval(pending_output(&request).render(0, self.config.budget))
+                    }
+                    Err(message) => CallOutcome::ToolError(message),
+                };
             }
         }
 
@@ -465,9 +508,23 @@ impl Pipeline {
             return CallOutcome::MissingClientCapability(ClientCapability::Tasks);
         }
 
-        // Execute, bounded by the call timeout and the client's cancellation. A panic in a tool
-        // is caught here so that the call is still answered and audited.
-        let execution = AssertUnwindSafe(registered.tool.call(context, std::mem::take(arguments))).catch_unwind();
+        self.execute(registered, context, std::mem::take(arguments), &cancel, binding, offset).await
+    }
+
+    /// Runs the tool, bounded by the call timeout and `cancel`, then redacts its output and fits
+    /// it to the budget. A panic in a tool is caught here so that the call is still answered and
+    /// audited.
+    async fn execute(
+        &self,
+        registered: &RegisteredTool,
+        context: CallContext,
+        arguments: Map<String, Value>,
+        cancel: &CancellationToken,
+        binding: &[u8],
+        offset: usize,
+    ) -> CallOutcome {
+        let tool_name = registered.spec.name.as_str();
+        let execution = AssertUnwindSafe(registered.tool.call(context, arguments)).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(self.config.call_timeout, execution) => result,
             () = cancel.cancelled() => return CallOutcome::ToolError(format!("{tool_name} was cancelled by the client")),
@@ -519,10 +576,172 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Records a human's decision on an approval request, audits it (refusals too), and, when
+    /// it completes the approvals, runs the call here and now. Returns the request's status.
+    pub async fn decide_approval(
+        &self,
+        principal: &Principal,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<ApprovalStatus, ApprovalError> {
+        let Some(queue) = &self.approvals else {
+            return Err(ApprovalError::Store(opsgate_store::StoreError::Internal(
+                "approvals are not enabled on this opsgate".to_string(),
+            )));
+        };
+        let started = Instant::now();
+        let decided = queue.decide(principal, id, approve, comment).await;
+        let verb = if approve { "approve" } else { "reject" };
+        let mut audit = AuditEntry {
+            time: now_rfc3339(),
+            principal: principal.id.clone(),
+            principal_kind: principal.kind.as_str().to_string(),
+            client: None,
+            tool: format!("approvals/{verb}"),
+            server: None,
+            target: None,
+            environment: None,
+            arguments: canonical_json(&serde_json::json!({"id": id, "comment": comment})),
+            arguments_hash: String::new(),
+            decision: if decided.is_ok() { "allow" } else { "deny" }.to_string(),
+            reason: decided.as_ref().err().map(ToString::to_string),
+            approval_id: opsgate_store::approvals::is_valid_approval_id(id).then(|| id.to_string()),
+            approvers: None,
+            outcome: match &decided {
+                Ok(status) => status.as_str().to_string(),
+                Err(_) => "refused".to_string(),
+            },
+            error: decided.as_ref().err().map(ToString::to_string),
+            result_bytes: 0,
+            duration_us: started.elapsed().as_micros() as i64,
+        };
+        audit.arguments = self.redactor.redact_text(&audit.arguments).into_owned();
+        audit.arguments_hash = sha256_hex(&audit.arguments);
+        self.audit.record(audit).await.map_err(ApprovalError::Store)?;
+        let status = decided?;
+        if status == ApprovalStatus::Approved {
+            return Ok(self.run_approved(id).await);
+        }
+        Ok(status)
+    }
+
+    /// Runs an approved request, if this caller is the one that claims it (at most one ever
+    /// does), with exactly its stored arguments and target, as its requester; stores the result
+    /// for `approval_status` and audits the execution with its approvers.
+    pub async fn run_approved(&self, id: &str) -> ApprovalStatus {
+        let Some(queue) = &self.approvals else { return ApprovalStatus::Approved };
+        let store = &queue.store;
+        let started = Instant::now();
+        let now = now_rfc3339();
+        match store.claim_approval(id, &now).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                return match store.approval(id).await {
+                    Ok(Some(approval)) => approval.status,
+                    _ => ApprovalStatus::Approved,
+                };
+            }
+        }
+        let approval = match store.approval(id).await {
+            Ok(Some(approval)) => approval,
+            _ => return ApprovalStatus::Executing,
+        };
+        let request = &approval.request;
+        let outcome = self.execute_stored(&approval).await;
+        let (status, result, error) = match &outcome {
+            CallOutcome::Ok(rendered) => (ApprovalStatus::Executed, Some(stored_result(rendered)), None),
+            other => (ApprovalStatus::Failed, None, other.audit_error()),
+        };
+        let redacted_arguments = match serde_json::from_str::<Value>(&request.arguments) {
+            Ok(mut value) => {
+                self.redactor.redact_value(&mut value);
+                canonical_json(&value)
+            }
+            Err(_) => String::new(),
+        };
+        let audit = AuditEntry {
+            time: now_rfc3339(),
+            principal: request.requester.clone(),
+            principal_kind: request.requester_kind.clone(),
+            client: request.client.clone(),
+            tool: request.tool.clone(),
+            server: None,
+            target: request.target.clone(),
+            environment: request.environment.clone(),
+            arguments_hash: sha256_hex(&redacted_arguments),
+            arguments: redacted_arguments,
+            decision: "approved".to_string(),
+            reason: Some(request.reason.clone()),
+            approval_id: Some(request.id.clone()),
+            approvers: Some(approval.approvers().join(",")),
+            outcome: outcome.audit_outcome().to_string(),
+            error: error.clone(),
+            result_bytes: outcome.result_bytes(),
+            duration_us: started.elapsed().as_micros() as i64,
+        };
+        // The audit record first: a result nobody can account for is not stored as executed.
+        let (status, result, error) = match self.audit.record(audit).await {
+            Ok(_) => (status, result, error),
+            Err(audit_error) => {
+                (ApprovalStatus::Failed, None, Some(format!("the audit log could not be written: {audit_error}")))
+            }
+        };
+        if let Err(store_error) =
+            store.finish_approval(id, status, result.as_ref(), error.as_deref(), &now_rfc3339()).await
+        {
+            tracing::error!(approval = %id, error = %store_error, "could not record how an approved call ended");
+        }
+        status
+    }
+
+    /// The execute stage for a stored request: its tool, target and arguments as stored.
+    async fn execute_stored(&self, approval: &opsgate_store::Approval) -> CallOutcome {
+        let request = &approval.request;
+        if self.config.read_only {
+            return CallOutcome::Denied("opsgate is in read-only mode now: the approved call was not run".to_string());
+        }
+        let Some(registered) = self.registry.get(&request.tool) else {
+            return CallOutcome::ToolError(format!("tool {} is no longer available", request.tool));
+        };
+        let arguments = match serde_json::from_str::<Value>(&request.arguments) {
+            Ok(Value::Object(arguments)) => arguments,
+            _ => return CallOutcome::Internal("the stored arguments are not a JSON object".to_string()),
+        };
+        if sha256_hex(&opsgate_core::canonical::canonical_object(&arguments)) != request.arguments_hash {
+            return CallOutcome::Denied("the stored arguments do not match their hash: not run".to_string());
+        }
+        let target = match (&registered.spec.target_kind, &request.target) {
+            (Some(kind), name) => match self.registry.targets.resolve(kind, name.as_deref()) {
+                Ok(target) => Some(target.clone()),
+                Err(message) => return CallOutcome::ToolError(message),
+            },
+            (None, _) => None,
+        };
+        let principal = Principal {
+            id: request.requester.clone(),
+            kind: serde_json::from_value(Value::String(request.requester_kind.clone()))
+                .unwrap_or(opsgate_core::PrincipalKind::Anonymous),
+            roles: request.requester_roles.clone(),
+        };
+        let context = CallContext {
+            target,
+            budget: self.config.budget,
+            client: Arc::new(opsgate_core::NoClient),
+            input: CallInput::default(),
+            principal,
+        };
+        let binding = format!("{}\n{}\n{}", request.requester, request.tool, request.arguments_hash);
+        self.execute(registered, context, arguments, &CancellationToken::new(), binding.as_bytes(), 0).await
+    }
+}
+
 /// Who is calling what, and the binding of any state handed out for this call.
 #[derive(Clone, Copy)]
 struct Stages<'a> {
     principal: &'a Principal,
+    client: Option<&'a str>,
     tool_name: &'a str,
     binding: &'a [u8],
 }

@@ -9,6 +9,7 @@ use opsgate_connectors::alertmanager::{
 };
 use opsgate_connectors::prometheus::{PrometheusClient, PrometheusClients, SignalCatalog, prometheus_tools};
 use opsgate_core::OutputBudget;
+use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings, ApprovalStatusTool};
 use opsgate_server::metrics::Metrics;
 use opsgate_server::surface::NoSurface;
 use opsgate_server::{McpState, Pipeline, PipelineConfig, PolicyHandle, Registry, TargetCatalog};
@@ -25,6 +26,20 @@ pub struct App {
     pub audit_writer: tokio::task::JoinHandle<()>,
     /// Reloads the policy files when they change (none when there are none).
     pub policy_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Marks approval requests whose time ran out as expired.
+    pub expiry_sweep: tokio::task::JoinHandle<()>,
+}
+
+/// Every half minute, pending approval requests past their expiry become expired (deciding one
+/// checks the expiry anyway; this keeps lists and `approval_status` truthful).
+async fn expire_approvals(store: Store) {
+    loop {
+        let now = opsgate_server::pipeline::now_rfc3339();
+        if let Err(error) = store.expire_approvals(&now).await {
+            tracing::warn!(%error, "could not expire approval requests");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
 }
 
 pub async fn open_store(config: &RuntimeConfig) -> anyhow::Result<Store> {
@@ -80,9 +95,13 @@ pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Regist
 
 impl App {
     pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
-        let registry = registry(config, env)?;
+        let mut registry = registry(config, env)?;
         let policy = Arc::new(PolicyHandle::new(policy_files::load(config)?));
         let store = open_store(config).await?;
+        registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
+        let webhook = crate::config::resolve_secret_text(config.approval_webhook.as_deref(), env)
+            .context("approvals.webhook_url")?;
+        let approvals = ApprovalQueue::new(store.clone(), ApprovalSettings { expiry: config.approval_expiry, webhook });
         let (audit, audit_writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
         let pipeline = Pipeline::new(
             Arc::new(registry),
@@ -96,7 +115,8 @@ impl App {
             },
             Arc::new(Metrics::default()),
         )
-        .with_policy(policy.clone());
+        .with_policy(policy.clone())
+        .with_approvals(approvals);
         let mcp = Arc::new(McpState {
             pipeline: Arc::new(pipeline),
             surface: Arc::new(NoSurface),
@@ -104,12 +124,14 @@ impl App {
             instructions: Some(INSTRUCTIONS.to_string()),
         });
         let policy_watch = policy_files::watch(policy, config);
-        Ok(App { store, mcp, audit_writer, policy_watch })
+        let expiry_sweep = tokio::spawn(expire_approvals(store.clone()));
+        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep })
     }
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App { store, mcp, audit_writer, policy_watch } = self;
+        let App { store, mcp, audit_writer, policy_watch, expiry_sweep } = self;
+        expiry_sweep.abort();
         if let Some(watch) = policy_watch {
             watch.abort();
         }

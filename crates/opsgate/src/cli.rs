@@ -86,9 +86,43 @@ pub enum Command {
     },
     /// Check the configuration, the store and every backend; list the tools that will be exposed.
     Doctor,
+    /// List, show, approve and reject approval requests (as the local user).
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Test the policy or evaluate it on an input document.
     #[command(subcommand)]
     Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Requests, newest first.
+    List {
+        /// Only this status: pending, approved, rejected, expired, executing, executed, failed, all.
+        #[arg(long, default_value = "pending")]
+        status: Option<String>,
+        /// One JSON object per request.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request with its plan, arguments (redacted) and decisions.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request; the last required approval runs the call.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a request; it will not run.
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(command) => audit(load_config(&cli.global, None)?, command).await,
         Command::Init { path, force } => crate::starter::init(&path, force),
         Command::Doctor => crate::starter::doctor(load_config(&cli.global, None)?).await,
+        Command::Approvals(command) => crate::approvals_cli::run(load_config(&cli.global, None)?, command).await,
         Command::Policy(PolicyCommand::Test { json }) => {
             crate::policy_files::test_command(&load_config(&cli.global, None)?, json)
         }
@@ -247,7 +282,7 @@ async fn call(config: RuntimeConfig, tool: String, arguments: Vec<String>, json:
     app.finish().await;
     let mut stdout = std::io::stdout().lock();
     let code = match outcome {
-        CallOutcome::Ok(rendered) => {
+        CallOutcome::Ok(rendered) | CallOutcome::PendingApproval(rendered) => {
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&rendered.structured)?)?;
             } else {

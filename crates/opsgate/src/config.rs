@@ -192,10 +192,8 @@ pub struct RuntimeConfig {
     pub replace_default_policy: bool,
     pub blast_radius: opsgate_server::BlastRadiusLimits,
     pub rate_limits: opsgate_server::RateLimits,
-    #[allow(dead_code)] // Read by the approval queue, which lands next.
     pub approval_expiry: std::time::Duration,
     /// A secret reference (`env:`/`file:`), resolved when a request is posted.
-    #[allow(dead_code)]
     pub approval_webhook: Option<String>,
 }
 

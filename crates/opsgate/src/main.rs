@@ -1,6 +1,7 @@
 //! The `opsgate` binary: command line, configuration, wiring, start-up and shutdown.
 
 mod app;
+mod approvals_cli;
 mod cli;
 mod config;
 mod policy_files;

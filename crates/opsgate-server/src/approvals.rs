@@ -1,0 +1,319 @@
+//! The approval queue as the pipeline uses it: a call that policy sends to humans becomes a
+//! durable request; a human's decision is recorded and audited; the call runs, with exactly the
+//! stored arguments, once enough approvers agreed; `approval_status` lets the agent wait for it.
+//! The rules themselves (who may decide, at most once) live in the store, in the transaction.
+
+use std::time::{Duration, Instant};
+
+use opsgate_core::output::Row;
+use opsgate_core::{
+    CallContext, Decision, Effect, Plan, Principal, Rendered, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments,
+};
+use opsgate_store::approvals::{is_valid_approval_id, new_approval_id};
+use opsgate_store::{Approval, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval, Store};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Where new requests are announced, and how long they wait.
+#[derive(Debug, Clone)]
+pub struct ApprovalSettings {
+    pub expiry: Duration,
+    /// A Slack-compatible incoming webhook URL (already resolved from its secret reference).
+    pub webhook: Option<String>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings { expiry: Duration::from_secs(30 * 60), webhook: None }
+    }
+}
+
+/// The store and settings behind approvals.
+#[derive(Debug, Clone)]
+pub struct ApprovalQueue {
+    pub store: Store,
+    pub settings: ApprovalSettings,
+}
+
+/// What the pipeline knows when policy asks for approval.
+pub struct PendingCall<'a> {
+    pub principal: &'a Principal,
+    pub client: Option<&'a str>,
+    pub tool: &'a str,
+    pub target: Option<(&'a str, &'a str)>,
+    pub arguments: &'a Map<String, Value>,
+    pub plan: Option<&'a Plan>,
+    pub decision: &'a Decision,
+    pub now: &'a str,
+}
+
+impl ApprovalQueue {
+    pub fn new(store: Store, settings: ApprovalSettings) -> Self {
+        ApprovalQueue { store, settings }
+    }
+
+    /// Stores the request and announces it; returns it as stored.
+    pub async fn request(&self, call: PendingCall<'_>) -> Result<NewApproval, String> {
+        let Decision::Approve { reason, approvals_required, approver_roles } = call.decision else {
+            return Err("only a decision that asks for approval creates a request".to_string());
+        };
+        let arguments = opsgate_core::canonical::canonical_object(call.arguments);
+        let expires_at = chrono::Utc::now()
+            + chrono::Duration::from_std(self.settings.expiry).unwrap_or_else(|_| chrono::Duration::minutes(30));
+        let request = NewApproval {
+            id: new_approval_id(),
+            created_at: call.now.to_string(),
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            requester: call.principal.id.clone(),
+            requester_kind: call.principal.kind.as_str().to_string(),
+            requester_roles: call.principal.roles.clone(),
+            client: call.client.map(str::to_string),
+            tool: call.tool.to_string(),
+            target: call.target.map(|(name, _)| name.to_string()),
+            environment: call.target.map(|(_, environment)| environment.to_string()),
+            arguments_hash: opsgate_store::audit::sha256_hex(&arguments),
+            arguments,
+            plan: call.plan.and_then(|plan| serde_json::to_value(plan).ok()),
+            reason: reason.clone(),
+            approvals_required: u32::from(*approvals_required),
+            approver_roles: approver_roles.clone(),
+        };
+        self.store
+            .create_approval(&request)
+            .await
+            .map_err(|error| format!("the approval request could not be stored: {error}"))?;
+        if let Some(url) = &self.settings.webhook {
+            announce(url.clone(), &request);
+        }
+        Ok(request)
+    }
+
+    /// Records a human's decision (the rules are checked in the store).
+    pub async fn decide(
+        &self,
+        principal: &Principal,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<ApprovalStatus, ApprovalError> {
+        let now = crate::pipeline::now_rfc3339();
+        self.store
+            .decide_approval(&DecisionRequest {
+                id,
+                principal: &principal.id,
+                roles: &principal.roles,
+                approve,
+                comment,
+                now: &now,
+            })
+            .await
+    }
+}
+
+/// Posts the request to a Slack-compatible webhook in the background: a slow or broken webhook
+/// never holds up the call, and its failure is logged, not returned.
+fn announce(url: String, request: &NewApproval) {
+    let plan = request.plan.as_ref().and_then(|plan| plan.get("summary")).and_then(Value::as_str).unwrap_or("no plan");
+    let text = format!(
+        "opsgate: {} asks to run {} on {} ({}). {} Approve with `opsgate approvals approve {}`; expires {}.",
+        request.requester,
+        request.tool,
+        request.target.as_deref().unwrap_or("no target"),
+        request.reason,
+        plan,
+        request.id,
+        request.expires_at
+    );
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let posted = client.post(&url).timeout(Duration::from_secs(10)).json(&json!({ "text": text })).send().await;
+        match posted {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::warn!(status = %response.status(), "approval webhook refused the announcement"),
+            Err(error) => tracing::warn!(error = %error.without_url(), "approval webhook unreachable"),
+        }
+    });
+}
+
+/// The result an agent gets instead of the call's: what waits, for whom, and what to do next.
+pub fn pending_output(request: &NewApproval) -> ToolOutput {
+    let roles = request.approver_roles.join(" or ");
+    let mut output = ToolOutput::text(format!(
+        "Pending approval {}: {} needs {} approval(s) from a human with role {roles} before it runs.",
+        request.id, request.tool, request.approvals_required
+    ));
+    output.summary.push(format!("Why: {}.", request.reason));
+    if let Some(summary) = request.plan.as_ref().and_then(|plan| plan.get("summary")).and_then(Value::as_str) {
+        output.summary.push(format!("Plan: {summary}"));
+    }
+    output.footer.push(format!(
+        "A human approves with `opsgate approvals approve {}` or POST /api/v1/approvals/{}/approve; it expires at {}.",
+        request.id, request.id, request.expires_at
+    ));
+    output.footer.push(format!(
+        "Call approval_status with id {} (and wait_seconds) to wait for the result. Do not retry the call.",
+        request.id
+    ));
+    output
+        .field("status", "pending_approval")
+        .field("approval_id", request.id.clone())
+        .field("tool", request.tool.clone())
+        .field("target", json!(request.target))
+        .field("plan", json!(request.plan))
+        .field("reason", request.reason.clone())
+        .field("approvals_required", request.approvals_required)
+        .field("approver_roles", json!(request.approver_roles))
+        .field("expires_at", request.expires_at.clone())
+}
+
+/// The stored form of an executed call's result.
+pub fn stored_result(rendered: &Rendered) -> Value {
+    json!({"text": rendered.text, "structured": rendered.structured, "truncated": rendered.truncated})
+}
+
+/// `approval_status(id, wait_seconds)`: the state of a request, waiting (with progress
+/// notifications) until it ends or the wait runs out; once executed, the call's own result.
+pub struct ApprovalStatusTool {
+    spec: ToolSpec,
+    store: Store,
+}
+
+/// The longest an agent may wait in one call.
+const MAX_WAIT_SECONDS: u64 = 300;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusArguments {
+    id: String,
+    #[serde(default)]
+    wait_seconds: u64,
+}
+
+impl ApprovalStatusTool {
+    pub fn new(store: Store) -> Self {
+        let input_schema = json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "The approval id a pending call returned (apr_…)."},
+                "wait_seconds": {
+                    "type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS,
+                    "description": "Wait up to this long for the request to be decided and run (default 0: answer now)."
+                }
+            },
+            "required": ["id"],
+            "additionalProperties": false
+        });
+        let spec = ToolSpec {
+            name: "approval_status".to_string(),
+            title: "Approval status".to_string(),
+            description: "The state of an approval request (pending, approved, rejected, expired, executed, failed) \
+                          with its approvers; once executed, the approved call's result. Give wait_seconds to wait \
+                          for a human's decision; progress is reported while waiting."
+                .to_string(),
+            input_schema: match input_schema {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            output_schema: None,
+            effect: Effect::Read,
+            target_kind: None,
+            idempotent: true,
+            open_world: false,
+        };
+        ApprovalStatusTool { spec, store }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for ApprovalStatusTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError> {
+        let arguments: StatusArguments = parse_arguments(arguments)?;
+        if !is_valid_approval_id(&arguments.id) {
+            return Err(ToolError::InvalidArguments(format!(
+                "{:?} is not an approval id (they look like apr_ followed by 32 hex digits)",
+                arguments.id
+            )));
+        }
+        if arguments.wait_seconds > MAX_WAIT_SECONDS {
+            return Err(ToolError::InvalidArguments(format!("wait_seconds must be at most {MAX_WAIT_SECONDS}")));
+        }
+        let deadline = Instant::now() + Duration::from_secs(arguments.wait_seconds);
+        let started = Instant::now();
+        loop {
+            let approval = self
+                .store
+                .approval(&arguments.id)
+                .await
+                .map_err(|error| ToolError::Unavailable(format!("the approval store is unavailable: {error}")))?
+                .ok_or_else(|| ToolError::InvalidArguments(format!("no approval request {}", arguments.id)))?;
+            let principal = &context.principal;
+            let may_see = approval.request.requester == principal.id
+                || principal.roles.iter().any(|role| approval.request.approver_roles.contains(role));
+            if !may_see {
+                return Err(ToolError::InvalidArguments(format!(
+                    "approval {} belongs to another principal; only its requester and its approvers may read it",
+                    arguments.id
+                )));
+            }
+            if approval.status.is_final() || Instant::now() >= deadline {
+                return Ok(status_output(&approval));
+            }
+            let waited = started.elapsed().as_secs_f64();
+            context
+                .client
+                .progress(
+                    waited,
+                    Some(arguments.wait_seconds as f64),
+                    Some(format!("approval {} is {}", arguments.id, approval.status.as_str())),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+}
+
+fn status_output(approval: &Approval) -> ToolOutput {
+    let request = &approval.request;
+    let approvers = approval.approvers();
+    let mut output = ToolOutput::text(format!(
+        "Approval {} for {} is {} ({} of {} approvals).",
+        request.id,
+        request.tool,
+        approval.status.as_str(),
+        approvers.len(),
+        request.approvals_required
+    ));
+    if approval.status == ApprovalStatus::Executed
+        && let Some(text) = approval.result.as_ref().and_then(|result| result.get("text")).and_then(Value::as_str)
+    {
+        output.summary.push("Result of the approved call:".to_string());
+        output.summary.extend(text.lines().map(str::to_string));
+    }
+    if let Some(error) = &approval.error {
+        output.summary.push(format!("Error: {error}"));
+    }
+    output.columns = vec!["principal".into(), "decision".into(), "at".into()];
+    output.rows = approval
+        .decisions
+        .iter()
+        .map(|decision| Row {
+            cells: vec![decision.principal.clone(), decision.decision.clone(), decision.decided_at.clone()],
+            item: json!({"principal": decision.principal, "decision": decision.decision, "at": decision.decided_at}),
+        })
+        .collect();
+    output
+        .field("approval_id", request.id.clone())
+        .field("status", approval.status.as_str())
+        .field("tool", request.tool.clone())
+        .field("approvers", json!(approvers))
+        .field("expires_at", request.expires_at.clone())
+        .field(
+            "result",
+            approval.result.clone().and_then(|result| result.get("structured").cloned()).unwrap_or(Value::Null),
+        )
+}
