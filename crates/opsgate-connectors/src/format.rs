@@ -143,3 +143,19 @@ pub(crate) fn time_ago(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
     };
     format!("{clock} ({} ago)", human_duration(age))
 }
+
+/// A time relative to `now`, past or future: `14:02:11Z (12m ago)`, `16:02:11Z (in 2h)`, with
+/// the date when it is a day or more away. What an agent needs to see when a silence ends.
+#[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
+pub(crate) fn relative_time(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if time <= now {
+        return time_ago(time, now);
+    }
+    let until = (time - now).to_std().unwrap_or_default();
+    let clock = if until < Duration::from_secs(86_400) {
+        time.format("%H:%M:%SZ").to_string()
+    } else {
+        time.format("%Y-%m-%d %H:%MZ").to_string()
+    };
+    format!("{clock} (in {})", human_duration(until))
+}

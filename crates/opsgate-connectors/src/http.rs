@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 
 /// No backend answer we use is anywhere near this; a bigger one means a runaway query, and
 /// reading it whole would only spend memory on a result that cannot fit the output budget anyway.
@@ -226,8 +226,24 @@ impl Endpoint {
     /// up to `MAX_BODY_BYTES`: the caller decides what a non-2xx status means, because some
     /// APIs (Prometheus) explain their errors in the body.
     pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<(StatusCode, Vec<u8>), HttpError> {
+        self.send(Method::GET, path, query, None).await
+    }
+
+    /// A request with `method` and an optional JSON body; otherwise as `get`. Writes go through
+    /// here too, and are never retried: a timed-out write may or may not have happened, and only
+    /// the caller knows how to find out.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, Vec<u8>), HttpError> {
         let url = format!("{}{path}", self.base);
-        let request = self.client()?.get(&url).query(query).timeout(self.timeout);
+        let mut request = self.client()?.request(method.clone(), &url).query(query).timeout(self.timeout);
+        if let Some(json) = json {
+            request = request.json(json);
+        }
         let mut response = request.send().await.map_err(|error| self.transport_error(&error))?;
         let status = response.status();
         let mut body = Vec::new();
@@ -242,7 +258,7 @@ impl Endpoint {
             }
             body.extend_from_slice(&chunk);
         }
-        tracing::debug!(backend = self.kind, instance = %self.name, %path, status = status.as_u16(), bytes = body.len(), "backend request");
+        tracing::debug!(backend = self.kind, instance = %self.name, %method, %path, status = status.as_u16(), bytes = body.len(), "backend request");
         Ok((status, body))
     }
 

@@ -11,21 +11,7 @@ use opsgate_connectors::prometheus::{SignalCatalog, prometheus_tools};
 use opsgate_core::{OutputBudget, ToolError};
 use opsgate_testkit::{Alertmanager, AlertmanagerOptions, Prometheus, PrometheusOptions, ScrapeTarget};
 use serde_json::json;
-use support::{ERROR_RATE, Payments, WAIT, assert_near, call, find};
-
-const RULES: &str = r#"
-groups:
-  - name: payments
-    rules:
-      - alert: HighErrorRate
-        expr: sum(rate(http_requests_total{code=~"5.."}[1m])) by (service) / sum(rate(http_requests_total[1m])) by (service) > 0.05
-        for: 0s
-        labels:
-          severity: critical
-        annotations:
-          summary: "payments-api is failing more than 5% of requests"
-          runbook_url: "https://runbooks.example.com/payments-api/high-error-rate"
-"#;
+use support::{ERROR_RATE, HIGH_ERROR_RATE_RULES, Payments, WAIT, assert_near, call, find};
 
 #[tokio::test]
 async fn a_firing_alert_shows_its_runbook_threshold_and_current_value() -> Result<()> {
@@ -34,7 +20,7 @@ async fn a_firing_alert_shows_its_runbook_threshold_and_current_value() -> Resul
     let prometheus = Prometheus::start(
         PrometheusOptions::default()
             .scrape(ScrapeTarget::new("payments", payments.exporter.target()))
-            .rules(RULES)
+            .rules(HIGH_ERROR_RATE_RULES)
             .alertmanager(alertmanager.url()),
     )
     .await?;

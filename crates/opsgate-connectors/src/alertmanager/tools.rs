@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::client::{AlertmanagerClient, AlertmanagerClients, GettableAlert};
+use super::silences::{ExpireSilence, ListSilences, SilenceAlert};
 use crate::format;
 use crate::prometheus::promql::{self, Labels, Threshold};
 use crate::prometheus::series::{self, TREND_TOLERANCE};
@@ -35,9 +36,14 @@ const TREND_STEP_SECONDS: u64 = 30;
 const MAX_RULES_ENRICHED: usize = 10;
 
 /// Builds the Alertmanager tools. `prometheus` holds the instances whose rules explain the
-/// alerts (see `AlertmanagerConfig::prometheus`).
+/// alerts (see `AlertmanagerConfig::prometheus`) and whose service labels name their services.
 pub fn alertmanager_tools(clients: Arc<AlertmanagerClients>, prometheus: Arc<PrometheusClients>) -> Vec<Arc<dyn Tool>> {
-    vec![Arc::new(GetActiveAlerts::new(clients, prometheus))]
+    vec![
+        Arc::new(GetActiveAlerts::new(clients.clone(), prometheus.clone())),
+        Arc::new(ListSilences::new(clients.clone())),
+        Arc::new(SilenceAlert::new(clients.clone(), prometheus.clone())),
+        Arc::new(ExpireSilence::new(clients, prometheus)),
+    ]
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -105,7 +111,7 @@ impl GetActiveAlerts {
 }
 
 /// Most urgent first; unknown severities after the known ones.
-fn severity_rank(severity: &str) -> u8 {
+pub(super) fn severity_rank(severity: &str) -> u8 {
     match severity.to_ascii_lowercase().as_str() {
         "critical" | "page" | "emergency" => 0,
         "error" | "high" | "major" => 1,
@@ -175,7 +181,7 @@ pub(crate) fn alert_value(rule: &Rule, measured: Option<&[MatrixSeries]>, alert_
 
 /// `active`, or `suppressed (silenced by 1a2b3c4d; inhibited by …)` with identifiers shortened
 /// for the table.
-fn state_text(alert: &GettableAlert) -> String {
+pub(super) fn state_text(alert: &GettableAlert) -> String {
     let short =
         |ids: &[String]| ids.iter().map(|id| id.chars().take(8).collect::<String>()).collect::<Vec<_>>().join(",");
     let mut reasons = Vec::new();

@@ -9,13 +9,29 @@ use std::time::Duration;
 #[cfg(feature = "alertmanager")]
 use opsgate_connectors::alertmanager::{AlertmanagerClient, AlertmanagerClients, AlertmanagerConfig};
 use opsgate_connectors::prometheus::{PrometheusClient, PrometheusClients, PrometheusConfig};
-use opsgate_core::{CallContext, NoClient, OutputBudget, Target, Tool, ToolError, ToolOutput};
+use opsgate_core::{CallContext, NoClient, OutputBudget, Plan, Principal, Target, Tool, ToolError, ToolOutput};
 use opsgate_testkit::Exporter;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 /// Long enough for a loaded CI machine; scrapes and evaluations run every second.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// An alert rule over payments-api's error rate (0.1, see `ERROR_RATE`) against a 0.05
+/// threshold: it fires as soon as Prometheus has two scrapes.
+pub const HIGH_ERROR_RATE_RULES: &str = r#"
+groups:
+  - name: payments
+    rules:
+      - alert: HighErrorRate
+        expr: sum(rate(http_requests_total{code=~"5.."}[1m])) by (service) / sum(rate(http_requests_total[1m])) by (service) > 0.05
+        for: 0s
+        labels:
+          severity: critical
+        annotations:
+          summary: "payments-api is failing more than 5% of requests"
+          runbook_url: "https://runbooks.example.com/payments-api/high-error-rate"
+"#;
 
 /// Every tick, payments-api serves 90 requests with 200 and 10 with 500: the error rate is 0.1
 /// whatever the timing.
@@ -100,13 +116,30 @@ pub fn find(tools: &[Arc<dyn Tool>], name: &str) -> Arc<dyn Tool> {
     tools.iter().find(|tool| tool.spec().name == name).cloned().unwrap_or_else(|| panic!("no tool {name}"))
 }
 
-/// Calls `tool` as the pipeline does: with the target resolved and the default budget.
-pub async fn call(tool: &Arc<dyn Tool>, target: &str, arguments: Value) -> Result<ToolOutput, ToolError> {
+/// The principal the tests call for: a local user with the operator role.
+pub fn principal() -> Principal {
+    Principal::local_user("alice", vec!["operator".to_string()])
+}
+
+/// The context the pipeline gives a tool: the target resolved, the default budget, the principal.
+fn context(tool: &Arc<dyn Tool>, target: &str) -> CallContext {
     let kind = tool.spec().target_kind.clone().unwrap_or_default();
     let target = Target { name: target.to_string(), kind, environment: "test".to_string(), protected: false };
-    let context = CallContext::new(Some(target), OutputBudget::default(), Arc::new(NoClient));
+    let mut context = CallContext::new(Some(target), OutputBudget::default(), Arc::new(NoClient));
+    context.principal = principal();
+    context
+}
+
+/// Calls `tool` as the pipeline does, once policy has let the call through.
+pub async fn call(tool: &Arc<dyn Tool>, target: &str, arguments: Value) -> Result<ToolOutput, ToolError> {
     let Value::Object(arguments) = arguments else { panic!("arguments must be an object") };
-    tool.call(context, arguments).await
+    tool.call(context(tool, target), arguments).await
+}
+
+/// Asks `tool` for its plan, as the pipeline does before policy and approval.
+pub async fn plan(tool: &Arc<dyn Tool>, target: &str, arguments: Value) -> Result<Option<Plan>, ToolError> {
+    let Value::Object(arguments) = arguments else { panic!("arguments must be an object") };
+    tool.plan(&context(tool, target), &arguments).await
 }
 
 /// A number field of a tool's output.
