@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::approvals_api::routes())
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.http.max_body_bytes, check_json_body))
         .layer(middleware::from_fn(authenticate))

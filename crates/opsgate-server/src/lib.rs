@@ -2,6 +2,7 @@
 //! and the axum app that serves `/mcp`, `/healthz` and `/metrics`.
 
 pub mod approvals;
+pub mod approvals_api;
 pub mod changes;
 pub mod http;
 pub mod limits;

@@ -198,6 +198,10 @@ impl Pipeline {
         self
     }
 
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     pub fn approvals(&self) -> Option<&ApprovalQueue> {
         self.approvals.as_ref()
     }
