@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsgate_core::{NoClient, Principal};
 use opsgate_server::http::{AppState, HttpConfig};
-use opsgate_server::{CallOutcome, CallRequest, OpsgateMcp};
+use opsgate_server::{CallOutcome, CallRequest, Identity, IdentityConfig, OpsgateMcp};
 use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -163,7 +163,9 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
         http.allowed_origins = origins.clone();
     }
     http.max_body_bytes = config.max_body_bytes;
-    let state = AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, streams: CancellationToken::new() };
+    let identity = Arc::new(Identity::new(IdentityConfig::default(), app.store.clone())?);
+    let state =
+        AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, identity, streams: CancellationToken::new() };
     tracing::info!(%address, store = app.store.backend(), n_tools = app.mcp.pipeline.registry().len(), "opsgate serving MCP at /mcp");
     opsgate_server::http::run(listener, state, shutdown_signal()).await.context("HTTP server failed")?;
     app.finish().await;
