@@ -91,7 +91,7 @@ impl Reply {
 
 /// `tools/call whoami` with `authorization` as the header, if any.
 async fn call(server: &TestServer, authorization: Option<&str>) -> Result<Reply> {
-    let mut request = http_request(server, 7, authorization);
+    let mut request = http_request(server, authorization);
     request = request.body(
         json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {},
         "_meta": {
@@ -104,7 +104,7 @@ async fn call(server: &TestServer, authorization: Option<&str>) -> Result<Reply>
     reply(request.send().await?).await
 }
 
-fn http_request(server: &TestServer, _id: u64, authorization: Option<&str>) -> reqwest::RequestBuilder {
+fn http_request(server: &TestServer, authorization: Option<&str>) -> reqwest::RequestBuilder {
     let mut request = reqwest::Client::new()
         .post(server.url())
         .header("content-type", "application/json")
@@ -815,13 +815,13 @@ async fn malformed_authorization_headers_are_refused_and_never_a_panic() -> Resu
         assert!(refused.error_message().contains(expected), "{name}: {}", refused.error_message());
     }
 
-    let not_ascii = http_request(&server, 7, None)
+    let not_ascii = http_request(&server, None)
         .header("authorization", http::HeaderValue::from_bytes(b"Bearer \xff\xfe")?)
         .body("{}")
         .send()
         .await?;
     assert_eq!(not_ascii.status(), 401);
-    let twice = http_request(&server, 7, None)
+    let twice = http_request(&server, None)
         .header("authorization", "Bearer one")
         .header("authorization", "Bearer two")
         .body("{}")
@@ -831,7 +831,7 @@ async fn malformed_authorization_headers_are_refused_and_never_a_panic() -> Resu
     assert!(twice.text().await?.contains("more than one Authorization header"));
 
     // Far over any limit: hyper may refuse it before opsgate sees it; either way, no success.
-    let huge = http_request(&server, 7, Some(&format!("Bearer {}", "b".repeat(1_000_000)))).body("{}").send().await;
+    let huge = http_request(&server, Some(&format!("Bearer {}", "b".repeat(1_000_000)))).body("{}").send().await;
     if let Ok(response) = huge {
         assert!([401, 431].contains(&response.status().as_u16()), "{}", response.status());
     }
