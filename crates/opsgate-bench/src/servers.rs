@@ -12,7 +12,7 @@ use opsgate_core::{CallContext, Effect, Tool, ToolError, ToolOutput, ToolSpec};
 use opsgate_server::http::{AppState, HttpConfig};
 use opsgate_server::metrics::Metrics;
 use opsgate_server::surface::NoSurface;
-use opsgate_server::{McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
+use opsgate_server::{Identity, IdentityConfig, McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
 use opsgate_store::{AuditLog, AuditWriterConfig, Store};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, ListToolsResult,
@@ -197,7 +197,9 @@ async fn opsgate_app(http: HttpConfig) -> Result<(axum::Router, Store, tempfile:
         server_name: "opsgate-bench".to_string(),
         instructions: None,
     });
-    let state = AppState { mcp, store: store.clone(), http, streams: CancellationToken::new() };
+    // No API key in this store and no OAuth: requests come in as the anonymous principal.
+    let identity = Arc::new(Identity::new(IdentityConfig::default(), store.clone()).context("identity")?);
+    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new() };
     Ok((opsgate_server::http::app(state), store, data_dir))
 }
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use opsgate_server::http::{AppState, HttpConfig};
 use opsgate_server::metrics::Metrics;
-use opsgate_server::{McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
+use opsgate_server::{Identity, IdentityConfig, McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
 use opsgate_store::{AuditLog, AuditWriterConfig, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -72,10 +72,14 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
     let bound = listener.local_addr()?;
+    // The suite connects without credentials: the default identity lets it in while the store
+    // holds no API key.
+    let identity = Identity::new(IdentityConfig::default(), store.clone()).context("identity")?;
     let state = AppState {
         mcp,
         store: store.clone(),
         http: HttpConfig::for_listen_address(bound),
+        identity: Arc::new(identity),
         streams: CancellationToken::new(),
     };
     {

@@ -1,5 +1,6 @@
-//! The HTTP surface: `/mcp` (Streamable HTTP, both MCP revisions), `/healthz` and `/metrics`.
-//! The caller binds the listener (`run` takes it), so tests bind `127.0.0.1:0`.
+//! The HTTP surface: `/mcp` (Streamable HTTP, both MCP revisions), `/healthz`, `/metrics` and
+//! `/.well-known/oauth-protected-resource`. The caller binds the listener (`run` takes it), so
+//! tests bind `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,17 +8,18 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opsgate_core::Principal;
-use opsgate_store::Store;
+use opsgate_store::{AuditEntry, Store};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::identity::{Identity, Rejection, RejectionKind};
 use crate::mcp::{McpState, OpsgateMcp};
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight calls before closing streams.
     pub shutdown_grace: Duration,
+    /// The URL clients reach this server at, without a trailing slash: the base of the
+    /// `resource_metadata` URL in `WWW-Authenticate`.
+    pub public_url: String,
 }
 
 impl HttpConfig {
@@ -49,6 +54,11 @@ impl HttpConfig {
             ],
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            public_url: if address.ip().is_unspecified() {
+                format!("http://localhost:{}", address.port())
+            } else {
+                format!("http://{address}")
+            },
         }
     }
 }
@@ -58,6 +68,8 @@ pub struct AppState {
     pub mcp: Arc<McpState>,
     pub store: Store,
     pub http: HttpConfig,
+    /// Who is calling: every `/mcp` request passes through it first.
+    pub identity: Arc<Identity>,
     /// Cancelled at shutdown to close open MCP streams and sessions.
     pub streams: CancellationToken,
 }
@@ -80,9 +92,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(crate::approvals_api::routes())
+        .route(PROTECTED_RESOURCE_PATH, get(protected_resource_metadata))
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.http.max_body_bytes, check_json_body))
-        .layer(middleware::from_fn(authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
@@ -119,11 +132,175 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Identity stage for HTTP: every request gets a principal before it reaches a handler. Without
-/// configured credentials that is the anonymous principal.
-async fn authenticate(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Principal::anonymous());
-    next.run(request).await
+/// RFC 9728's well-known path for the protected-resource metadata of the resource at the root.
+pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Identity stage for HTTP. Every `/mcp` and `/api/` request gets a principal (`Identity::authenticate`)
+/// before it reaches the MCP service, or is refused here: 401 or 403 with `WWW-Authenticate`, a
+/// JSON-RPC error naming what was wrong, and an audit record written before the response leaves.
+/// The client's `Authorization` header is removed from every request: it is opsgate's credential
+/// alone and is never forwarded to a tool, a backend or a downstream server.
+///
+/// Public so that a test can mount it in front of a probe and see what passes through.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let needs_identity = (path == "/mcp" || path.starts_with("/mcp/") || path.starts_with("/api/"))
+        && request.method() != http::Method::OPTIONS;
+    if !needs_identity {
+        request.headers_mut().remove(header::AUTHORIZATION);
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let authenticated = state.identity.authenticate(request.headers()).await;
+    request.headers_mut().remove(header::AUTHORIZATION);
+    match authenticated {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(rejection) => refuse(&state, request, rejection, started).await,
+    }
+}
+
+/// Audits a refused request and answers it.
+async fn refuse(state: &AppState, request: Request, rejection: Rejection, started: Instant) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let bytes = axum::body::to_bytes(request.into_body(), state.http.max_body_bytes).await.unwrap_or_default();
+    let call = RefusedCall::read(&bytes, &method, &path);
+    let principal = rejection.principal.clone().unwrap_or_else(|| "unauthenticated".to_string());
+    tracing::warn!(%principal, tool = %call.tool, reason = %rejection.reason, "request refused by the identity stage");
+    let outcome = match rejection.kind {
+        RejectionKind::InsufficientScope { .. } => "insufficient_scope",
+        _ => "unauthenticated",
+    };
+    let entry = AuditEntry {
+        time: crate::pipeline::now_rfc3339(),
+        principal,
+        principal_kind: opsgate_core::PrincipalKind::Anonymous.as_str().to_string(),
+        client: call.client,
+        tool: call.tool,
+        server: None,
+        target: None,
+        environment: None,
+        // A refused request's arguments are not recorded: nothing ran, and they come from someone
+        // who could not say who they are.
+        arguments: "{}".to_string(),
+        arguments_hash: opsgate_store::audit::sha256_hex("{}"),
+        decision: "deny".to_string(),
+        reason: Some(rejection.reason.clone()),
+        approval_id: None,
+        approvers: None,
+        outcome: outcome.to_string(),
+        error: None,
+        result_bytes: 0,
+        duration_us: started.elapsed().as_micros() as i64,
+    };
+    if let Err(error) = state.mcp.pipeline.audit_log().record(entry).await {
+        tracing::error!(%error, "audit record of a refused request not written");
+    }
+    refusal_response(state, &rejection, call.id)
+}
+
+fn refusal_response(state: &AppState, rejection: &Rejection, id: serde_json::Value) -> Response {
+    let (status, label) = match rejection.kind {
+        RejectionKind::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ => (StatusCode::UNAUTHORIZED, "unauthorized"),
+    };
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": -32001, "message": format!("{label}: {}", rejection.reason)},
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    if rejection.kind == RejectionKind::Unavailable {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    let mut challenge = match state.identity.oauth() {
+        Some(_) => format!("Bearer resource_metadata=\"{}{PROTECTED_RESOURCE_PATH}\"", state.http.public_url),
+        None => "Bearer realm=\"opsgate\"".to_string(),
+    };
+    if let Some(code) = rejection.kind.error_code() {
+        challenge.push_str(&format!(", error=\"{code}\""));
+        if let RejectionKind::InsufficientScope { scope } = &rejection.kind {
+            challenge.push_str(&format!(", scope=\"{}\"", quotable(scope)));
+        }
+        challenge.push_str(&format!(", error_description=\"{}\"", quotable(&rejection.reason)));
+    }
+    match HeaderValue::from_str(&challenge) {
+        Ok(value) => {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        Err(error) => tracing::error!(%error, "WWW-Authenticate challenge is not a valid header"),
+    }
+    response
+}
+
+/// RFC 6750 allows only printable ASCII other than `"` and `\` in these quoted values.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|character| match character {
+            '"' | '\\' => '\'',
+            ' '..='~' => character,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// What a refused request was trying to do, for its audit record: the tool of a `tools/call`,
+/// else the JSON-RPC method, else the HTTP method and path.
+struct RefusedCall {
+    id: serde_json::Value,
+    tool: String,
+    client: Option<String>,
+}
+
+impl RefusedCall {
+    fn read(body: &[u8], method: &http::Method, path: &str) -> Self {
+        let message: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        // A batch is described by its first message.
+        let message = match message {
+            Some(serde_json::Value::Array(mut batch)) if !batch.is_empty() => Some(batch.swap_remove(0)),
+            other => other,
+        };
+        let text = |value: Option<&serde_json::Value>| value.and_then(serde_json::Value::as_str).map(short);
+        let Some(message) = message.filter(serde_json::Value::is_object) else {
+            return RefusedCall { id: serde_json::Value::Null, tool: format!("{method} {path}"), client: None };
+        };
+        let id = match message.get("id") {
+            Some(id @ (serde_json::Value::String(_) | serde_json::Value::Number(_))) => id.clone(),
+            _ => serde_json::Value::Null,
+        };
+        let rpc_method = text(message.get("method"));
+        let tool = match rpc_method.as_deref() {
+            Some("tools/call") => text(message.pointer("/params/name")).unwrap_or_else(|| "tools/call".to_string()),
+            Some(rpc_method) => rpc_method.to_string(),
+            None => format!("{method} {path}"),
+        };
+        // `initialize` in 2025-11-25; every request's `_meta` in 2026-07-28.
+        let client = text(message.pointer("/params/clientInfo/name"))
+            .or_else(|| text(message.pointer("/params/_meta/io.modelcontextprotocol~1clientInfo/name")));
+        RefusedCall { id, tool, client }
+    }
+}
+
+/// Text from an unauthenticated request, bounded before it reaches the audit log.
+fn short(text: &str) -> String {
+    text.chars().take(128).collect()
+}
+
+/// RFC 9728 metadata: where to get a token for this server. Served when OAuth is configured.
+async fn protected_resource_metadata(State(state): State<AppState>) -> Response {
+    match state.identity.oauth() {
+        Some(oauth) => axum::Json(oauth.protected_resource_metadata()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "OAuth is not configured on this server; use an API key"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

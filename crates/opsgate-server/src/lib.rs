@@ -1,10 +1,12 @@
 //! opsgate's server: the call pipeline every tool call passes through, the MCP handler over it,
-//! and the axum app that serves `/mcp`, `/healthz` and `/metrics`.
+//! the identity stage for HTTP callers, and the axum app that serves `/mcp`, `/healthz`, `/metrics`
+//! and the OAuth protected-resource metadata.
 
 pub mod approvals;
 pub mod approvals_api;
 pub mod changes;
 pub mod http;
+pub mod identity;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
@@ -16,6 +18,7 @@ pub mod surface;
 pub mod tasks;
 
 pub use changes::{Change, ChangeFeed};
+pub use identity::{Identity, IdentityConfig};
 pub use limits::{BlastRadiusLimits, Rate, RateLimits};
 pub use mcp::{McpState, OpsgateMcp};
 pub use pipeline::{CallOutcome, CallRequest, Pipeline, PipelineConfig, RoundInput};

@@ -228,6 +228,12 @@ impl Pipeline {
         &self.tasks
     }
 
+    /// The audit log every call is recorded in; the HTTP identity stage records refused requests
+    /// in it too.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

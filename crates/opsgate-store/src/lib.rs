@@ -1,7 +1,8 @@
 //! opsgate's durable state over SQLite (the default, embedded) and PostgreSQL (for several
-//! replicas). One set of migrations serves both; each operation is one function that matches on
-//! the pool.
+//! replicas): the audit chain and API keys. One set of migrations serves both; each operation is
+//! one function that matches on the pool.
 
+pub mod api_keys;
 pub mod approvals;
 pub mod audit;
 mod sqlite;
@@ -15,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use api_keys::{ApiKey, ApiKeyError, NewApiKey, Revocation};
 pub use approvals::{Approval, ApprovalDecision, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval};
 pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
 pub use writer::{AuditLog, AuditWriterConfig};

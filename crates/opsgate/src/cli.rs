@@ -1,4 +1,4 @@
-//! The command line: `serve`, `stdio`, `call`, `audit`, `init`, `doctor`.
+//! The command line: `serve`, `stdio`, `call`, `audit`, `keys`, `init`, `doctor`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsgate_core::{NoClient, Principal};
 use opsgate_server::http::{AppState, HttpConfig};
-use opsgate_server::{CallOutcome, CallRequest, OpsgateMcp};
+use opsgate_server::identity::API_KEY_RECHECK;
+use opsgate_server::{CallOutcome, CallRequest, Identity, OpsgateMcp};
+use opsgate_store::{Revocation, Store};
 use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +77,9 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Create, list and revoke API keys for HTTP clients.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Write a commented starter opsgate.toml.
     Init {
         /// Where to write it.
@@ -157,6 +162,29 @@ pub enum AuditCommand {
     Verify,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key. It is printed once, on stdout; only its SHA-256 is stored.
+    Create {
+        /// A unique name; requests with the key act as principal key:NAME.
+        #[arg(long)]
+        name: String,
+        /// Roles the key grants, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
+        roles: Vec<String>,
+        /// Print the key and its details as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys: name, prefix, roles, created, revoked. Never the keys themselves.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by name. A running opsgate refuses it within 5 seconds (its recheck interval).
+    Revoke { name: String },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Jsonl,
@@ -191,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stdio => stdio(load_config(&cli.global, None)?).await,
         Command::Call { tool, arguments, json } => call(load_config(&cli.global, None)?, tool, arguments, json).await,
         Command::Audit(command) => audit(load_config(&cli.global, None)?, command).await,
+        Command::Keys(command) => keys(load_config(&cli.global, None)?, command).await,
         Command::Init { path, force } => crate::starter::init(&path, force),
         Command::Doctor => crate::starter::doctor(load_config(&cli.global, None)?).await,
         Command::Approvals(command) => crate::approvals_cli::run(load_config(&cli.global, None)?, command).await,
@@ -223,7 +252,12 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
         http.allowed_origins = origins.clone();
     }
     http.max_body_bytes = config.max_body_bytes;
-    let state = AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, streams: CancellationToken::new() };
+    if let Some(public_url) = &config.public_url {
+        http.public_url = public_url.clone();
+    }
+    let identity = Arc::new(Identity::new(config.identity.clone(), app.store.clone())?);
+    let state =
+        AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, identity, streams: CancellationToken::new() };
     tracing::info!(%address, store = app.store.backend(), n_tools = app.mcp.pipeline.registry().len(), "opsgate serving MCP at /mcp");
     opsgate_server::http::run(listener, state, shutdown_signal()).await.context("HTTP server failed")?;
     app.finish().await;
@@ -355,6 +389,89 @@ async fn audit(config: RuntimeConfig, command: AuditCommand) -> anyhow::Result<E
     };
     store.close().await;
     Ok(code)
+}
+
+async fn keys(config: RuntimeConfig, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let store = crate::app::open_store(&config).await?;
+    let result = run_keys(&store, &config, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_keys(store: &Store, config: &RuntimeConfig, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        KeysCommand::Create { name, roles, json } => {
+            let first = !store.any_api_keys().await?;
+            let created = store.create_api_key(&name, &roles).await?;
+            let key = &created.key;
+            if json {
+                let document = serde_json::json!({
+                    "name": key.name, "roles": key.roles, "prefix": key.prefix,
+                    "created_at": key.created_at, "key": created.secret,
+                });
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&document)?)?;
+            } else {
+                writeln!(stdout, "{}", created.secret)?;
+            }
+            eprintln!(
+                "created API key {:?} with roles [{}]; the key above is shown only this once and cannot be \
+                 shown again: store it now",
+                key.name,
+                key.roles.join(", ")
+            );
+            if first && config.identity.allow_anonymous.is_none() && config.identity.oauth.is_none() {
+                eprintln!(
+                    "note: with an API key in the store, HTTP requests without credentials are refused (a running \
+                     opsgate notices within {}s); set [identity] allow_anonymous = true to keep them",
+                    API_KEY_RECHECK.as_secs()
+                );
+            }
+        }
+        KeysCommand::List { json } => {
+            let keys = store.list_api_keys().await?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&keys)?)?;
+            } else if keys.is_empty() {
+                writeln!(stdout, "no API keys; create one with: opsgate keys create --name NAME --roles ROLE,...")?;
+            } else {
+                let rows: Vec<[String; 5]> = keys
+                    .iter()
+                    .map(|key| {
+                        [
+                            key.name.clone(),
+                            key.prefix.clone(),
+                            if key.roles.is_empty() { "-".to_string() } else { key.roles.join(",") },
+                            key.created_at.clone(),
+                            key.revoked_at.clone().unwrap_or_else(|| "-".to_string()),
+                        ]
+                    })
+                    .collect();
+                let header = ["NAME", "PREFIX", "ROLES", "CREATED", "REVOKED"].map(str::to_string);
+                let mut widths = header.clone().map(|title| title.len());
+                for row in &rows {
+                    for (width, cell) in widths.iter_mut().zip(row) {
+                        *width = (*width).max(cell.len());
+                    }
+                }
+                for row in std::iter::once(&header).chain(&rows) {
+                    let cells: Vec<String> =
+                        row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+                    writeln!(stdout, "{}", cells.join("  ").trim_end())?;
+                }
+            }
+        }
+        KeysCommand::Revoke { name } => match store.revoke_api_key(&name).await? {
+            Revocation::Revoked { at } => writeln!(
+                stdout,
+                "revoked API key {name:?} at {at}; a running opsgate refuses it within {}s",
+                API_KEY_RECHECK.as_secs()
+            )?,
+            Revocation::AlreadyRevoked { at } => writeln!(stdout, "API key {name:?} was already revoked at {at}")?,
+            Revocation::UnknownName => bail!("no API key named {name:?}; opsgate keys list shows the names"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use opsgate_connectors::alertmanager::AlertmanagerConfig;
 use opsgate_connectors::prometheus::{MetricsCatalogConfig, PrometheusConfig};
+use opsgate_server::identity::{IdentityConfig, OauthConfig, parse_algorithm};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
@@ -86,6 +87,9 @@ pub struct ServerSection {
     pub call_timeout_seconds: Option<f64>,
     pub output_budget_tokens: Option<usize>,
     pub read_only: Option<bool>,
+    /// The URL clients reach opsgate at (`https://opsgate.example.com`): the OAuth audience and
+    /// the base of the protected-resource metadata URL.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +97,50 @@ pub struct ServerSection {
 pub struct IdentitySection {
     /// Roles of the local OS user in stdio mode and for `opsgate call`.
     pub local_roles: Option<Vec<String>>,
+    /// Serve HTTP requests without credentials as the anonymous principal. Unset: only while
+    /// OAuth is not configured and no API key was ever created.
+    pub allow_anonymous: Option<bool>,
+    pub oauth: Option<OauthSection>,
+}
+
+/// `[identity.oauth]`: opsgate as an OAuth 2.1 resource server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthSection {
+    pub issuer: String,
+    pub jwks_url: String,
+    /// Default: `[server] public_url`.
+    pub audience: Option<OneOrMany>,
+    /// Default: RS256 and ES256.
+    pub algorithms: Option<Vec<String>>,
+    /// Default: `scope`.
+    pub scopes_claim: Option<String>,
+    /// Scope → roles it grants: `"opsgate:write" = ["operator"]`.
+    #[serde(default)]
+    pub roles: IndexMap<String, Vec<String>>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Default: 60.
+    pub leeway_seconds: Option<u64>,
+    /// Default: the issuer.
+    pub authorization_servers: Option<Vec<String>>,
+}
+
+/// A value written as one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +230,11 @@ pub struct RuntimeConfig {
     pub call_timeout: std::time::Duration,
     pub output_budget_tokens: usize,
     pub read_only: bool,
+    /// `[server] public_url` without a trailing slash; `None`: `http://` and the listen address.
+    pub public_url: Option<String>,
     pub local_roles: Vec<String>,
+    /// HTTP identity: the anonymous rule, OAuth.
+    pub identity: IdentityConfig,
     pub prometheus: IndexMap<String, PrometheusConfig>,
     pub alertmanager: IndexMap<String, AlertmanagerConfig>,
     pub metrics: MetricsCatalogConfig,
@@ -396,6 +448,24 @@ impl FileConfig {
         }
         check_secret_reference(self.approvals.webhook_url.as_deref())
             .map_err(|reason| invalid("approvals.webhook_url", reason))?;
+        let public_url = match env.var("OPSGATE_PUBLIC_URL").or(server.public_url) {
+            None => None,
+            Some(url) => Some(
+                check_url(&url)
+                    .map(|()| url.trim_end_matches('/').to_string())
+                    .map_err(|reason| invalid("server.public_url", reason))?,
+            ),
+        };
+        let identity = IdentityConfig {
+            allow_anonymous: self.identity.allow_anonymous,
+            oauth: match self.identity.oauth {
+                None => None,
+                Some(section) => {
+                    Some(resolve_oauth(section, public_url.as_deref()).map_err(|(key, reason)| invalid(&key, reason))?)
+                }
+            },
+            ..IdentityConfig::default()
+        };
 
         Ok(RuntimeConfig {
             policy_files,
@@ -414,13 +484,88 @@ impl FileConfig {
             call_timeout: std::time::Duration::from_secs_f64(call_timeout_seconds),
             output_budget_tokens,
             read_only,
+            public_url,
             local_roles: self.identity.local_roles.unwrap_or_else(|| vec!["operator".to_string()]),
+            identity,
             prometheus: self.connectors.prometheus,
             alertmanager: self.connectors.alertmanager,
             metrics: self.metrics,
             environments: self.environments,
         })
     }
+}
+
+/// `[identity.oauth]` checked and completed with its defaults; an error names the key.
+fn resolve_oauth(section: OauthSection, public_url: Option<&str>) -> Result<OauthConfig, (String, String)> {
+    let key = |name: &str| format!("identity.oauth.{name}");
+    if section.issuer.trim().is_empty() {
+        return Err((key("issuer"), "must name the token issuer (the iss claim)".to_string()));
+    }
+    check_url(&section.jwks_url).map_err(|reason| (key("jwks_url"), reason))?;
+    if section.jwks_url.starts_with("http://") && !is_loopback_url(&section.jwks_url) {
+        return Err((
+            key("jwks_url"),
+            "must be https:// (plain http is accepted only for loopback addresses): the keys it serves decide who              gets in"
+                .to_string(),
+        ));
+    }
+    let Some(public_url) = public_url else {
+        return Err((
+            "server.public_url".to_string(),
+            "is required with [identity.oauth]: the URL clients reach opsgate at, which tokens must name as their              audience"
+                .to_string(),
+        ));
+    };
+    let audiences = section.audience.map(OneOrMany::into_vec).unwrap_or_else(|| vec![public_url.to_string()]);
+    if audiences.is_empty() || audiences.iter().any(|audience| audience.trim().is_empty()) {
+        return Err((key("audience"), "must name at least one audience, none of them empty".to_string()));
+    }
+    let mut oauth = OauthConfig::new(section.issuer, section.jwks_url, public_url);
+    oauth.audiences = audiences;
+    if let Some(names) = section.algorithms {
+        if names.is_empty() {
+            return Err((key("algorithms"), "must name at least one algorithm".to_string()));
+        }
+        oauth.algorithms = names
+            .iter()
+            .map(|name| parse_algorithm(name))
+            .collect::<Result<_, _>>()
+            .map_err(|reason| (key("algorithms"), reason))?;
+    }
+    if let Some(claim) = section.scopes_claim {
+        if claim.trim().is_empty() {
+            return Err((key("scopes_claim"), "must name a claim, such as scope or scp".to_string()));
+        }
+        oauth.scopes_claim = claim;
+    }
+    for (scope, roles) in &section.roles {
+        if scope.trim().is_empty() || roles.iter().any(|role| role.trim().is_empty()) {
+            return Err((key("roles"), format!("scope {scope:?}: scopes and roles must not be empty")));
+        }
+    }
+    oauth.roles = section.roles.into_iter().collect();
+    oauth.required_scopes = section.required_scopes;
+    if let Some(leeway) = section.leeway_seconds {
+        if leeway > 600 {
+            return Err((key("leeway_seconds"), "must be at most 600".to_string()));
+        }
+        oauth.leeway = std::time::Duration::from_secs(leeway);
+    }
+    if let Some(servers) = section.authorization_servers {
+        oauth.authorization_servers = servers;
+    }
+    Ok(oauth)
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_bool(value: &str) -> Option<bool> {

@@ -19,9 +19,20 @@ pub const STARTER: &str = r#"# opsgate configuration. Every key is optional; unk
 # call_timeout_seconds = 30         # a tool call running longer is cut off
 # output_budget_tokens = 4000       # the most one result may cost an agent
 # read_only = false                 # deny every write
+# public_url = "https://opsgate.example.com"  # the URL clients use; the OAuth audience
 
 [identity]
 # local_roles = ["operator"]        # roles of the local user (stdio, opsgate call)
+# allow_anonymous = false           # HTTP without credentials; default: only until the first API key
+# API keys for HTTP clients: opsgate keys create --name laptop --roles operator
+
+# Accept OAuth 2.1 access tokens from your identity provider (needs [server] public_url).
+# [identity.oauth]
+# issuer = "https://auth.example.com/"
+# jwks_url = "https://auth.example.com/.well-known/jwks.json"
+# required_scopes = ["opsgate:use"]
+# [identity.oauth.roles]
+# "opsgate:write" = ["operator"]
 
 # Backends are named instances; tools take a `target` argument with these names.
 # [connectors.prometheus.prod]

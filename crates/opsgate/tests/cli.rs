@@ -280,3 +280,133 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() -> Result<()> {
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+#[test]
+fn keys_are_shown_once_listed_without_the_key_and_revoked_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let empty = opsgate(dir.path(), &["keys", "list"])?;
+    assert!(stdout(&empty).starts_with("no API keys; create one with"), "{}", stdout(&empty));
+
+    let created = opsgate(dir.path(), &["keys", "create", "--name", "ci-bot", "--roles", "operator,reader"])?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_string();
+    assert!(key.starts_with("og_") && key.len() == 67, "stdout is the key alone: {key}");
+    let note = stderr(&created);
+    assert!(note.contains("created API key \"ci-bot\" with roles [operator, reader]"), "{note}");
+    assert!(note.contains("shown only this once and cannot be shown again"), "{note}");
+    assert!(note.contains("requests without credentials are refused"), "the first key closes anonymous access: {note}");
+
+    let created = opsgate(dir.path(), &["keys", "create", "--name", "laptop", "--json"])?;
+    let document: Value = serde_json::from_str(&stdout(&created))?;
+    assert_eq!(document["roles"], json!([]));
+    let second_key = document["key"].as_str().unwrap_or_default().to_string();
+    assert_eq!(document["prefix"].as_str(), second_key.get(..11));
+    assert!(!stderr(&created).contains("requests without credentials"), "only the first key says so");
+
+    let duplicate = opsgate(dir.path(), &["keys", "create", "--name", "ci-bot"])?;
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert!(stderr(&duplicate).contains("an API key named \"ci-bot\" already exists"), "{}", stderr(&duplicate));
+    let invalid = opsgate(dir.path(), &["keys", "create", "--name", "has space"])?;
+    assert!(stderr(&invalid).contains("invalid API key name \"has space\""), "{}", stderr(&invalid));
+
+    let list = stdout(&opsgate(dir.path(), &["keys", "list"])?);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("NAME    PREFIX       ROLES            CREATED"), "{list}");
+    assert!(lines[1].starts_with(&format!("ci-bot  {}  operator,reader  ", &key[..11])), "{list}");
+    assert!(lines[1].ends_with("  -"), "not revoked: {list}");
+    assert!(!list.contains(&key[11..]) && !list.contains(&second_key[11..]), "keys are never listed");
+
+    let revoke = opsgate(dir.path(), &["keys", "revoke", "ci-bot"])?;
+    assert!(revoke.status.success());
+    assert!(stdout(&revoke).starts_with("revoked API key \"ci-bot\" at "), "{}", stdout(&revoke));
+    let again = opsgate(dir.path(), &["keys", "revoke", "ci-bot"])?;
+    assert!(again.status.success());
+    assert!(stdout(&again).starts_with("API key \"ci-bot\" was already revoked at "), "{}", stdout(&again));
+    let unknown = opsgate(dir.path(), &["keys", "revoke", "ghost"])?;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("no API key named \"ghost\""), "{}", stderr(&unknown));
+
+    let listed: Value = serde_json::from_str(&stdout(&opsgate(dir.path(), &["keys", "list", "--json"])?))?;
+    assert_eq!(listed[0]["name"], json!("ci-bot"));
+    assert!(listed[0]["revoked_at"].is_string(), "{listed}");
+    assert_eq!(listed[1]["revoked_at"], json!(null));
+    assert!(!listed.to_string().contains(&second_key[11..]));
+    Ok(())
+}
+
+/// `opsgate serve` with a key in the store and OAuth configured: no credential is a 401 pointing
+/// at the metadata, the key gets in, and the refusal is in the audit log.
+#[tokio::test]
+async fn serve_refuses_requests_without_credentials_once_identity_is_set_up() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = opsgate_testkit::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\npublic_url = \"{public_url}\"\n\
+             [identity.oauth]\nissuer = \"https://issuer.test\"\njwks_url = \"http://127.0.0.1:9/jwks.json\"\n\
+             [identity.oauth.roles]\n\"opsgate:read\" = [\"reader\"]\n"
+        ),
+    )?;
+    let config = config.to_str().unwrap_or_default().to_string();
+    let created = opsgate(dir.path(), &["--config", &config, "keys", "create", "--name", "agent"])?;
+    let key = stdout(&created).trim().to_string();
+
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--config", &config, "serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("{public_url}/healthz")).await
+            && response.status().is_success()
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "opsgate serve never answered /healthz");
+
+    let list_tools = |authorization: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{public_url}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list");
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "cli-test", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}}}})
+            .to_string(),
+        )
+    };
+    let refused = list_tools(None).send().await?;
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers().get("www-authenticate").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    assert_eq!(challenge, format!("Bearer resource_metadata=\"{public_url}/.well-known/oauth-protected-resource\""));
+    let accepted = list_tools(Some(&format!("Bearer {key}"))).send().await?;
+    assert_eq!(accepted.status(), 200, "{}", accepted.text().await?);
+    let metadata: Value =
+        reqwest::get(format!("{public_url}/.well-known/oauth-protected-resource")).await?.json().await?;
+    assert_eq!(metadata["resource"], json!(public_url));
+    assert_eq!(metadata["scopes_supported"], json!(["opsgate:read"]));
+
+    let pid = child.id().context("child pid")?;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
+    assert!(status.success(), "{status}");
+    let tail = stdout(&opsgate(dir.path(), &["--config", &config, "audit", "tail"])?);
+    assert!(tail.contains("unauthenticated  tools/list  deny  unauthenticated"), "{tail}");
+    assert!(!tail.contains(&key[11..]));
+    Ok(())
+}

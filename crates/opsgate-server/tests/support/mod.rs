@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use opsgate_core::{CallContext, Effect, Row, Target, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments};
 use opsgate_server::http::{AppState, HttpConfig};
+use opsgate_server::identity::{Identity, IdentityConfig};
 use opsgate_server::metrics::Metrics;
 use opsgate_server::surface::{NoSurface, Surface};
 use opsgate_server::{ChangeFeed, McpState, Pipeline, PipelineConfig, Registry, TargetCatalog};
@@ -104,6 +105,9 @@ pub struct TestServer {
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The registry's change feed, for tests that announce changes.
     pub changes: ChangeFeed,
+    /// The state the app was built from: its identity stage, and its middleware for tests that
+    /// mount it elsewhere.
+    pub state: AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -151,6 +155,16 @@ pub async fn start_with(
     extra_tools: Vec<Arc<dyn Tool>>,
     surface: Arc<dyn Surface>,
 ) -> anyhow::Result<TestServer> {
+    start_with_identity(config, extra_tools, surface, |_| IdentityConfig::default()).await
+}
+
+/// `start_with` and an identity configuration, made once the server's public URL is known.
+pub async fn start_with_identity(
+    config: PipelineConfig,
+    extra_tools: Vec<Arc<dyn Tool>>,
+    surface: Arc<dyn Surface>,
+    identity: impl FnOnce(&str) -> IdentityConfig,
+) -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_sqlite(dir.path()).await?;
     let (audit, _writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
@@ -172,12 +186,14 @@ pub async fn start_with(
     let mut http = HttpConfig::for_listen_address(address);
     http.max_body_bytes = 64 * 1024;
     http.shutdown_grace = Duration::from_secs(5);
-    let state = AppState { mcp, store: store.clone(), http, streams: CancellationToken::new() };
+    let identity = Arc::new(Identity::new(identity(&http.public_url), store.clone())?);
+    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new() };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
+    let app_state = state.clone();
     let server =
         tokio::spawn(
             async move { opsgate_server::http::run(listener, state, async move { stop.cancelled().await }).await },
         );
-    Ok(TestServer { address, store, write_runs, shutdown, server, changes, _dir: dir })
+    Ok(TestServer { address, store, write_runs, shutdown, server, changes, state: app_state, _dir: dir })
 }

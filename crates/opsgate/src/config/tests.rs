@@ -112,3 +112,73 @@ fn secret_references_resolve_through_env_without_printing_values() {
 fn the_starter_config_parses() {
     parse(crate::starter::STARTER, "starter").expect("the starter config is valid");
 }
+
+#[test]
+fn identity_defaults_leave_anonymous_to_the_rule_and_oauth_off() {
+    let config = resolve("", &[]).expect("resolves");
+    assert_eq!(config.identity.allow_anonymous, None);
+    assert!(config.identity.oauth.is_none());
+    assert_eq!(config.public_url, None);
+    let config = resolve("[identity]\nallow_anonymous = false\n", &[]).expect("resolves");
+    assert_eq!(config.identity.allow_anonymous, Some(false));
+}
+
+const OAUTH: &str = "[server]\npublic_url = \"https://opsgate.example.com/\"\n\
+    [identity.oauth]\nissuer = \"https://auth.example.com/\"\njwks_url = \"https://auth.example.com/jwks\"\n";
+
+#[test]
+fn oauth_defaults_audience_to_the_public_url_and_maps_scopes_to_roles() {
+    let text = format!(
+        "{OAUTH}required_scopes = [\"opsgate:use\"]\nleeway_seconds = 30\n\
+         [identity.oauth.roles]\n\"opsgate:write\" = [\"operator\"]\n\"opsgate:read\" = [\"reader\"]\n"
+    );
+    let config = resolve(&text, &[]).expect("resolves");
+    assert_eq!(config.public_url.as_deref(), Some("https://opsgate.example.com"), "trailing slash dropped");
+    let oauth = config.identity.oauth.expect("oauth configured");
+    assert_eq!(oauth.audiences, vec!["https://opsgate.example.com".to_string()]);
+    assert_eq!(oauth.issuer, "https://auth.example.com/");
+    assert_eq!(oauth.authorization_servers, vec!["https://auth.example.com/".to_string()]);
+    assert_eq!(format!("{:?}", oauth.algorithms), "[RS256, ES256]");
+    assert_eq!(oauth.scopes_claim, "scope");
+    assert_eq!(oauth.roles.get("opsgate:write"), Some(&vec!["operator".to_string()]));
+    assert_eq!(oauth.required_scopes, vec!["opsgate:use".to_string()]);
+    assert_eq!(oauth.leeway, std::time::Duration::from_secs(30));
+
+    let text =
+        format!("{OAUTH}audience = [\"api://opsgate\", \"https://opsgate.example.com\"]\nalgorithms = [\"ES384\"]\n");
+    let oauth = resolve(&text, &[]).expect("resolves").identity.oauth.expect("oauth configured");
+    assert_eq!(oauth.audiences, vec!["api://opsgate".to_string(), "https://opsgate.example.com".to_string()]);
+    assert_eq!(format!("{:?}", oauth.algorithms), "[ES384]");
+}
+
+#[test]
+fn oauth_mistakes_name_the_key() {
+    let cases = [
+        (format!("{OAUTH}algorithms = [\"none\"]\n"), "identity.oauth.algorithms: \"none\" is never accepted"),
+        (format!("{OAUTH}algorithms = [\"HS256\"]\n"), "identity.oauth.algorithms: HS256 is a shared-secret algorithm"),
+        (format!("{OAUTH}algorithms = [\"RS257\"]\n"), "identity.oauth.algorithms: unknown algorithm \"RS257\""),
+        (format!("{OAUTH}algorithms = []\n"), "identity.oauth.algorithms: must name at least one algorithm"),
+        (format!("{OAUTH}leeway_seconds = 3600\n"), "identity.oauth.leeway_seconds: must be at most 600"),
+        (format!("{OAUTH}client_secret = \"x\"\n"), "unknown field `client_secret`"),
+        (
+            OAUTH.replace("https://auth.example.com/jwks", "http://auth.example.com/jwks"),
+            "identity.oauth.jwks_url: must be https://",
+        ),
+        (
+            OAUTH.replace("public_url = \"https://opsgate.example.com/\"\n", ""),
+            "server.public_url: is required with [identity.oauth]",
+        ),
+        (
+            OAUTH.replace("https://opsgate.example.com/", "opsgate.example.com"),
+            "server.public_url: \"opsgate.example.com\"",
+        ),
+    ];
+    for (text, expect) in cases {
+        let message = error(&text);
+        assert!(message.contains(expect), "{expect}: {message}");
+    }
+    let loopback = OAUTH.replace("https://auth.example.com/jwks", "http://127.0.0.1:8080/jwks");
+    assert!(resolve(&loopback, &[]).is_ok(), "plain http is fine on loopback");
+    let loopback = OAUTH.replace("https://auth.example.com/jwks", "http://[::1]:8080/jwks");
+    assert!(resolve(&loopback, &[]).is_ok(), "plain http is fine on loopback");
+}
