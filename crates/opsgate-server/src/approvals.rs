@@ -214,7 +214,22 @@ impl ApprovalStatusTool {
                 Value::Object(map) => map,
                 _ => Map::new(),
             },
-            output_schema: None,
+            output_schema: match json!({
+                "type": "object",
+                "properties": {
+                    "approval_id": {"type": "string"},
+                    "status": {"enum": ["pending", "approved", "rejected", "expired", "executing", "executed", "failed"]},
+                    "tool": {"type": "string"},
+                    "approvers": {"type": "array", "items": {"type": "string"}},
+                    "expires_at": {"type": "string"},
+                    "result": {"description": "the approved call's structured result, once executed"},
+                    "items": {"type": "array"}
+                },
+                "required": ["approval_id", "status"]
+            }) {
+                Value::Object(map) => Some(map),
+                _ => None,
+            },
             effect: Effect::Read,
             target_kind: None,
             idempotent: true,

@@ -98,6 +98,16 @@ impl Registry {
                 json!({"type": "string", "description": "from a truncated result, to get the next rows"}),
             );
         }
+        // A write may answer "pending approval" instead of its own result: its output schema
+        // admits both, so clients that validate structured content accept either.
+        if spec.effect != opsgate_core::Effect::Read
+            && let Some(output) = spec.output_schema.take()
+        {
+            let Value::Object(either) = json!({"type": "object", "anyOf": [output, pending_approval_schema()]}) else {
+                unreachable!("a json! object literal is an object")
+            };
+            spec.output_schema = Some(either);
+        }
         self.order.push(spec.name.clone());
         self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec) });
         Ok(())
@@ -122,4 +132,23 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }
+}
+
+/// The structured result of a call that waits for approval (`approvals::pending_output`).
+pub fn pending_approval_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "status": {"const": "pending_approval"},
+            "approval_id": {"type": "string"},
+            "tool": {"type": "string"},
+            "target": {"type": ["string", "null"]},
+            "plan": {"type": ["object", "null"]},
+            "reason": {"type": "string"},
+            "approvals_required": {"type": "integer"},
+            "approver_roles": {"type": "array", "items": {"type": "string"}},
+            "expires_at": {"type": "string"}
+        },
+        "required": ["status", "approval_id"]
+    })
 }

@@ -410,3 +410,183 @@ async fn serve_refuses_requests_without_credentials_once_identity_is_set_up() ->
     assert!(!tail.contains(&key[11..]));
     Ok(())
 }
+
+/// `opsgate serve` with the given config, answering /healthz; killed on drop.
+struct Served {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Served {
+    async fn start(config: &Path, data_dir: &Path, port: u16) -> Result<Served> {
+        let child = tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        for _ in 0..200 {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
+                && response.status().is_success()
+            {
+                return Ok(Served { child, url: format!("http://127.0.0.1:{port}/mcp") });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("opsgate serve never answered /healthz")
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().context("child pid")?;
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
+        Ok(())
+    }
+}
+
+async fn agent_client(url: &str, key: &str) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string());
+    Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
+}
+
+fn structured(result: &rmcp::model::CallToolResult) -> Value {
+    result.structured_content.clone().unwrap_or(Value::Null)
+}
+
+/// The approval round trip against a real Alertmanager: an agent (API key, role operator) asks
+/// to silence a firing alert in a protected environment; the call waits; opsgate is restarted;
+/// a human (the local user, role approver) approves from the CLI; the silence then exists in
+/// Alertmanager, `approval_status` returns the call's result, and the audit log holds the
+/// request, the approval and the execution in one verified chain.
+#[tokio::test]
+async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once() -> Result<()> {
+    let (exporter, prometheus, alertmanager) = backends().await?;
+    let exporter = std::sync::Arc::new(exporter);
+    let ticker = {
+        let handle = exporter.clone();
+        tokio::spawn(async move {
+            for tick in 1..600 {
+                handle.set(series(tick));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    alertmanager.wait_for_alerts("HighErrorRate", Duration::from_secs(45)).await?;
+
+    let dir = tempfile::tempdir()?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[identity]\nlocal_roles = [\"approver\"]\n\
+             [connectors.prometheus.prod]\nurl = \"{}\"\nenvironment = \"production\"\n\
+             [connectors.alertmanager.prod]\nurl = \"{}\"\nenvironment = \"production\"\nprometheus = \"prod\"\n\
+             [[environments]]\nname = \"production\"\nprotected = true\n",
+            prometheus.url(),
+            alertmanager.url()
+        ),
+    )?;
+    let with_config = |args: &[&str]| -> Result<Output> {
+        let mut full = vec!["--config", config.to_str().unwrap_or_default()];
+        full.extend_from_slice(args);
+        opsgate(dir.path(), &full)
+    };
+    let created = with_config(&["keys", "create", "--name", "agent", "--roles", "operator"])?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_string();
+
+    // The agent's request: pending, with the plan naming the firing alert.
+    let port = opsgate_testkit::free_port();
+    let served = Served::start(&config, dir.path(), port).await?;
+    let client = agent_client(&served.url, &key).await?;
+    let arguments =
+        json!({"matchers": ["alertname=HighErrorRate"], "duration": "1h", "comment": "e2e: deploy in progress"});
+    let pending = client
+        .call_tool(
+            CallToolRequestParams::new("silence_alert")
+                .with_arguments(arguments.as_object().cloned().unwrap_or_default()),
+        )
+        .await?;
+    let pending_fields = structured(&pending);
+    assert_eq!(pending.is_error, Some(false), "{pending_fields}");
+    assert_eq!(pending_fields["status"], "pending_approval", "{pending_fields}");
+    assert_eq!(pending_fields["plan"]["blast_radius"], 1, "{pending_fields}");
+    let id = pending_fields["approval_id"].as_str().unwrap_or_default().to_string();
+    let silences_url = format!("{}/api/v2/silences", alertmanager.url());
+    let silences: Value = reqwest::get(&silences_url).await?.json().await?;
+    assert_eq!(silences.as_array().map(Vec::len), Some(0), "nothing may run before approval: {silences}");
+    client.cancel().await?;
+    served.stop().await?;
+
+    // A human approves while opsgate is down; the request survived in the store.
+    let shown = with_config(&["approvals", "list"])?;
+    assert!(stdout(&shown).contains(&id), "{}", stdout(&shown));
+    let approved = with_config(&["approvals", "approve", &id, "--comment", "ok for the deploy"])?;
+    assert!(approved.status.success(), "{}{}", stdout(&approved), stderr(&approved));
+    assert!(stdout(&approved).contains("executed"), "{}", stdout(&approved));
+    let again = with_config(&["approvals", "approve", &id])?;
+    assert_eq!(again.status.code(), Some(1), "a second approval must be refused");
+
+    // The silence exists, made for the agent, once.
+    let silences: Value = reqwest::get(&silences_url).await?.json().await?;
+    let active: Vec<&Value> =
+        silences.as_array().into_iter().flatten().filter(|silence| silence["status"]["state"] == "active").collect();
+    assert_eq!(active.len(), 1, "{silences}");
+    assert_eq!(active[0]["createdBy"], "opsgate:key:agent");
+    assert_eq!(active[0]["comment"], "e2e: deploy in progress");
+
+    // The restarted server answers the agent's approval_status with the call's result.
+    let served = Served::start(&config, dir.path(), port).await?;
+    let client = agent_client(&served.url, &key).await?;
+    let status = client
+        .call_tool(
+            CallToolRequestParams::new("approval_status")
+                .with_arguments(json!({"id": id, "wait_seconds": 5}).as_object().cloned().unwrap_or_default()),
+        )
+        .await?;
+    let status_fields = structured(&status);
+    assert_eq!(status_fields["status"], "executed", "{:?}", status.content);
+    let silence_id = active[0]["id"].as_str().unwrap_or_default();
+    assert!(status_fields["result"].to_string().contains(silence_id), "{status_fields}");
+    client.cancel().await?;
+    served.stop().await?;
+    ticker.abort();
+
+    // Audit: request, approval, execution; chained and verified.
+    let verify = with_config(&["audit", "verify"])?;
+    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    let records: Vec<Value> = stdout(&with_config(&["audit", "export"])?)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|record: &Value| record["approval_id"] == id.as_str())
+        .collect();
+    let trail: Vec<String> = records
+        .iter()
+        .map(|record| {
+            format!(
+                "{}:{}:{}",
+                record["principal"].as_str().unwrap_or_default(),
+                record["tool"].as_str().unwrap_or_default(),
+                record["outcome"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let local = records.get(1).and_then(|record| record["principal"].as_str()).unwrap_or_default().to_string();
+    assert!(local.starts_with("user:"), "{trail:?}");
+    assert_eq!(
+        trail,
+        [
+            "key:agent:silence_alert:pending_approval".to_string(),
+            format!("{local}:approvals/approve:approved"),
+            "key:agent:silence_alert:ok".to_string(),
+            format!("{local}:approvals/approve:refused"),
+        ],
+        "{trail:?}"
+    );
+    assert_eq!(records[2]["approvers"], local.as_str());
+    Ok(())
+}
