@@ -18,6 +18,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     pub measure: Duration,
     pub threads: usize,
+    /// Sent as `Authorization` on every request: opsgate's API key; `None` for the baseline.
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +76,15 @@ async fn drive(config: LoadConfig) -> Result<LoadReport> {
     let meta = wire::request_meta();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..config.connections {
-        tasks.spawn(connection_loop(config.address, config.tool, index, meta.clone(), window_start, window_end));
+        tasks.spawn(connection_loop(
+            config.address,
+            config.authorization.clone(),
+            config.tool,
+            index,
+            meta.clone(),
+            window_start,
+            window_end,
+        ));
     }
     let mut latencies_us = Vec::new();
     let mut report = LoadReport {
@@ -117,6 +127,7 @@ fn percentile(sorted: &[u64], fraction: f64) -> u64 {
 /// set-up is never measured. A transport error ends the connection: the run has failed anyway.
 async fn connection_loop(
     address: SocketAddr,
+    authorization: Option<String>,
     tool: &'static str,
     index: usize,
     meta: String,
@@ -125,7 +136,7 @@ async fn connection_loop(
 ) -> ConnectionStats {
     let mut stats = ConnectionStats::default();
     let mut connection = match Connection::open(address).await {
-        Ok(connection) => connection,
+        Ok(connection) => connection.with_authorization(authorization),
         Err(error) => {
             stats.error(error);
             return stats;

@@ -14,6 +14,7 @@
 mod binary;
 mod load;
 mod machine;
+mod policy_cost;
 mod report;
 mod servers;
 mod wire;
@@ -108,14 +109,15 @@ fn main() -> Result<()> {
     };
 
     let http = Section::from_result(run_http(&options, threads));
+    let policy = Section::from_result(policy_cost::measure());
     let (stdio, rss) = run_binary(&options)?;
 
-    let report = Report { setup, machine, http, stdio, rss };
+    let report = Report { setup, machine, http, stdio, rss, policy };
     let text = report.render();
     std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
     eprintln!("opsgate-bench: wrote {}", options.output.display());
     println!("{text}");
-    if report.http.failed() || report.stdio.failed() || report.rss.failed() {
+    if report.http.failed() || report.stdio.failed() || report.rss.failed() || report.policy.failed() {
         bail!("a measurement failed; see {}", options.output.display());
     }
     Ok(())
@@ -162,6 +164,7 @@ fn measure_server(kind: ServerKind, options: &Options, threads: usize) -> Result
         warmup: options.warmup,
         measure: options.measure,
         threads,
+        authorization: server.authorization.clone(),
     };
     // Stop the server even when the load failed, then report whichever went wrong first.
     let load = load::run(&config);

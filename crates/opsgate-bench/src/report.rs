@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::binary::{RssReport, StdioReport};
 use crate::load::LoadReport;
 use crate::machine::Machine;
+use crate::policy_cost::{N_DECISIONS, PolicyCost};
 use crate::servers::AuditCount;
 
 /// opsgate must keep at least this share of the bare SDK's throughput.
@@ -97,6 +98,7 @@ pub struct Report {
     pub http: Section<Vec<HttpRound>>,
     pub stdio: Section<Vec<StdioReport>>,
     pub rss: Section<Vec<RssReport>>,
+    pub policy: Section<PolicyCost>,
 }
 
 /// The middle value (the lower of the two middle ones for an even count): always a value that
@@ -109,6 +111,10 @@ pub fn median<T: Copy + PartialOrd>(values: impl IntoIterator<Item = T>) -> Opti
 
 fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -127,6 +133,7 @@ impl Report {
         self.render_http(&mut out);
         self.render_stdio(&mut out);
         self.render_rss(&mut out);
+        self.render_policy(&mut out);
         out
     }
 
@@ -188,6 +195,35 @@ impl Report {
             format!("{} | {}", results.join("; "), verdict(pass))
         });
         let _ = writeln!(out, "| idle RSS of `opsgate serve` | < {} | {rss_row} |", megabytes(RSS_TARGET_BYTES));
+        let policy_row = self.policy.summary(|cost| {
+            format!(
+                "p50 {}, p99 {} from the cache; p50 {}, p99 {} evaluated | reported",
+                micros(cost.cached.p50),
+                micros(cost.cached.p99),
+                micros(cost.evaluated.p50),
+                micros(cost.evaluated.p99)
+            )
+        });
+        let _ = writeln!(out, "| policy decision per call, default bundle | (reported) | {policy_row} |");
+        let _ = writeln!(out);
+    }
+
+    fn render_policy(&self, out: &mut String) {
+        let _ = writeln!(out, "## 4. Policy decision cost
+");
+        let _ = writeln!(
+            out,
+            "The decision the pipeline asks for on each of the benchmark's calls (principal `key:bench` with \
+             role operator, the read tool `echo`, no target), {N_DECISIONS} times in a row on one thread, each \
+             timed on its own. *Evaluated*: regorus evaluates the default bundle every time, as it does for a \
+             policy that reads per-call facts such as `input.time`. *From the cache*: the default bundle reads \
+             nothing that changes per call, so the pipeline serves repeated decisions from its cache \
+             (docs/policy.md, Cost); this is what section 1's opsgate pays.\n"
+        );
+        let Some(cost) = self.policy.figures_or_note(out) else { return };
+        let _ = writeln!(out, "| mode | p50 | p99 |\n| --- | ---: | ---: |");
+        let _ = writeln!(out, "| evaluated | {} | {} |", micros(cost.evaluated.p50), micros(cost.evaluated.p99));
+        let _ = writeln!(out, "| from the cache | {} | {} |", micros(cost.cached.p50), micros(cost.cached.p99));
         let _ = writeln!(out);
     }
 
@@ -211,10 +247,12 @@ impl Report {
             "- **bare rmcp (baseline)**: rmcp 3.9.0 `StreamableHttpService` with `LocalSessionManager`, \
              `json_response` on, the same allowed hosts and body limit as opsgate, and one `echo` tool written \
              directly in a `ServerHandler` (no opsgate code).\n\
-             - **opsgate**: `opsgate_server::http::app` with the full `Pipeline` (policy, target resolution, \
-             timeout, redaction, output budget) and a durable SQLite audit log (WAL, `synchronous=FULL`, group \
-             commit) in a temporary directory; the same `echo` registered as an `opsgate_core::Tool` \
-             (`Effect::Read`).\n\
+             - **opsgate**: `opsgate_server::http::app` with API-key identity (every request carries \
+             `Authorization: Bearer og_…` for a key with role operator; anonymous access is off), the full \
+             `Pipeline` (rate limits, target resolution, the default Rego policy bundle, timeout, redaction, \
+             output budget) and a durable SQLite audit log (WAL, `synchronous=FULL`, group commit) in a \
+             temporary directory; the same `echo` registered as an `opsgate_core::Tool` (`Effect::Read`). The \
+             baseline gets no `Authorization` header.\n\
              - **load**: {connections} tasks, each with its own HTTP/1.1 keep-alive connection (hyper), sending \
              `tools/call` back to back with the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers and \
              the `io.modelcontextprotocol/*` `_meta`. Every response is checked (HTTP 200, matching id, \

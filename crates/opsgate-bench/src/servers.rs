@@ -54,6 +54,8 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     /// opsgate's store and the directory it lives in; `None` for the baseline.
     audit: Option<(Store, tempfile::TempDir)>,
+    /// The `Authorization` value the server needs: opsgate's API key; `None` for the baseline.
+    pub authorization: Option<String>,
 }
 
 /// What the audit log held after a run, for the check that every successful call was recorded.
@@ -88,11 +90,11 @@ pub async fn start(kind: ServerKind) -> Result<RunningServer> {
     // Both servers get the hosts opsgate would use for this address, so DNS-rebinding
     // protection costs the same on each side.
     let http = HttpConfig::for_listen_address(address);
-    let (router, audit) = match kind {
-        ServerKind::Baseline => (baseline_app(&http), None),
+    let (router, audit, authorization) = match kind {
+        ServerKind::Baseline => (baseline_app(&http), None, None),
         ServerKind::Opsgate => {
-            let (router, store, data_dir) = opsgate_app(http).await?;
-            (router, Some((store, data_dir)))
+            let (router, store, data_dir, key) = opsgate_app(http).await?;
+            (router, Some((store, data_dir)), Some(format!("Bearer {key}")))
         }
     };
     let shutdown = CancellationToken::new();
@@ -101,7 +103,7 @@ pub async fn start(kind: ServerKind) -> Result<RunningServer> {
     let task = tokio::spawn(async move {
         axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
-    Ok(RunningServer { kind, address, shutdown, task, audit })
+    Ok(RunningServer { kind, address, shutdown, task, audit, authorization })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,9 +185,12 @@ impl ServerHandler for BareEcho {
 
 /// Returns the router, the store (to count audit records afterwards) and the directory holding
 /// the SQLite file, which must outlive the run.
-async fn opsgate_app(http: HttpConfig) -> Result<(axum::Router, Store, tempfile::TempDir)> {
+/// opsgate as `opsgate serve` runs it: API-key identity (the load generator presents a key with
+/// role operator), the default policy bundle, and the durable SQLite audit log.
+async fn opsgate_app(http: HttpConfig) -> Result<(axum::Router, Store, tempfile::TempDir, String)> {
     let data_dir = tempfile::tempdir().context("creating a data directory for the audit store")?;
     let store = Store::open_sqlite(data_dir.path()).await.context("opening the SQLite store")?;
+    let key = store.create_api_key("bench", &["operator".to_string()]).await.context("creating the API key")?;
     // The writer task stops by itself once the pipeline (the last handle) is dropped.
     let (audit, _writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
     let mut registry = Registry::new(TargetCatalog::default());
@@ -197,10 +202,10 @@ async fn opsgate_app(http: HttpConfig) -> Result<(axum::Router, Store, tempfile:
         server_name: "opsgate-bench".to_string(),
         instructions: None,
     });
-    // No API key in this store and no OAuth: requests come in as the anonymous principal.
+    // With a key in the store, anonymous requests are refused: every call is authenticated.
     let identity = Arc::new(Identity::new(IdentityConfig::default(), store.clone()).context("identity")?);
     let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new() };
-    Ok((opsgate_server::http::app(state), store, data_dir))
+    Ok((opsgate_server::http::app(state), store, data_dir, key.secret))
 }
 
 fn opsgate_echo_spec() -> ToolSpec {

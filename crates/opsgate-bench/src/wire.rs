@@ -20,6 +20,8 @@ pub const PROTOCOL_VERSION: &str = "2026-07-28";
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    /// The credential the server expects (`Bearer og_…` for opsgate), if any.
+    authorization: Option<String>,
 }
 
 impl Connection {
@@ -35,7 +37,13 @@ impl Connection {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Connection { sender, host: address.to_string() })
+        Ok(Connection { sender, host: address.to_string(), authorization: None })
+    }
+
+    /// Sends `Authorization: <value>` with every request from now on.
+    pub fn with_authorization(mut self, value: Option<String>) -> Connection {
+        self.authorization = value;
+        self
     }
 
     /// POSTs one JSON-RPC request to `/mcp` and returns the status and the whole body.
@@ -48,6 +56,9 @@ impl Connection {
             .header("mcp-method", method);
         if let Some(name) = name {
             request = request.header("mcp-name", name);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.as_str());
         }
         let request = request.body(Full::new(Bytes::from(body))).context("building the request")?;
         self.sender.ready().await.context("connection closed")?;
