@@ -209,8 +209,11 @@ impl Report {
     }
 
     fn render_policy(&self, out: &mut String) {
-        let _ = writeln!(out, "## 4. Policy decision cost
-");
+        let _ = writeln!(
+            out,
+            "## 4. Policy decision cost
+"
+        );
         let _ = writeln!(
             out,
             "The decision the pipeline asks for on each of the benchmark's calls (principal `key:bench` with \
