@@ -1,7 +1,10 @@
-//! The attack suite: one test per way an agent (or a careless human) might get a write to run
-//! without passing policy and a real approval. Each asserts that nothing ran and that the attempt
-//! is in the audit log. The tools here count their runs; the approval queue, policy, limits and
-//! audit are opsgate's own, on a real SQLite store.
+//! The attack suite: one test per way an agent (or a careless human) might get a call to run
+//! without a real identity, passing policy and a real approval. Each asserts that nothing ran and
+//! that the attempt is in the audit log. The tools here count their runs; identity, the approval
+//! queue, policy, limits and audit are opsgate's own, on a real SQLite store; the identity attacks
+//! go over a real socket to a real JWKS server with keys made by openssl at run time.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -386,4 +389,109 @@ async fn tools_a_principal_can_never_call_are_not_listed() -> Result<()> {
             record.entry.principal == "key:viewer" && record.entry.decision == "deny"
         })
         .await
+}
+
+// ---- identity: tokens and keys that must not get a call through ------------------------------
+
+/// Presents `token` to an opsgate whose OAuth issuer serves `key`; asserts a 401 naming the
+/// protected-resource metadata, that the tool never ran, and that the refusal is audited with
+/// `expected` in its reason.
+async fn refused_token(
+    token_for: impl FnOnce(&support::TestServer, &support::identity::TestKey) -> Result<String>,
+    expected: &str,
+) -> Result<()> {
+    use support::identity::*;
+    let key = TestKey::rsa("k1")?;
+    let jwks = JwksServer::start(key_set(&[&key])).await?;
+    let (server, runs) = start(|url| oauth_identity(&jwks, url, |_| {})).await?;
+    let token = token_for(&server, &key)?;
+    let refused = call(&server, Some(&bearer(&token))).await?;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(refused.challenge.contains("resource_metadata="), "{}", refused.challenge);
+    assert!(refused.error_message().contains(expected), "{}", refused.error_message());
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the tool ran");
+    let records = server.store.audit_tail(10).await?;
+    assert!(
+        records.iter().any(|record| record.entry.outcome == "unauthenticated"
+            && record.entry.decision == "deny"
+            && record.entry.reason.as_deref().is_some_and(|reason| reason.contains(expected))),
+        "the refusal is not audited: {records:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_expired_jwt_is_refused() -> Result<()> {
+    use support::identity::{claims, now};
+    refused_token(|server, key| key.sign(&claims(server, json!({"exp": now() - 600}))), "the token has expired").await
+}
+
+#[tokio::test]
+async fn a_jwt_not_yet_valid_is_refused() -> Result<()> {
+    use support::identity::{claims, now};
+    refused_token(|server, key| key.sign(&claims(server, json!({"nbf": now() + 600}))), "the token is not valid yet")
+        .await
+}
+
+#[tokio::test]
+async fn a_jwt_for_another_audience_is_refused() -> Result<()> {
+    use support::identity::claims;
+    refused_token(
+        |server, key| key.sign(&claims(server, json!({"aud": "https://other.example"}))),
+        "the token is not for this server",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_jwt_from_another_issuer_is_refused() -> Result<()> {
+    use support::identity::claims;
+    refused_token(
+        |server, key| key.sign(&claims(server, json!({"iss": "https://evil.example"}))),
+        "the token was not issued by",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_jwt_signed_with_an_unknown_key_is_refused() -> Result<()> {
+    use support::identity::{TestKey, claims};
+    refused_token(|server, _| TestKey::rsa("stranger")?.sign(&claims(server, json!({}))), "unknown signing key").await
+}
+
+#[tokio::test]
+async fn an_unsigned_jwt_with_alg_none_is_refused() -> Result<()> {
+    use support::identity::{base64url, claims};
+    refused_token(
+        |server, _| {
+            Ok(format!(
+                "{}.{}.",
+                base64url(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
+                base64url(claims(server, json!({})).to_string().as_bytes())
+            ))
+        },
+        "unsigned (alg none)",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_is_refused() -> Result<()> {
+    use support::identity::*;
+    let (server, runs) = start(|_| opsgate_server::IdentityConfig::default()).await?;
+    let key = server.store.create_api_key("deploy", &["operator".to_string()]).await?;
+    assert_eq!(call(&server, Some(&bearer(&key.secret))).await?.status, 200);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    server.state.identity.revoke_api_key("deploy").await?;
+    let refused = call(&server, Some(&bearer(&key.secret))).await?;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(refused.error_message().contains("was revoked at"), "{}", refused.error_message());
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the revoked key's call ran");
+    let records = server.store.audit_tail(10).await?;
+    assert!(
+        records.iter().any(|record| record.entry.outcome == "unauthenticated"
+            && record.entry.reason.as_deref().is_some_and(|reason| reason.contains("revoked"))),
+        "the refusal is not audited: {records:?}"
+    );
+    Ok(())
 }

@@ -197,3 +197,4 @@ pub async fn start_with_identity(
         );
     Ok(TestServer { address, store, write_runs, shutdown, server, changes, state: app_state, _dir: dir })
 }
+pub mod identity;
