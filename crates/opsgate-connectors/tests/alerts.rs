@@ -9,22 +9,12 @@ use anyhow::Result;
 use opsgate_connectors::alertmanager::alertmanager_tools;
 use opsgate_connectors::prometheus::{SignalCatalog, prometheus_tools};
 use opsgate_core::{OutputBudget, ToolError};
-use opsgate_testkit::{Alertmanager, AlertmanagerOptions, Prometheus, PrometheusOptions, ScrapeTarget};
 use serde_json::json;
-use support::{ERROR_RATE, HIGH_ERROR_RATE_RULES, Payments, WAIT, assert_near, call, find};
+use support::{ERROR_RATE, assert_near, call, find};
 
 #[tokio::test]
 async fn a_firing_alert_shows_its_runbook_threshold_and_current_value() -> Result<()> {
-    let alertmanager = Alertmanager::start(AlertmanagerOptions::default()).await?;
-    let payments = Payments::start().await?;
-    let prometheus = Prometheus::start(
-        PrometheusOptions::default()
-            .scrape(ScrapeTarget::new("payments", payments.exporter.target()))
-            .rules(HIGH_ERROR_RATE_RULES)
-            .alertmanager(alertmanager.url()),
-    )
-    .await?;
-    alertmanager.wait_for_alerts("HighErrorRate", WAIT).await?;
+    let (alertmanager, _payments, prometheus) = support::firing_high_error_rate().await?;
 
     let prometheus_clients = support::prometheus_clients("local", &prometheus.url(), 5);
     let tools = alertmanager_tools(

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use opsgate_connectors::alertmanager::alertmanager_tools;
 use opsgate_core::{Plan, Tool, ToolError};
-use opsgate_testkit::{Alertmanager, AlertmanagerOptions, Prometheus, PrometheusOptions, ScrapeTarget};
+use opsgate_testkit::Alertmanager;
 use serde_json::{Value, json};
-use support::{HIGH_ERROR_RATE_RULES, Payments, WAIT, call, find, plan};
+use support::{WAIT, call, find, plan};
 
 /// Alertmanager's API, read directly.
 async fn get_json(url: &str) -> Result<Value> {
@@ -53,16 +53,7 @@ fn planned(plan: Option<Plan>) -> Plan {
 
 #[tokio::test]
 async fn a_silence_is_planned_created_listed_and_expired_in_a_real_alertmanager() -> Result<()> {
-    let alertmanager = Alertmanager::start(AlertmanagerOptions::default()).await?;
-    let payments = Payments::start().await?;
-    let prometheus = Prometheus::start(
-        PrometheusOptions::default()
-            .scrape(ScrapeTarget::new("payments", payments.exporter.target()))
-            .rules(HIGH_ERROR_RATE_RULES)
-            .alertmanager(alertmanager.url()),
-    )
-    .await?;
-    alertmanager.wait_for_alerts("HighErrorRate", WAIT).await?;
+    let (alertmanager, _payments, prometheus) = support::firing_high_error_rate().await?;
     let tools = alertmanager_tools(
         support::alertmanager_clients("main", &alertmanager.url(), "local"),
         support::prometheus_clients("local", &prometheus.url(), 5),

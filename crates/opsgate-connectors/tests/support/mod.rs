@@ -72,6 +72,25 @@ pub struct Payments {
     ticker: JoinHandle<()>,
 }
 
+/// Payments scraped by a real Prometheus whose HighErrorRate rule fires into a real Alertmanager,
+/// returned once the alert has reached Alertmanager.
+#[cfg(feature = "alertmanager")]
+pub async fn firing_high_error_rate()
+-> anyhow::Result<(opsgate_testkit::Alertmanager, Payments, opsgate_testkit::Prometheus)> {
+    use opsgate_testkit::{Alertmanager, AlertmanagerOptions, Prometheus, PrometheusOptions, ScrapeTarget};
+    let alertmanager = Alertmanager::start(AlertmanagerOptions::default()).await?;
+    let payments = Payments::start().await?;
+    let prometheus = Prometheus::start(
+        PrometheusOptions::default()
+            .scrape(ScrapeTarget::new("payments", payments.exporter.target()))
+            .rules(HIGH_ERROR_RATE_RULES)
+            .alertmanager(alertmanager.url()),
+    )
+    .await?;
+    alertmanager.wait_for_alerts("HighErrorRate", WAIT).await?;
+    Ok((alertmanager, payments, prometheus))
+}
+
 impl Payments {
     pub async fn start() -> anyhow::Result<Payments> {
         let exporter = Arc::new(Exporter::start(payments_exposition(0)).await?);
