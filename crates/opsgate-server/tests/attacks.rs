@@ -495,3 +495,49 @@ async fn a_revoked_api_key_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_new_request_is_announced_on_the_webhook_without_its_arguments() -> Result<()> {
+    // A Slack-compatible receiver on a loopback port that keeps what it is sent.
+    let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let keep = received.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().map(|mut bodies| bodies.push(body)).ok();
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let settings = ApprovalSettings { webhook: Some(format!("http://{address}/hook")), ..ApprovalSettings::default() };
+    let harness = harness(PipelineConfig::default(), settings).await?;
+
+    let secret = "hunter2-secret-password";
+    let outcome = harness
+        .call(agent(), "restart_pods", json!({"target": "prod", "count": 2, "note": format!("password: {secret}")}))
+        .await;
+    let CallOutcome::PendingApproval(rendered) = outcome else {
+        panic!("expected a pending approval, got {outcome:?}")
+    };
+    let id = rendered.structured["approval_id"].as_str().unwrap_or_default().to_string();
+    let mut announced = None;
+    for _ in 0..100 {
+        if let Some(body) = received.lock().ok().and_then(|bodies| bodies.first().cloned()) {
+            announced = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.abort();
+    let text = announced.expect("the webhook heard of the request")["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.contains(&id) && text.contains("restart_pods") && text.contains("restart 2 pods"), "{text}");
+    assert!(text.contains("opsgate approvals approve"), "{text}");
+    assert!(!text.contains(secret), "a secret reached the webhook: {text}");
+    assert_eq!(harness.runs(), 0);
+    Ok(())
+}
