@@ -85,8 +85,8 @@ pub enum PolicyError {
 /// A loaded, compiled policy. Immutable but for its decision cache: a reload builds a new one.
 pub struct Policy {
     compiled: regorus::CompiledPolicy,
-    /// The engine the policy was compiled from, kept for `test_` rules and ad-hoc queries.
-    engine: regorus::Engine,
+    /// What it was compiled from; `run_tests` builds an engine from them again rather than keep
+    /// one in memory for the server's whole life.
     sources: Vec<PolicySource>,
     cache: Option<DecisionCache>,
 }
@@ -133,13 +133,7 @@ impl Policy {
             });
         }
         sources.extend(user);
-        let mut engine = regorus::Engine::new();
-        engine.set_strict_builtin_errors(true);
-        for source in &sources {
-            engine
-                .add_policy(source.path.clone(), source.text.clone())
-                .map_err(|error| PolicyError::Invalid(error.to_string()))?;
-        }
+        let mut engine = engine_for(&sources)?;
         if !sources.iter().any(|source| defines_rule(&source.text, "opsgate", "decision")) {
             return Err(PolicyError::NoDecision);
         }
@@ -150,7 +144,7 @@ impl Policy {
             with_arguments,
             decisions: std::sync::RwLock::new(std::collections::HashMap::new()),
         });
-        Ok(Policy { compiled, engine, sources, cache })
+        Ok(Policy { compiled, sources, cache })
     }
 
     /// The default bundle alone.
@@ -207,12 +201,19 @@ impl Policy {
 
     /// Runs every rule named `test_*` in every file and reports each.
     pub fn run_tests(&self) -> Vec<TestOutcome> {
+        let engine = match engine_for(&self.sources) {
+            Ok(engine) => engine,
+            Err(error) => {
+                let name = "(compile)".to_string();
+                return vec![TestOutcome { name, passed: false, detail: Some(error.to_string()) }];
+            }
+        };
         let mut outcomes = Vec::new();
         for source in &self.sources {
             let Some(package) = package_of(&source.text) else { continue };
             for rule in test_rules(&source.text) {
                 let name = format!("data.{package}.{rule}");
-                let mut engine = self.engine.clone();
+                let mut engine = engine.clone();
                 let outcome = match engine.eval_rule(name.clone()) {
                     Ok(regorus::Value::Bool(true)) => TestOutcome { name, passed: true, detail: None },
                     Ok(regorus::Value::Undefined) => {
@@ -294,6 +295,18 @@ fn cache_key(input: &PolicyInput<'_>, with_arguments: bool) -> String {
         key.push_str(&opsgate_core::canonical::canonical_object(input.arguments));
     }
     key
+}
+
+/// An engine holding `sources`, with builtin errors strict (an error, not undefined).
+fn engine_for(sources: &[PolicySource]) -> Result<regorus::Engine, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    engine.set_strict_builtin_errors(true);
+    for source in sources {
+        engine
+            .add_policy(source.path.clone(), source.text.clone())
+            .map_err(|error| PolicyError::Invalid(error.to_string()))?;
+    }
+    Ok(engine)
 }
 
 /// The policy's output as a `Decision`, checked: an approval asks for at least one approver and

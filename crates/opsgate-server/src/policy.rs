@@ -15,9 +15,14 @@ impl PolicyHandle {
         PolicyHandle { current: RwLock::new(Arc::new(policy)) }
     }
 
-    /// The default bundle alone.
+    /// The default bundle alone, compiled once per process and shared.
     pub fn default_bundle() -> Result<Self, PolicyError> {
-        Ok(PolicyHandle::new(Policy::default_bundle()?))
+        Ok(PolicyHandle::shared(shared_default()?))
+    }
+
+    /// Holds an already shared policy.
+    pub fn shared(policy: Arc<Policy>) -> Self {
+        PolicyHandle { current: RwLock::new(policy) }
     }
 
     pub fn current(&self) -> Arc<Policy> {
@@ -34,4 +39,15 @@ impl PolicyHandle {
             Err(poisoned) => *poisoned.into_inner() = policy,
         }
     }
+}
+
+/// The default bundle, compiled on first use: every pipeline that starts with it (and every
+/// configuration without policy files) shares the one copy.
+pub fn shared_default() -> Result<Arc<Policy>, PolicyError> {
+    static DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    if let Some(policy) = DEFAULT.get() {
+        return Ok(policy.clone());
+    }
+    let policy = Arc::new(Policy::default_bundle()?);
+    Ok(DEFAULT.get_or_init(|| policy).clone())
 }

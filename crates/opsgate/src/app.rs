@@ -96,7 +96,7 @@ pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Regist
 impl App {
     pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
         let mut registry = registry(config, env)?;
-        let policy = Arc::new(PolicyHandle::new(policy_files::load(config)?));
+        let policy = Arc::new(PolicyHandle::shared(policy_files::load(config)?));
         let store = open_store(config).await?;
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
         let webhook = crate::config::resolve_secret_text(config.approval_webhook.as_deref(), env)

@@ -42,10 +42,15 @@ fn read_source(path: &Path) -> anyhow::Result<PolicySource> {
     Ok(PolicySource { path: path.display().to_string(), text })
 }
 
-/// Compiles the configured policy: the default bundle (unless replaced) and the files.
-pub fn load(config: &RuntimeConfig) -> anyhow::Result<Policy> {
+/// Compiles the configured policy: the default bundle (unless replaced) and the files. Without
+/// files it is the process's shared default bundle.
+pub fn load(config: &RuntimeConfig) -> anyhow::Result<Arc<Policy>> {
+    let invalid = |error: opsgate_policy::PolicyError| anyhow::anyhow!("invalid policy: {error}");
+    if config.policy_files.is_empty() && !config.replace_default_policy {
+        return opsgate_server::policy::shared_default().map_err(invalid);
+    }
     let sources = read_sources(&config.policy_files)?;
-    Policy::load(sources, config.replace_default_policy).map_err(|error| anyhow::anyhow!("invalid policy: {error}"))
+    Ok(Arc::new(Policy::load(sources, config.replace_default_policy).map_err(invalid)?))
 }
 
 /// Reads the files every few seconds; when their contents change, compiles them and swaps the
@@ -54,12 +59,19 @@ pub fn watch(handle: Arc<PolicyHandle>, config: &RuntimeConfig) -> Option<tokio:
     if config.policy_files.is_empty() {
         return None;
     }
-    let paths = config.policy_files.clone();
-    let replace_default = config.replace_default_policy;
+    Some(watch_files(handle, config.policy_files.clone(), config.replace_default_policy, RELOAD_INTERVAL))
+}
+
+fn watch_files(
+    handle: Arc<PolicyHandle>,
+    paths: Vec<PathBuf>,
+    replace_default: bool,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     let mut last = fingerprint(&paths);
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
-            tokio::time::sleep(RELOAD_INTERVAL).await;
+            tokio::time::sleep(interval).await;
             let now = fingerprint(&paths);
             if now == last {
                 continue;
@@ -78,7 +90,7 @@ pub fn watch(handle: Arc<PolicyHandle>, config: &RuntimeConfig) -> Option<tokio:
                 }
             }
         }
-    }))
+    })
 }
 
 /// What the files hold now (an unreadable path counts as its error), to compare with the last
@@ -133,5 +145,68 @@ pub fn eval_command(config: &RuntimeConfig, input: &Path) -> anyhow::Result<Exit
             eprintln!("opsgate: {reason}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsgate_core::{Decision, Effect, Principal};
+    use opsgate_policy::{Annotations, Limits, PolicyInput, ToolFacts};
+
+    use super::*;
+
+    fn denied(handle: &PolicyHandle, tool: &str) -> bool {
+        let principal = Principal::anonymous();
+        let arguments = serde_json::Map::new();
+        let input = PolicyInput {
+            version: opsgate_policy::decide::INPUT_VERSION,
+            principal: &principal,
+            tool: ToolFacts { name: tool, effect: Effect::Read, server: None, annotations: Annotations::default() },
+            arguments: &arguments,
+            target: None,
+            blast_radius: None,
+            limits: Limits::default(),
+            read_only: false,
+            time: "2026-11-21T00:00:00.000Z",
+        };
+        matches!(handle.current().decide(&input), Decision::Deny { .. })
+    }
+
+    fn deny_rule(tool: &str) -> String {
+        format!("package opsgate\n\ndeny contains \"no {tool}\" if input.tool.name == \"{tool}\"\n")
+    }
+
+    async fn eventually(condition: impl Fn() -> bool) -> bool {
+        for _ in 0..100 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_reloaded_and_a_broken_one_keeps_the_last_good_policy() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("team.rego");
+        std::fs::write(&file, deny_rule("alpha"))?;
+        let paths = vec![dir.path().to_path_buf()];
+        let sources = read_sources(&paths)?;
+        let handle = Arc::new(PolicyHandle::new(Policy::load(sources, false)?));
+        assert!(denied(&handle, "alpha") && !denied(&handle, "beta"));
+        let watcher = watch_files(handle.clone(), paths, false, Duration::from_millis(20));
+
+        std::fs::write(&file, deny_rule("beta"))?;
+        assert!(eventually(|| denied(&handle, "beta") && !denied(&handle, "alpha")).await, "the change was not loaded");
+
+        std::fs::write(&file, "package opsgate\n\ndeny contains \"x\" if {\n")?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(denied(&handle, "beta") && !denied(&handle, "alpha"), "a broken file replaced the policy");
+
+        std::fs::write(&file, deny_rule("gamma"))?;
+        assert!(eventually(|| denied(&handle, "gamma") && !denied(&handle, "beta")).await, "no recovery after a fix");
+        watcher.abort();
+        Ok(())
     }
 }
