@@ -135,6 +135,24 @@ fn announce(url: String, request: &NewApproval) {
     });
 }
 
+/// An approval as people see it (CLI, HTTP API): the stored arguments can hold secrets the call
+/// needs; what is shown has them masked.
+pub fn shown(mut approval: Approval, redactor: &opsgate_policy::Redactor) -> Approval {
+    if let Ok(mut arguments) = serde_json::from_str::<Value>(&approval.request.arguments) {
+        redactor.redact_value(&mut arguments);
+        approval.request.arguments = opsgate_core::canonical::canonical_json(&arguments);
+    }
+    approval
+}
+
+/// A status filter as people write it: a status name, or `all` (or nothing) for every request.
+pub fn status_filter(text: Option<&str>) -> Result<Option<ApprovalStatus>, String> {
+    match text {
+        None | Some("all") => Ok(None),
+        Some(text) => ApprovalStatus::parse(text).map(Some).map_err(|message| format!("{message}, or all")),
+    }
+}
+
 /// The result an agent gets instead of the call's: what waits, for whom, and what to do next.
 pub fn pending_output(request: &NewApproval) -> ToolOutput {
     let roles = request.approver_roles.join(" or ");
@@ -259,12 +277,19 @@ impl Tool for ApprovalStatusTool {
         let deadline = Instant::now() + Duration::from_secs(arguments.wait_seconds);
         let started = Instant::now();
         loop {
-            let approval = self
+            let unavailable = |error| ToolError::Unavailable(format!("the approval store is unavailable: {error}"));
+            let mut approval = self
                 .store
                 .approval(&arguments.id)
                 .await
-                .map_err(|error| ToolError::Unavailable(format!("the approval store is unavailable: {error}")))?
+                .map_err(unavailable)?
                 .ok_or_else(|| ToolError::InvalidArguments(format!("no approval request {}", arguments.id)))?;
+            // A request whose time ran out is expired now, not at the next sweep.
+            let now = crate::pipeline::now_rfc3339();
+            if approval.status == ApprovalStatus::Pending && approval.request.expires_at <= now {
+                self.store.expire_approvals(&now).await.map_err(unavailable)?;
+                approval.status = ApprovalStatus::Expired;
+            }
             let principal = &context.principal;
             let may_see = approval.request.requester == principal.id
                 || principal.roles.iter().any(|role| approval.request.approver_roles.contains(role));

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use opsgate_core::Principal;
-use opsgate_store::{Approval, ApprovalError, ApprovalStatus};
+use opsgate_store::{Approval, ApprovalError};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::approvals::{shown, status_filter};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -43,21 +44,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Stored arguments can hold secrets the call needs; they never leave in a response.
-fn redacted(state: &AppState, mut approval: Approval) -> Approval {
-    if let Ok(mut arguments) = serde_json::from_str::<serde_json::Value>(&approval.request.arguments) {
-        state.mcp.pipeline.redactor().redact_value(&mut arguments);
-        approval.request.arguments = opsgate_core::canonical::canonical_json(&arguments);
-    }
-    approval
+fn redacted(state: &AppState, approval: Approval) -> Approval {
+    shown(approval, state.mcp.pipeline.redactor())
 }
 
 async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
-    let status = match query.status.as_deref() {
-        None | Some("all") => None,
-        Some(text) => match serde_json::from_value::<ApprovalStatus>(json!(text)) {
-            Ok(status) => Some(status),
-            Err(_) => return error(StatusCode::BAD_REQUEST, format!("unknown status {text:?}")),
-        },
+    let status = match status_filter(query.status.as_deref()) {
+        Ok(status) => status,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match state.store.approvals(status, 200).await {
         Ok(approvals) => {

@@ -309,7 +309,6 @@ impl Pipeline {
         if let Value::Object(map) = arguments_value {
             arguments = map;
         }
-        let binding = format!("{}\n{tool_name}\n{arguments_hash}", principal.id);
 
         let mut audit = AuditEntry {
             time,
@@ -336,7 +335,7 @@ impl Pipeline {
             principal: &principal,
             client: client.as_deref(),
             tool_name: &tool_name,
-            binding: binding.as_bytes(),
+            binding: Binding { principal: &principal.id, tool: &tool_name, arguments_hash: &arguments_hash },
         };
         let outcome = self.run_stages(stages, &mut arguments, round, channel, cancel, &mut audit).await;
         let outcome = match outcome {
@@ -388,7 +387,7 @@ impl Pipeline {
         // first so that what the client sends now wins for the keys it answers again.
         let round_state = match &round.request_state {
             None => RoundState::default(),
-            Some(sealed) => match self.seal.open(binding, sealed) {
+            Some(sealed) => match self.seal.open(&binding.bytes(), sealed) {
                 Ok(state) => state,
                 Err(message) => return CallOutcome::InvalidRequest(message),
             },
@@ -463,7 +462,6 @@ impl Pipeline {
         };
 
         // Policy.
-        let time = audit.time.clone();
         let environment = context.target.as_ref().map(|target| target.environment.as_str());
         let input = PolicyInput {
             version: opsgate_policy::decide::INPUT_VERSION,
@@ -474,7 +472,7 @@ impl Pipeline {
             blast_radius: plan.as_ref().map(|plan| BlastRadius { count: plan.blast_radius, unit: &plan.unit }),
             limits: Limits { max_blast_radius: self.config.blast_radius.max_for(&spec.name, environment) },
             read_only: self.config.read_only,
-            time: &time,
+            time: &audit.time,
         };
         let decision = self.policy.current().decide(&input);
         audit.decision = decision.as_str().to_string();
@@ -500,7 +498,7 @@ impl Pipeline {
                     arguments,
                     plan: plan.as_ref(),
                     decision: &decision,
-                    now: &time,
+                    now: &audit.time,
                 };
                 return match queue.request(pending).await {
                     Ok(request) => {
@@ -530,7 +528,7 @@ impl Pipeline {
         context: CallContext,
         arguments: Map<String, Value>,
         cancel: &CancellationToken,
-        binding: &[u8],
+        binding: Binding<'_>,
         offset: usize,
     ) -> CallOutcome {
         let tool_name = registered.spec.name.as_str();
@@ -560,7 +558,7 @@ impl Pipeline {
                 let request_state = if round_state.is_empty() {
                     None
                 } else {
-                    match self.seal.seal(binding, &round_state) {
+                    match self.seal.seal(&binding.bytes(), &round_state) {
                         Ok(sealed) => Some(sealed),
                         Err(error) => return CallOutcome::Internal(error.to_string()),
                     }
@@ -742,8 +740,9 @@ impl Pipeline {
             input: CallInput::default(),
             principal,
         };
-        let binding = format!("{}\n{}\n{}", request.requester, request.tool, request.arguments_hash);
-        self.execute(registered, context, arguments, &CancellationToken::new(), binding.as_bytes(), 0).await
+        let binding =
+            Binding { principal: &request.requester, tool: &request.tool, arguments_hash: &request.arguments_hash };
+        self.execute(registered, context, arguments, &CancellationToken::new(), binding, 0).await
     }
 }
 
@@ -753,7 +752,22 @@ struct Stages<'a> {
     principal: &'a Principal,
     client: Option<&'a str>,
     tool_name: &'a str,
-    binding: &'a [u8],
+    binding: Binding<'a>,
+}
+
+/// What a sealed round state is bound to: who called which tool with exactly which arguments.
+/// Its bytes are built only when a state is sealed or opened, which most calls never do.
+#[derive(Clone, Copy)]
+struct Binding<'a> {
+    principal: &'a str,
+    tool: &'a str,
+    arguments_hash: &'a str,
+}
+
+impl Binding<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        format!("{}\n{}\n{}", self.principal, self.tool, self.arguments_hash).into_bytes()
+    }
 }
 
 impl Pipeline {

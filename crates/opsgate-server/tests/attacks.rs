@@ -14,7 +14,7 @@ use anyhow::Result;
 use opsgate_core::{
     CallContext, Effect, NoClient, Plan, Principal, PrincipalKind, Target, Tool, ToolError, ToolOutput, ToolSpec,
 };
-use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings};
+use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings, ApprovalStatusTool};
 use opsgate_server::metrics::Metrics;
 use opsgate_server::{
     BlastRadiusLimits, CallOutcome, CallRequest, Pipeline, PipelineConfig, Rate, RateLimits, Registry, TargetCatalog,
@@ -124,6 +124,7 @@ async fn harness(config: PipelineConfig, settings: ApprovalSettings) -> Result<H
         runs: runs.clone(),
     }))?;
     registry.register(Arc::new(Leak(spec("show_config", Effect::Read, None))))?;
+    registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
     let pipeline = Pipeline::new(Arc::new(registry), audit, config, Arc::new(Metrics::default()))
         .with_approvals(ApprovalQueue::new(store.clone(), settings));
     Ok(Harness { pipeline, store, runs, _dir: dir })
@@ -376,10 +377,10 @@ async fn tools_a_principal_can_never_call_are_not_listed() -> Result<()> {
         harness.pipeline.visible_tools(principal).iter().map(|tool| tool.spec.name.clone()).collect()
     };
     let viewer = principal("key:viewer", &[]);
-    assert_eq!(names(&viewer), vec!["show_config".to_string()]);
+    assert_eq!(names(&viewer), vec!["show_config".to_string(), "approval_status".to_string()]);
     let mut operator_tools = names(&agent());
     operator_tools.sort();
-    assert_eq!(operator_tools, vec!["delete_namespace", "restart_pods", "show_config"]);
+    assert_eq!(operator_tools, vec!["approval_status", "delete_namespace", "restart_pods", "show_config"]);
     // And calling the hidden tool anyway is denied and audited.
     let outcome = harness.call(viewer, "restart_pods", json!({"target": "staging"})).await;
     assert!(matches!(outcome, CallOutcome::Denied(_)), "{outcome:?}");
@@ -538,6 +539,50 @@ async fn a_new_request_is_announced_on_the_webhook_without_its_arguments() -> Re
     assert!(text.contains(&id) && text.contains("restart_pods") && text.contains("restart 2 pods"), "{text}");
     assert!(text.contains("opsgate approvals approve"), "{text}");
     assert!(!text.contains(secret), "a secret reached the webhook: {text}");
+    assert_eq!(harness.runs(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_principal_cannot_read_a_request_or_its_result() -> Result<()> {
+    let harness = default_harness().await?;
+    let id = harness.pending("restart_pods").await;
+    assert_eq!(harness.pipeline.decide_approval(&alice(), &id, true, None).await?, ApprovalStatus::Executed);
+    let snoop = harness.call(principal("key:viewer", &[]), "approval_status", json!({"id": id})).await;
+    assert!(
+        matches!(&snoop, CallOutcome::ToolError(message) if message.contains("belongs to another principal")),
+        "{snoop:?}"
+    );
+    // The requester and the approvers may.
+    for reader in [agent(), bob()] {
+        let CallOutcome::Ok(rendered) = harness.call(reader, "approval_status", json!({"id": id})).await else {
+            panic!("the requester and the approvers read the status")
+        };
+        assert_eq!(rendered.structured["status"], "executed");
+        assert!(rendered.text.contains("restarted 2"), "{}", rendered.text);
+    }
+    assert_eq!(harness.runs(), 1, "reading the status ran the call again");
+    harness
+        .audited("the refused read", |record| {
+            record.entry.tool == "approval_status"
+                && record.entry.principal == "key:viewer"
+                && record.entry.outcome == "tool_error"
+        })
+        .await
+}
+
+#[tokio::test]
+async fn an_expired_request_reads_as_expired_before_any_sweep() -> Result<()> {
+    let settings = ApprovalSettings { expiry: Duration::from_millis(1), webhook: None };
+    let harness = harness(PipelineConfig::default(), settings).await?;
+    let id = harness.pending("restart_pods").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let CallOutcome::Ok(rendered) = harness.call(agent(), "approval_status", json!({"id": id})).await else {
+        panic!("the requester reads the status")
+    };
+    assert_eq!(rendered.structured["status"], "expired");
+    let stored = harness.store.approval(&id).await?.expect("stored");
+    assert_eq!(stored.status, ApprovalStatus::Expired);
     assert_eq!(harness.runs(), 0);
     Ok(())
 }

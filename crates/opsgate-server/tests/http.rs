@@ -281,3 +281,38 @@ async fn a_result_is_withheld_when_its_audit_record_cannot_be_written() -> Resul
     client.cancel().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn read_only_mode_keeps_writes_listed_saying_they_are_disabled_and_denies_them() -> Result<()> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = PipelineConfig { read_only: true, ..PipelineConfig::default() };
+    let identity = |_: &str| opsgate_server::IdentityConfig::default();
+    let server = support::start_with_identity(
+        config,
+        Vec::new(),
+        std::sync::Arc::new(opsgate_server::surface::NoSurface),
+        identity,
+    )
+    .await?;
+    // An operator could call the write tool were it not for read-only mode.
+    let key = server.store.create_api_key("ops", &["operator".to_string()]).await?;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url()).auth_header(key.secret.clone()),
+    );
+    let client = ().serve(transport).await?;
+    let tools = client.list_all_tools().await?;
+    let description = |name: &str| {
+        tools.iter().find(|tool| tool.name == name).and_then(|tool| tool.description.as_deref().map(str::to_string))
+    };
+    let write = description("restart_thing").expect("the write tool stays listed");
+    assert!(write.starts_with("[disabled: opsgate is in read-only mode"), "{write}");
+    let read = description("echo").expect("echo is listed");
+    assert!(!read.contains("read-only mode"), "{read}");
+
+    let denied = client.call_tool(CallToolRequestParams::new("restart_thing")).await?;
+    assert_eq!(denied.is_error, Some(true));
+    assert!(serde_json::to_string(&denied.content)?.contains("read-only"));
+    assert_eq!(server.write_runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    client.cancel().await?;
+    Ok(())
+}

@@ -48,18 +48,22 @@ impl ApprovalStatus {
         }
     }
 
-    fn parse(text: &str) -> Option<ApprovalStatus> {
-        [
-            ApprovalStatus::Pending,
-            ApprovalStatus::Approved,
-            ApprovalStatus::Rejected,
-            ApprovalStatus::Expired,
-            ApprovalStatus::Executing,
-            ApprovalStatus::Executed,
-            ApprovalStatus::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
+    pub const ALL: [ApprovalStatus; 7] = [
+        ApprovalStatus::Pending,
+        ApprovalStatus::Approved,
+        ApprovalStatus::Rejected,
+        ApprovalStatus::Expired,
+        ApprovalStatus::Executing,
+        ApprovalStatus::Executed,
+        ApprovalStatus::Failed,
+    ];
+
+    /// The status named `text`; the error lists the names there are.
+    pub fn parse(text: &str) -> Result<ApprovalStatus, String> {
+        ApprovalStatus::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = ApprovalStatus::ALL.iter().map(|status| status.as_str()).collect();
+            format!("unknown status {text:?}; use one of {}", names.join(", "))
+        })
     }
 
     /// No further decision or execution can change it.
@@ -198,10 +202,8 @@ where
             approvals_required: u32::try_from(row.try_get::<i64, _>("approvals_required")?).unwrap_or(u32::MAX),
             approver_roles: parse_json("approver_roles", row.try_get("approver_roles")?)?,
         },
-        status: ApprovalStatus::parse(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
-            index: "status".to_string(),
-            source: format!("unknown approval status {status:?}").into(),
-        })?,
+        status: ApprovalStatus::parse(&status)
+            .map_err(|message| sqlx::Error::ColumnDecode { index: "status".to_string(), source: message.into() })?,
         updated_at: row.try_get("updated_at")?,
         decisions: Vec::new(),
         result: result.map(|text| parse_json("result", text)).transpose()?,
@@ -290,11 +292,17 @@ impl Store {
 
     /// Requests, newest first, optionally of one status. Decisions are not loaded here.
     pub async fn approvals(&self, status: Option<ApprovalStatus>, limit: i64) -> Result<Vec<Approval>, StoreError> {
-        let filter = if status.is_some() { "WHERE status = $1" } else { "WHERE $1 = $1" };
-        let sql = format!("SELECT {COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id LIMIT $2");
-        let status = status.map_or("", ApprovalStatus::as_str);
+        let order = "ORDER BY created_at DESC, id";
+        let sql = match status {
+            Some(_) => format!("SELECT {COLUMNS} FROM approvals WHERE status = $2 {order} LIMIT $1"),
+            None => format!("SELECT {COLUMNS} FROM approvals {order} LIMIT $1"),
+        };
         on_pool!(self, pool => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(status).bind(limit).fetch_all(pool).await?;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(limit);
+            if let Some(status) = status {
+                query = query.bind(status.as_str());
+            }
+            let rows = query.fetch_all(pool).await?;
             Ok(rows.iter().map(decode_approval).collect::<Result<_, _>>()?)
         })
     }

@@ -119,6 +119,8 @@ async fn rejections_and_expiry_end_a_request() -> Result<()> {
         assert_eq!(store.expire_approvals(LATER).await?, 1, "{}", store.backend());
         let listed = store.approvals(Some(ApprovalStatus::Expired), 10).await?;
         assert_eq!(listed.len(), 2);
+        assert_eq!(store.approvals(None, 10).await?.len(), 3, "{}", store.backend());
+        assert_eq!(store.approvals(None, 1).await?.len(), 1);
     }
     Ok(())
 }

@@ -31,14 +31,16 @@ pub struct App {
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
-/// checks the expiry anyway; this keeps lists and `approval_status` truthful).
+/// checks the expiry anyway, and `approvals list` sweeps first; this keeps `approval_status`
+/// truthful in a long-running server). It waits before its first sweep, so a one-shot command
+/// such as `opsgate call` never writes for it.
 async fn expire_approvals(store: Store) {
     loop {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         let now = opsgate_server::pipeline::now_rfc3339();
         if let Err(error) = store.expire_approvals(&now).await {
             tracing::warn!(%error, "could not expire approval requests");
         }
-        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     }
 }
 

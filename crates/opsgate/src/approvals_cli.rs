@@ -4,92 +4,95 @@
 
 use std::process::ExitCode;
 
+use opsgate_policy::Redactor;
+use opsgate_server::approvals::{shown, status_filter};
 use opsgate_store::{Approval, ApprovalStatus};
+use serde_json::Value;
 
-use crate::app::App;
+use crate::app::{App, open_store};
 use crate::cli::{ApprovalsCommand, local_principal};
 use crate::config::{ProcessEnv, RuntimeConfig};
 
 pub async fn run(config: RuntimeConfig, command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
-    let app = App::build(&config, &ProcessEnv).await?;
-    let result = dispatch(&app, &config, command).await;
-    app.finish().await;
-    result
-}
-
-async fn dispatch(app: &App, config: &RuntimeConfig, command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ApprovalsCommand::List { status, json } => {
-            let status = match status.as_deref() {
-                None | Some("all") => None,
-                Some(text) => Some(parse_status(text)?),
-            };
-            app.store.expire_approvals(&opsgate_server::pipeline::now_rfc3339()).await?;
-            let approvals = app.store.approvals(status, 200).await?;
-            if json {
-                for approval in &approvals {
-                    println!("{}", serde_json::to_string(&redacted(approval))?);
-                }
-            } else if approvals.is_empty() {
-                println!("no approval requests");
-            } else {
-                println!(
-                    "{:<36}  {:<9}  {:<16}  {:<20}  {:<12}  expires",
-                    "id", "status", "tool", "requester", "target"
-                );
-                for approval in &approvals {
-                    let request = &approval.request;
-                    println!(
-                        "{:<36}  {:<9}  {:<16}  {:<20}  {:<12}  {}",
-                        request.id,
-                        approval.status.as_str(),
-                        request.tool,
-                        request.requester,
-                        request.target.as_deref().unwrap_or("-"),
-                        request.expires_at
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            let status = status_filter(status.as_deref()).map_err(|message| anyhow::anyhow!(message))?;
+            let store = open_store(&config).await?;
+            store.expire_approvals(&opsgate_server::pipeline::now_rfc3339()).await?;
+            let approvals = store.approvals(status, 200).await;
+            store.close().await;
+            print_list(approvals?, json)
         }
         ApprovalsCommand::Show { id, json } => {
-            let Some(approval) = app.store.approval(&id).await? else {
+            let store = open_store(&config).await?;
+            let approval = store.approval(&id).await;
+            store.close().await;
+            let Some(approval) = approval? else {
                 anyhow::bail!("no approval request {id}");
             };
-            let shown = redacted(&approval);
+            let approval = shown(approval, &Redactor::new());
             if json {
-                println!("{}", serde_json::to_string_pretty(&shown)?);
+                println!("{}", serde_json::to_string_pretty(&approval)?);
             } else {
-                print_approval(&shown);
+                print_approval(&approval);
             }
             Ok(ExitCode::SUCCESS)
         }
-        ApprovalsCommand::Approve { id, comment } => decide(app, config, &id, true, comment.as_deref()).await,
-        ApprovalsCommand::Reject { id, comment } => decide(app, config, &id, false, comment.as_deref()).await,
+        // Deciding may run the call: that needs the whole app (tools, targets, policy, audit).
+        ApprovalsCommand::Approve { id, comment } => decide(&config, &id, true, comment.as_deref()).await,
+        ApprovalsCommand::Reject { id, comment } => decide(&config, &id, false, comment.as_deref()).await,
     }
+}
+
+fn print_list(approvals: Vec<Approval>, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let redactor = Redactor::new();
+        for approval in approvals {
+            println!("{}", serde_json::to_string(&shown(approval, &redactor))?);
+        }
+    } else if approvals.is_empty() {
+        println!("no approval requests");
+    } else {
+        println!("{:<36}  {:<9}  {:<16}  {:<20}  {:<12}  expires", "id", "status", "tool", "requester", "target");
+        for approval in &approvals {
+            let request = &approval.request;
+            println!(
+                "{:<36}  {:<9}  {:<16}  {:<20}  {:<12}  {}",
+                request.id,
+                approval.status.as_str(),
+                request.tool,
+                request.requester,
+                request.target.as_deref().unwrap_or("-"),
+                request.expires_at
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Records the decision as the local user; when it completes the approvals, the call runs here
 /// and its outcome is printed. A refused decision exits 1 with the reason (and is audited).
-async fn decide(
-    app: &App,
-    config: &RuntimeConfig,
-    id: &str,
-    approve: bool,
-    comment: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+async fn decide(config: &RuntimeConfig, id: &str, approve: bool, comment: Option<&str>) -> anyhow::Result<ExitCode> {
+    let app = App::build(config, &ProcessEnv).await?;
     let principal = local_principal(config);
-    match app.mcp.pipeline.decide_approval(&principal, id, approve, comment).await {
+    let decided = app.mcp.pipeline.decide_approval(&principal, id, approve, comment).await;
+    let stored = match &decided {
+        Ok(_) => app.store.approval(id).await,
+        Err(_) => Ok(None),
+    };
+    app.finish().await;
+    match decided {
         Ok(status) => {
             println!("{id}: {} by {}", status.as_str(), principal.id);
-            if let Some(approval) = app.store.approval(id).await?
-                && let Some(text) =
-                    approval.result.as_ref().and_then(|result| result.get("text")).and_then(|text| text.as_str())
-            {
-                println!("{text}");
-            }
-            if let Some(error) = app.store.approval(id).await?.and_then(|approval| approval.error) {
-                println!("error: {error}");
+            if let Some(approval) = stored? {
+                if let Some(text) =
+                    approval.result.as_ref().and_then(|result| result.get("text")).and_then(Value::as_str)
+                {
+                    println!("{text}");
+                }
+                if let Some(error) = approval.error {
+                    println!("error: {error}");
+                }
             }
             Ok(if status == ApprovalStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
@@ -98,25 +101,6 @@ async fn decide(
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-fn parse_status(text: &str) -> anyhow::Result<ApprovalStatus> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
-        anyhow::anyhow!(
-            "unknown status {text:?}; use pending, approved, rejected, expired, executing, executed, failed or all"
-        )
-    })
-}
-
-/// Secrets in stored arguments never reach a terminal.
-fn redacted(approval: &Approval) -> Approval {
-    let redactor = opsgate_policy::Redactor::new();
-    let mut shown = approval.clone();
-    if let Ok(mut arguments) = serde_json::from_str::<serde_json::Value>(&shown.request.arguments) {
-        redactor.redact_value(&mut arguments);
-        shown.request.arguments = opsgate_core::canonical::canonical_json(&arguments);
-    }
-    shown
 }
 
 fn print_approval(approval: &Approval) {

@@ -519,6 +519,22 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
     let silences_url = format!("{}/api/v2/silences", alertmanager.url());
     let silences: Value = reqwest::get(&silences_url).await?.json().await?;
     assert_eq!(silences.as_array().map(Vec::len), Some(0), "nothing may run before approval: {silences}");
+
+    // Over the HTTP API the agent sees its request, and cannot approve it itself.
+    let api = served.url.replace("/mcp", "/api/v1/approvals");
+    let http = reqwest::Client::new();
+    let listed: Value = http.get(&api).bearer_auth(&key).send().await?.json().await?;
+    assert_eq!(listed["approvals"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["approvals"][0]["status"], "pending", "{listed}");
+    let anonymous = http.get(&api).send().await?;
+    assert_eq!(anonymous.status(), 401, "the API authenticates like /mcp");
+    let own = http.post(format!("{api}/{id}/approve")).bearer_auth(&key).send().await?;
+    assert_eq!(own.status(), 403);
+    let refusal: Value = own.json().await?;
+    assert!(
+        refusal["error"].as_str().unwrap_or_default().contains("cannot approve or reject their own request"),
+        "{refusal}"
+    );
     client.cancel().await?;
     served.stop().await?;
 
@@ -575,18 +591,19 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
             )
         })
         .collect();
-    let local = records.get(1).and_then(|record| record["principal"].as_str()).unwrap_or_default().to_string();
+    let local = records.get(2).and_then(|record| record["principal"].as_str()).unwrap_or_default().to_string();
     assert!(local.starts_with("user:"), "{trail:?}");
     assert_eq!(
         trail,
         [
             "key:agent:silence_alert:pending_approval".to_string(),
+            "key:agent:approvals/approve:refused".to_string(),
             format!("{local}:approvals/approve:approved"),
             "key:agent:silence_alert:ok".to_string(),
             format!("{local}:approvals/approve:refused"),
         ],
         "{trail:?}"
     );
-    assert_eq!(records[2]["approvers"], local.as_str());
+    assert_eq!(records[3]["approvers"], local.as_str());
     Ok(())
 }

@@ -182,3 +182,43 @@ fn oauth_mistakes_name_the_key() {
     let loopback = OAUTH.replace("https://auth.example.com/jwks", "http://[::1]:8080/jwks");
     assert!(resolve(&loopback, &[]).is_ok(), "plain http is fine on loopback");
 }
+
+#[test]
+fn governance_sections_resolve_into_limits_rates_policy_files_and_approvals() {
+    let config = resolve(
+        "[[environments]]\nname = \"production\"\nprotected = true\nmax_blast_radius = 10\n\
+         [limits.max_blast_radius]\nsilence_alert = 25\n\
+         [rate_limits]\nread = { per_minute = 600, burst = 50 }\nwrite = { per_minute = 0 }\n\
+         [policy]\nfiles = [\"policies\"]\n\
+         [approvals]\nexpiry_minutes = 45\nwebhook_url = \"env:SLACK_WEBHOOK_URL\"\n",
+        &[],
+    )
+    .expect("resolves");
+    assert_eq!(config.blast_radius.max_for("silence_alert", Some("production")), Some(10));
+    assert_eq!(config.blast_radius.max_for("silence_alert", Some("staging")), Some(25));
+    assert_eq!(config.rate_limits.read, Some(opsgate_server::Rate { per_minute: 600.0, burst: 50.0 }));
+    assert_eq!(config.rate_limits.write, None, "per_minute = 0 turns the limit off");
+    assert_eq!(config.policy_files, vec![PathBuf::from("policies")], "relative to the config file's directory");
+    assert_eq!(config.approval_expiry, std::time::Duration::from_secs(45 * 60));
+    assert_eq!(config.approval_webhook.as_deref(), Some("env:SLACK_WEBHOOK_URL"));
+
+    let defaults = resolve("", &[]).expect("resolves");
+    assert_eq!(defaults.rate_limits, opsgate_server::RateLimits::default());
+    assert_eq!(defaults.approval_expiry, std::time::Duration::from_secs(30 * 60));
+}
+
+#[test]
+fn governance_mistakes_name_the_key() {
+    for (text, key) in [
+        ("[rate_limits]\nwrite = { per_minute = -1 }\n", "rate_limits.write.per_minute"),
+        ("[rate_limits]\nread = { per_minute = 60, burst = 0.5 }\n", "rate_limits.read.burst"),
+        ("[approvals]\nexpiry_minutes = 0\n", "approvals.expiry_minutes"),
+        ("[approvals]\nwebhook_url = \"https://hooks.slack.com/services/T/B/secret\"\n", "approvals.webhook_url"),
+        ("[policy]\nreplace_default = true\n", "policy.replace_default"),
+    ] {
+        let message = error(text);
+        assert!(message.contains(key), "{text}: {message}");
+        assert!(!message.contains("hooks.slack.com/services/T/B/secret"), "the secret is repeated: {message}");
+    }
+    assert!(error("[policy]\nfile = [\"x.rego\"]\n").contains("unknown field `file`"));
+}
