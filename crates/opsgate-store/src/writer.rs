@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sqlite::Appender;
 use crate::{AuditEntry, AuditReceipt, Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
@@ -36,17 +35,21 @@ impl AuditLog {
     /// Starts the writer. The returned join handle finishes after the last handle is dropped and
     /// every queued record is committed: await it at shutdown to flush.
     ///
-    /// On SQLite the writer is a blocking thread that owns the appender's connection, so a batch
+    /// The writer is one blocking thread. On SQLite it owns the appender's connection, so a batch
     /// goes from the queue to the disk and back to its callers without crossing another task or
     /// thread: under load, every hand-off costs a scheduling delay that every caller waits for.
+    /// On PostgreSQL it drives the async append on the runtime it was started from.
     pub fn spawn(store: Store, config: AuditWriterConfig) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(config.queue);
-        let task = match store {
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || match store {
             Store::Sqlite { appender, .. } => {
-                tokio::task::spawn_blocking(move || blocking_write_loop(&appender, receiver, config.max_batch))
+                write_loop(receiver, config.max_batch, |entries| appender.append(entries).map_err(StoreError::Sqlite))
             }
-            store => tokio::spawn(write_loop(store, receiver, config.max_batch)),
-        };
+            store => {
+                write_loop(receiver, config.max_batch, |entries| runtime.block_on(store.append_audit(entries.clone())))
+            }
+        });
         (AuditLog { sender }, task)
     }
 
@@ -70,33 +73,20 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(50 * u64::from(attempt))
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
+/// Takes whatever is queued (up to `max_batch`), appends it as one batch with `append`, retrying a
+/// busy database, and answers each caller; until every sender is gone and the queue is empty.
+fn write_loop(
+    mut receiver: mpsc::Receiver<(AuditEntry, Reply)>,
+    max_batch: usize,
+    mut append: impl FnMut(&Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError>,
+) {
     let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
-    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+    while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
         let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
         let entries: Arc<[AuditEntry]> = entries.into();
         let mut attempt = 0;
         let result = loop {
-            match store.append_audit(entries.clone()).await {
-                Err(error) if attempt < MAX_RETRIES && is_transient(&error) => {
-                    attempt += 1;
-                    tracing::warn!(%error, attempt, "audit append retried");
-                    tokio::time::sleep(retry_delay(attempt)).await;
-                }
-                other => break other,
-            }
-        };
-        reply_all(replies, result);
-    }
-}
-
-fn blocking_write_loop(appender: &Appender, mut receiver: mpsc::Receiver<(AuditEntry, Reply)>, max_batch: usize) {
-    let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
-    while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
-        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
-        let mut attempt = 0;
-        let result = loop {
-            match appender.append(&entries).map_err(StoreError::Sqlite) {
+            match append(&entries) {
                 Err(error) if attempt < MAX_RETRIES && is_transient(&error) => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "audit append retried");
