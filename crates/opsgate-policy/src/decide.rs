@@ -152,10 +152,6 @@ impl Policy {
         Policy::load(Vec::new(), false)
     }
 
-    pub fn sources(&self) -> &[PolicySource] {
-        &self.sources
-    }
-
     /// The decision for `input`. Anything that goes wrong in evaluation denies, saying why.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
         let Some(cache) = &self.cache else { return self.evaluate(input) };

@@ -202,18 +202,10 @@ impl Pipeline {
         &self.redactor
     }
 
-    pub fn approvals(&self) -> Option<&ApprovalQueue> {
-        self.approvals.as_ref()
-    }
-
     /// Decides with `policy` (which the caller may reload) instead of the default bundle.
     pub fn with_policy(mut self, policy: Arc<PolicyHandle>) -> Self {
         self.policy = policy;
         self
-    }
-
-    pub fn policy(&self) -> &PolicyHandle {
-        &self.policy
     }
 
     /// Seals input-required states with `key` (at least 32 bytes) instead of a per-process random
