@@ -539,8 +539,20 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
     served.stop().await?;
 
     // A human approves while opsgate is down; the request survived in the store.
-    let shown = with_config(&["approvals", "list"])?;
-    assert!(stdout(&shown).contains(&id), "{}", stdout(&shown));
+    let listed = with_config(&["approvals", "list"])?;
+    assert!(stdout(&listed).contains(&id), "{}", stdout(&listed));
+    let shown = stdout(&with_config(&["approvals", "show", &id])?);
+    for expected in [
+        "status     pending",
+        "tool       silence_alert",
+        "requester  key:agent",
+        "plan       silence 1 alert",
+        "e2e: deploy in progress",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} missing from {shown}");
+    }
+    let unknown = with_config(&["approvals", "list", "--status", "waiting"])?;
+    assert!(stderr(&unknown).contains("unknown status \"waiting\""), "{}", stderr(&unknown));
     let approved = with_config(&["approvals", "approve", &id, "--comment", "ok for the deploy"])?;
     assert!(approved.status.success(), "{}{}", stdout(&approved), stderr(&approved));
     assert!(stdout(&approved).contains("executed"), "{}", stdout(&approved));
