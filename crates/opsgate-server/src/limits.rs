@@ -57,17 +57,52 @@ impl RateLimits {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
+/// A token bucket: `capacity` at once, refilled at `per_second`. Shared by the rate limits here
+/// and the identity stage's throttle on store lookups for unknown API keys.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
     tokens: f64,
     updated: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(capacity: f64, per_second: f64) -> Self {
+        TokenBucket { capacity, per_second, tokens: capacity, updated: Instant::now() }
+    }
+
+    /// Takes a token, or says how long until one is free.
+    pub(crate) fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else if self.per_second <= 0.0 {
+            Err(Duration::from_secs(60))
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+        }
+    }
+
+    /// Whether it would be full by now: a full bucket is the same as no bucket.
+    fn full_at(&self, now: Instant) -> bool {
+        self.tokens + now.duration_since(self.updated).as_secs_f64() * self.per_second >= self.capacity
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let refilled = now.duration_since(self.updated).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refilled).min(self.capacity);
+        self.updated = now;
+    }
 }
 
 /// Token buckets keyed by principal and effect class.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     limits: RateLimits,
-    buckets: Mutex<HashMap<(String, bool), Bucket>>,
+    buckets: Mutex<HashMap<(String, bool), TokenBucket>>,
 }
 
 /// Buckets kept before idle ones are dropped.
@@ -81,28 +116,15 @@ impl RateLimiter {
     /// Takes one token for `principal`'s call of `effect`, or says how long until one is free.
     pub fn check(&self, principal: &str, effect: Effect) -> Result<(), Duration> {
         let Some(rate) = self.limits.rate(effect) else { return Ok(()) };
-        let now = Instant::now();
-        let per_second = rate.per_minute / 60.0;
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         if buckets.len() >= MAX_BUCKETS {
-            // A full bucket is the same as no bucket: forget those that refilled.
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second < rate.burst
-            });
+            let now = Instant::now();
+            buckets.retain(|_, bucket| !bucket.full_at(now));
         }
-        let key = (principal.to_string(), effect != Effect::Read);
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: rate.burst, updated: now });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refilled).min(rate.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else if per_second <= 0.0 {
-            Err(Duration::from_secs(60))
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        buckets
+            .entry((principal.to_string(), effect != Effect::Read))
+            .or_insert_with(|| TokenBucket::new(rate.burst, rate.per_minute / 60.0))
+            .take()
     }
 }
 

@@ -17,6 +17,7 @@ use opsgate_store::Store;
 use opsgate_store::api_keys::{digest_hex, display_prefix, is_well_formed, key_digest};
 
 use super::Rejection;
+use crate::limits::TokenBucket;
 
 /// How long a key the store does not know is answered from memory.
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);
@@ -84,7 +85,7 @@ impl ApiKeyCache {
             return outcome;
         }
         let stale = self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(&digest);
-        if !stale && !self.lookups.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if !stale && self.lookups.lock().unwrap_or_else(PoisonError::into_inner).take().is_err() {
             tracing::warn!(prefix = display_prefix(token), "API key lookups throttled: too many unknown keys");
             return Err(Rejection::unavailable(
                 "too many unknown API keys were presented; key lookups are throttled, retry in a second",
@@ -163,31 +164,4 @@ impl ApiKeyCache {
 
 fn unknown(token: &str) -> Rejection {
     Rejection::invalid_token(format!("unknown API key {}", display_prefix(token)))
-}
-
-/// A token bucket: `capacity` at once, refilled at `per_second`.
-struct TokenBucket {
-    capacity: f64,
-    per_second: f64,
-    tokens: f64,
-    updated: Instant,
-}
-
-impl TokenBucket {
-    fn new(capacity: f64, per_second: f64) -> Self {
-        TokenBucket { capacity, per_second, tokens: capacity, updated: Instant::now() }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.updated).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
