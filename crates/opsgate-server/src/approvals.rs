@@ -63,7 +63,7 @@ impl ApprovalQueue {
         let request = NewApproval {
             id: new_approval_id(),
             created_at: call.now.to_string(),
-            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            expires_at: opsgate_store::rfc3339(expires_at),
             requester: call.principal.id.clone(),
             requester_kind: call.principal.kind.as_str().to_string(),
             requester_roles: call.principal.roles.clone(),

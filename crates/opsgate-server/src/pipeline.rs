@@ -809,6 +809,4 @@ fn decision_label(decision: &str) -> &'static str {
     }
 }
 
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use opsgate_store::now_rfc3339;

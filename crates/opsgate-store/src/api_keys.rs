@@ -71,7 +71,7 @@ pub fn key_digest(key: &str) -> [u8; 32] {
 
 /// The stored form of a digest: lower-case hex.
 pub fn digest_hex(digest: &[u8; 32]) -> String {
-    hex::encode(digest)
+    crate::audit::to_hex(digest)
 }
 
 /// Whether `token` has the shape of a key (`og_` and 64 lower-case hex digits). Checked before
@@ -97,9 +97,6 @@ fn is_valid_role(role: &str) -> bool {
         && role.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 const SELECT: &str = "SELECT id, name, roles, prefix, created_at, revoked_at FROM api_keys";
 
@@ -145,7 +142,7 @@ impl Store {
             name: name.to_string(),
             roles: roles.to_vec(),
             prefix: display_prefix(&secret).to_string(),
-            created_at: now_rfc3339(),
+            created_at: crate::now_rfc3339(),
             revoked_at: None,
         };
         let roles_json = serde_json::to_string(&key.roles)
@@ -201,7 +198,7 @@ impl Store {
 
     /// Revokes the key named `name`. Revoking twice is not an error: it says when it happened.
     pub async fn revoke_api_key(&self, name: &str) -> Result<Revocation, StoreError> {
-        let now = now_rfc3339();
+        let now = crate::now_rfc3339();
         let updated = on_pool!(self, pool => {
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                 .bind(&now)

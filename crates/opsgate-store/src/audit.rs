@@ -96,7 +96,7 @@ pub fn sha256_hex(text: &str) -> String {
 }
 
 /// Lower-case hex. Every call hashes twice, so this skips `hex::encode`'s per-character iterator.
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

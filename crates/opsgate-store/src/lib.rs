@@ -156,6 +156,17 @@ impl Store {
     }
 }
 
+/// A stored timestamp: RFC 3339, UTC, milliseconds, `Z`. Fixed width, so text order is time order
+/// (the store compares expiry times as text).
+pub fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Now, as the store writes it.
+pub fn now_rfc3339() -> String {
+    rfc3339(chrono::Utc::now())
+}
+
 /// Hides the password in a database URL so it can appear in errors and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
