@@ -97,7 +97,6 @@ fn is_valid_role(role: &str) -> bool {
         && role.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
-
 const SELECT: &str = "SELECT id, name, roles, prefix, created_at, revoked_at FROM api_keys";
 
 fn decode_key<R: Row>(row: &R) -> Result<ApiKey, StoreError>
