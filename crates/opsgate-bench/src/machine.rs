@@ -59,3 +59,15 @@ fn output(program: &str, args: &[&str]) -> String {
 fn non_empty(text: String) -> String {
     if text.is_empty() { "unknown".to_string() } else { text }
 }
+
+/// User plus system CPU time of this whole process so far, from /proc/self/stat (fields 14 and
+/// 15, in clock ticks of 1/100 s on Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after it are separated by single spaces.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after_name.split(' ').skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
+}

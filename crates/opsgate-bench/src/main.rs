@@ -37,7 +37,9 @@ usage: opsgate-bench [options]
   --connections N    concurrent connections, one task each (default 32)
   --stdio-runs N     timed `opsgate stdio` starts (default 10)
   --opsgate-bin PATH the opsgate binary (default target/release/opsgate)
-  --output PATH      where to write the report (default BENCHMARKS.md)";
+  --output PATH      where to write the report (default BENCHMARKS.md)
+  --only SERVER      load one server (baseline or opsgate) for --seconds and print its figures,
+                     writing no report: for profiling one side under `perf`";
 
 struct Options {
     measure: Duration,
@@ -47,6 +49,7 @@ struct Options {
     stdio_runs: usize,
     opsgate_bin: PathBuf,
     output: PathBuf,
+    only: Option<ServerKind>,
 }
 
 impl Options {
@@ -59,6 +62,7 @@ impl Options {
             stdio_runs: 10,
             opsgate_bin: PathBuf::from("target/release/opsgate"),
             output: PathBuf::from("BENCHMARKS.md"),
+            only: None,
         };
         // Hand-parsed: the flags are few, and clap belongs to the opsgate binary alone.
         while let Some(flag) = args.next() {
@@ -77,6 +81,13 @@ impl Options {
                 "--stdio-runs" => options.stdio_runs = positive(value()?)? as usize,
                 "--opsgate-bin" => options.opsgate_bin = PathBuf::from(value()?),
                 "--output" => options.output = PathBuf::from(value()?),
+                "--only" => {
+                    options.only = Some(match value()?.as_str() {
+                        "baseline" => ServerKind::Baseline,
+                        "opsgate" => ServerKind::Opsgate,
+                        other => bail!("--only takes baseline or opsgate, not {other:?}"),
+                    })
+                }
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     std::process::exit(0);
@@ -93,6 +104,9 @@ fn main() -> Result<()> {
     // Read before any load, so the load average shows what else the machine was doing.
     let machine = machine::describe();
     let threads = machine.n_cpus;
+    if let Some(kind) = options.only {
+        return profile_one(kind, &options, threads);
+    }
     let setup = Setup {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         // scripts/bench.sh says how it was called; run directly, the binary's own arguments do.
@@ -191,6 +205,30 @@ fn measure_server(kind: ServerKind, options: &Options, threads: usize) -> Result
     Ok((load, audit))
 }
 
+/// `--only`: one server under load, with the CPU time the whole process (server, load generator
+/// and audit writer) spent per call inside the measurement window: steadier than calls/s on a
+/// shared machine, and what to compare between two builds.
+fn profile_one(kind: ServerKind, options: &Options, threads: usize) -> Result<()> {
+    let (warmup, measure) = (options.warmup, options.measure);
+    let sampler = std::thread::spawn(move || {
+        std::thread::sleep(warmup);
+        let start = machine::process_cpu_seconds();
+        std::thread::sleep(measure);
+        Some(machine::process_cpu_seconds()? - start?)
+    });
+    let (load, _) = measure_server(kind, options, threads)?;
+    let cpu = sampler.join().ok().flatten().context("reading /proc/self/stat")?;
+    eprintln!(
+        "opsgate-bench: {}: {:.1} µs of CPU per call ({:.2} CPU-seconds over {} calls in the window; {} calls in all)",
+        kind.label(),
+        cpu * 1e6 / load.n_measured.max(1) as f64,
+        cpu,
+        load.n_measured,
+        load.n_succeeded
+    );
+    Ok(())
+}
+
 /// The measurements of the real binary, in each configuration; both are skipped, with the
 /// reason, when it is missing.
 type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>);
@@ -242,6 +280,7 @@ mod tests {
             stdio_runs: 1,
             opsgate_bin: PathBuf::new(),
             output: PathBuf::new(),
+            only: None,
         };
         let (baseline, audit) = measure_server(ServerKind::Baseline, &options, 2)?;
         assert!(baseline.n_measured > 0 && audit.is_none());
@@ -259,6 +298,7 @@ mod tests {
         assert!(parse(&["--seconds", "0"]).is_err());
         assert!(parse(&["--rounds"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--only", "nginx"]).is_err());
         assert!(parse(&["--seconds", "3", "--rounds", "5"]).is_ok_and(|options| options.rounds == 5));
     }
 }

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use opsgate_core::Principal;
 use opsgate_store::{AuditEntry, Store};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -83,48 +83,83 @@ pub fn app(state: AppState) -> Router {
         .with_json_response(true)
         .with_cancellation_token(state.streams.clone());
     let mcp_state = state.mcp.clone();
-    let mcp = StreamableHttpService::new(
+    let service = StreamableHttpService::new(
         move || Ok(OpsgateMcp::new(mcp_state.clone(), Principal::anonymous())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    // `/mcp` is one handler over shared state, not a nested service behind middleware layers:
+    // tower middleware and rmcp's service clone the whole stack on every request (the server
+    // config with its host and origin lists included), which costs more than the call itself.
+    let endpoint = Arc::new(McpEndpoint { service, state: state.clone() });
+    let mcp = Router::new()
+        .route("/mcp", any(serve_mcp))
+        .route("/mcp/{*rest}", any(serve_mcp))
+        .with_state(endpoint);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(crate::approvals_api::routes())
         .route(PROTECTED_RESOURCE_PATH, get(protected_resource_metadata))
-        .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(state.http.max_body_bytes, check_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+        .merge(mcp)
+}
+
+/// What `/mcp` needs on every request, shared.
+struct McpEndpoint {
+    service: StreamableHttpService<OpsgateMcp, LocalSessionManager>,
+    state: AppState,
+}
+
+/// `/mcp`: the identity stage, then the body check, then rmcp's Streamable HTTP service.
+async fn serve_mcp(State(endpoint): State<Arc<McpEndpoint>>, mut request: Request) -> Response {
+    let state = &endpoint.state;
+    if request.method() != http::Method::OPTIONS {
+        let started = Instant::now();
+        let authenticated = state.identity.authenticate(request.headers()).await;
+        request.headers_mut().remove(header::AUTHORIZATION);
+        match authenticated {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(rejection) => return refuse(state, request, rejection, started).await,
+        }
+    } else {
+        request.headers_mut().remove(header::AUTHORIZATION);
+    }
+    if request.method() == http::Method::POST {
+        request = match checked_json_body(request, state.http.max_body_bytes).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+    }
+    endpoint.service.handle(request).await.into_response()
 }
 
 /// Bad input at the edge gets a JSON-RPC error an MCP client can show: a body over the limit is
 /// 413, a body that is not JSON is a -32700 parse error naming where it broke. Valid bodies pass
 /// through untouched (validation skips building any value).
-async fn check_json_body(State(max_body_bytes): State<usize>, request: Request, next: Next) -> Response {
-    if request.method() != http::Method::POST || request.uri().path() != "/mcp" {
-        return next.run(request).await;
-    }
+async fn checked_json_body(request: Request, max_body_bytes: usize) -> Result<Request, Response> {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return jsonrpc_error(
+            return Err(jsonrpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
                 format!("request body is larger than {max_body_bytes} bytes or could not be read"),
-            );
+            ));
         }
     };
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        return jsonrpc_error(
+        return Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             -32700,
             format!("parse error: request body is not JSON: {error}"),
-        );
+        ));
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: String) -> Response {
