@@ -92,10 +92,7 @@ pub fn app(state: AppState) -> Router {
     // tower middleware and rmcp's service clone the whole stack on every request (the server
     // config with its host and origin lists included), which costs more than the call itself.
     let endpoint = Arc::new(McpEndpoint { service, state: state.clone() });
-    let mcp = Router::new()
-        .route("/mcp", any(serve_mcp))
-        .route("/mcp/{*rest}", any(serve_mcp))
-        .with_state(endpoint);
+    let mcp = Router::new().route("/mcp", any(serve_mcp)).route("/mcp/{*rest}", any(serve_mcp)).with_state(endpoint);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -74,8 +74,9 @@ impl OpsgateMcp {
 
     /// A tool as `tools/list` shows it: in read-only mode a write tool says it is disabled, so
     /// that an agent does not plan around it.
-    fn listed_tool(&self, spec: &ToolSpec) -> Tool {
-        let mut tool = mcp_tool(spec);
+    fn listed_tool(&self, registered: &crate::registry::RegisteredTool) -> Tool {
+        let spec = &registered.spec;
+        let mut tool = Tool::clone(&registered.mcp);
         if self.state.pipeline.config().read_only && spec.effect != Effect::Read {
             tool.description = Some(
                 format!("[disabled: opsgate is in read-only mode, so every call is denied] {}", spec.description)
@@ -333,18 +334,13 @@ impl ServerHandler for OpsgateMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = self.principal(&context);
-        let tools = self
-            .state
-            .pipeline
-            .visible_tools(&principal)
-            .into_iter()
-            .map(|tool| self.listed_tool(&tool.spec))
-            .collect();
+        let tools =
+            self.state.pipeline.visible_tools(&principal).into_iter().map(|tool| self.listed_tool(tool)).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.state.pipeline.registry().get(name).map(|tool| mcp_tool(&tool.spec))
+        self.state.pipeline.registry().get(name).map(|tool| Tool::clone(&tool.mcp))
     }
 
     async fn call_tool(

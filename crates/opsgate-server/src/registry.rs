@@ -43,6 +43,8 @@ impl TargetCatalog {
 pub struct RegisteredTool {
     pub tool: Arc<dyn Tool>,
     pub spec: Arc<ToolSpec>,
+    /// The spec in MCP form, built once: rmcp asks for it on every call.
+    pub mcp: Arc<rmcp::model::Tool>,
 }
 
 #[derive(Clone, Default)]
@@ -109,7 +111,8 @@ impl Registry {
             spec.output_schema = Some(either);
         }
         self.order.push(spec.name.clone());
-        self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec) });
+        let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
+        self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec), mcp });
         Ok(())
     }
 

@@ -60,35 +60,42 @@ const MAX_RECORDS_PER_STATEMENT: usize = 32;
 /// bytes between fields yields the same input.
 pub fn record_hash(seq: i64, entry: &AuditEntry, prev_hash: &str) -> String {
     let mut hasher = Sha256::new();
-    let mut field = |value: &str| {
+    let mut field = |value: &[u8]| {
         hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value.as_bytes());
+        hasher.update(value);
     };
-    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "\u{0}".to_string());
-    field(prev_hash);
-    field(&seq.to_string());
-    field(&entry.time);
-    field(&entry.principal);
-    field(&entry.principal_kind);
-    field(&optional(&entry.client));
-    field(&entry.tool);
-    field(&optional(&entry.server));
-    field(&optional(&entry.target));
-    field(&optional(&entry.environment));
-    field(&entry.arguments);
-    field(&entry.arguments_hash);
-    field(&entry.decision);
-    field(&optional(&entry.reason));
-    field(&optional(&entry.approval_id));
-    field(&entry.outcome);
-    field(&optional(&entry.error));
-    field(&entry.result_bytes.to_string());
-    field(&entry.duration_us.to_string());
+    // Numbers hash as their decimal text.
+    let mut digits = itoa::Buffer::new();
+    field(prev_hash.as_bytes());
+    field(digits.format(seq).as_bytes());
+    field(entry.time.as_bytes());
+    field(entry.principal.as_bytes());
+    field(entry.principal_kind.as_bytes());
+    field(optional(&entry.client));
+    field(entry.tool.as_bytes());
+    field(optional(&entry.server));
+    field(optional(&entry.target));
+    field(optional(&entry.environment));
+    field(entry.arguments.as_bytes());
+    field(entry.arguments_hash.as_bytes());
+    field(entry.decision.as_bytes());
+    field(optional(&entry.reason));
+    field(optional(&entry.approval_id));
+    field(entry.outcome.as_bytes());
+    field(optional(&entry.error));
+    field(digits.format(entry.result_bytes).as_bytes());
+    field(digits.format(entry.duration_us).as_bytes());
     // Added with approvals: hashed only when present, so records written before keep verifying.
     if let Some(approvers) = &entry.approvers {
-        field(approvers);
+        field(approvers.as_bytes());
     }
     to_hex(&hasher.finalize())
+}
+
+/// An absent optional field hashes as one NUL byte: the format every stored chain was written
+/// with, so it stays.
+fn optional(value: &Option<String>) -> &[u8] {
+    value.as_deref().map_or(b"\0", str::as_bytes)
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -370,5 +377,47 @@ impl Store {
             None
         };
         Ok(VerifyReport { n_records, first_bad })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(approvers: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            time: "2026-11-21T10:00:00.000Z".to_string(),
+            principal: "key:ci".to_string(),
+            principal_kind: "api_key".to_string(),
+            client: Some("claude-code".to_string()),
+            tool: "silence_alert".to_string(),
+            server: None,
+            target: Some("prod".to_string()),
+            environment: Some("production".to_string()),
+            arguments: r#"{"duration":"1h"}"#.to_string(),
+            arguments_hash: sha256_hex(r#"{"duration":"1h"}"#),
+            decision: "approve".to_string(),
+            reason: Some("protected environment".to_string()),
+            approval_id: None,
+            approvers: approvers.map(str::to_string),
+            outcome: "ok".to_string(),
+            error: None,
+            result_bytes: 512,
+            duration_us: -3,
+        }
+    }
+
+    /// Stored chains must keep verifying: these digests were computed by the first version of
+    /// `record_hash`, and any change to how a record is hashed breaks every existing audit log.
+    #[test]
+    fn record_hash_is_stable_across_versions() {
+        assert_eq!(
+            record_hash(41, &entry(None), GENESIS_HASH),
+            "bd8c6ffc0c8213797308ddbd54e9bd7ee978d3c6d83c936ca7bb2c614cc485e2"
+        );
+        assert_eq!(
+            record_hash(42, &entry(Some("alice,bob")), &"ab".repeat(32)),
+            "f99f7ee4b249b4ede298c6c389f65063f66cc274572055553b113be8f296faf0"
+        );
     }
 }

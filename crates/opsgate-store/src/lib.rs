@@ -45,6 +45,12 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("audit append failed: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    #[error("audit records not flushed to disk ({path}): {source}")]
+    Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Internal(String),
     #[error("audit log is closed: opsgate is shutting down")]

@@ -6,8 +6,14 @@
 //! (measured: about 17k records/s from 32 callers, where SQLite itself does three times that).
 //! A plain connection with a cached prepared statement, driven from a blocking thread, removes
 //! that cost. Everything else (reads, migrations, other tables) stays on the sqlx pool.
+//!
+//! Durability is split from the commit. The connection runs `synchronous=NORMAL`, so a commit
+//! writes its WAL frames and returns without waiting for the disk; [`Appender::sync`] then
+//! `fdatasync`s the WAL file, which makes every transaction committed before it durable: the
+//! same guarantee `synchronous=FULL` gives, but one thread can commit the next batch while
+//! another waits for the disk (the audit writer does exactly that; see `writer.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,11 +32,13 @@ const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kin
 #[derive(Debug, Clone)]
 pub struct Appender {
     connection: Arc<Mutex<Option<Connection>>>,
+    /// The database's write-ahead log, `<database>-wal`: what `sync` flushes.
+    wal: Arc<PathBuf>,
 }
 
 impl Appender {
-    /// Opens the already migrated database at `path` with the durability the audit promise needs:
-    /// WAL and `synchronous=FULL`, so a commit is on disk before `append` returns.
+    /// Opens the already migrated database at `path` in WAL mode. `append` is durable when it
+    /// returns; `append_unsynced` is durable after the next `sync`.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Appender, rusqlite::Error> {
         let connection = Connection::open_with_flags(
             path,
@@ -38,15 +46,32 @@ impl Appender {
         )?;
         connection.busy_timeout(busy_timeout)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        Ok(Appender { connection: Arc::new(Mutex::new(Some(connection))) })
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(Appender { connection: Arc::new(Mutex::new(Some(connection))), wal: Arc::new(PathBuf::from(wal)) })
     }
 
-    /// Appends `entries` in one transaction after the current head and returns the stored records.
-    /// `BEGIN IMMEDIATE` takes the write lock before the head is read, so appends from several
-    /// processes on one file serialise instead of forking the chain. Blocking: call it from a
-    /// blocking thread.
-    pub fn append(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, rusqlite::Error> {
+    /// Appends `entries` in one transaction and waits until they are on disk. Blocking.
+    pub fn append(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, StoreError> {
+        let receipts = self.append_unsynced(entries).map_err(StoreError::Sqlite)?;
+        self.sync()?;
+        Ok(receipts)
+    }
+
+    /// Flushes the write-ahead log to disk: every transaction committed before this call is
+    /// durable when it returns. The file is opened afresh each time, so a log SQLite deleted and
+    /// created again is the one flushed, never a stale descriptor's. Blocking.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let flushed = std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data());
+        flushed.map_err(|source| StoreError::Sync { path: self.wal.display().to_string(), source })
+    }
+
+    /// Appends `entries` in one committed transaction after the current head and returns the
+    /// stored records; they are durable after the next [`Appender::sync`]. `BEGIN IMMEDIATE`
+    /// takes the write lock before the head is read, so appends from several processes on one
+    /// file serialise instead of forking the chain. Blocking: call it from a blocking thread.
+    pub fn append_unsynced(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, rusqlite::Error> {
         // A poisoned lock means a panic mid-append, whose transaction SQLite rolled back when the
         // statement failed or rolls back at the next BEGIN: the connection itself is sound.
         let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -106,7 +131,7 @@ impl Appender {
     pub async fn append_blocking(&self, entries: Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError> {
         let appender = self.clone();
         match tokio::task::spawn_blocking(move || appender.append(&entries)).await {
-            Ok(result) => result.map_err(StoreError::Sqlite),
+            Ok(result) => result,
             Err(join_error) => Err(StoreError::Internal(format!("audit append thread failed: {join_error}"))),
         }
     }

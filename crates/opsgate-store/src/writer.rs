@@ -1,7 +1,6 @@
 //! The audit writer: one task that appends records in batches (group commit), so a call waits for
 //! its own record to be durable without paying one fsync per call.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -35,20 +34,63 @@ impl AuditLog {
     /// Starts the writer. The returned join handle finishes after the last handle is dropped and
     /// every queued record is committed: await it at shutdown to flush.
     ///
-    /// The writer is one blocking thread. On SQLite it owns the appender's connection, so a batch
-    /// goes from the queue to the disk and back to its callers without crossing another task or
-    /// thread: under load, every hand-off costs a scheduling delay that every caller waits for.
-    /// On PostgreSQL it drives the async append on the runtime it was started from.
+    /// On SQLite the writer is two blocking threads in a pipeline. The first owns the appender's
+    /// connection: it takes what is queued and commits it as one batch, without waiting for the
+    /// disk. The second flushes the write-ahead log and only then answers the callers of every
+    /// batch committed before the flush. So the next batch is inserted while the previous one
+    /// waits for the disk, and one flush covers every batch that committed meanwhile. No record
+    /// is acknowledged before it is on disk.
+    ///
+    /// On PostgreSQL one thread drives the async append (which commits durably) on the runtime it
+    /// was started from.
     pub fn spawn(store: Store, config: AuditWriterConfig) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(config.queue);
         let runtime = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || match store {
             Store::Sqlite { appender, .. } => {
-                write_loop(receiver, config.max_batch, |entries| appender.append(entries).map_err(StoreError::Sqlite))
+                let (committed, to_flush) = std::sync::mpsc::channel::<Committed>();
+                let flusher = appender.clone();
+                let flushing = std::thread::Builder::new()
+                    .name("opsgate-audit-flush".to_string())
+                    .spawn(move || flush_loop(&flusher, &to_flush));
+                let flushing = match flushing {
+                    Ok(handle) => handle,
+                    Err(error) => {
+                        // Without a second thread, flush each batch before answering.
+                        tracing::warn!(%error, "audit flush thread not started; flushing in the writer");
+                        write_loop(receiver, config.max_batch, |entries| appender.append(entries), reply_all);
+                        return;
+                    }
+                };
+                write_loop(
+                    receiver,
+                    config.max_batch,
+                    |entries| appender.append_unsynced(entries).map_err(StoreError::Sqlite),
+                    |replies, result| match result {
+                        Ok(receipts) => {
+                            if let Err(std::sync::mpsc::SendError((replies, _))) = committed.send((replies, receipts)) {
+                                // The flush thread is gone (it panicked): nothing can vouch for
+                                // these records, so their calls fail closed.
+                                reply_all(
+                                    replies,
+                                    Err(StoreError::Internal("the audit flush thread stopped".to_string())),
+                                );
+                            }
+                        }
+                        Err(error) => reply_all(replies, Err(error)),
+                    },
+                );
+                drop(committed);
+                if flushing.join().is_err() {
+                    tracing::error!("the audit flush thread panicked");
+                }
             }
-            store => {
-                write_loop(receiver, config.max_batch, |entries| runtime.block_on(store.append_audit(entries.clone())))
-            }
+            store => write_loop(
+                receiver,
+                config.max_batch,
+                |entries| runtime.block_on(store.append_audit(entries.to_vec().into())),
+                reply_all,
+            ),
         });
         (AuditLog { sender }, task)
     }
@@ -74,16 +116,22 @@ fn retry_delay(attempt: u32) -> Duration {
 }
 
 /// Takes whatever is queued (up to `max_batch`), appends it as one batch with `append`, retrying a
-/// busy database, and answers each caller; until every sender is gone and the queue is empty.
+/// busy database, and hands the callers and the outcome to `deliver`; until every sender is gone
+/// and the queue is empty.
 fn write_loop(
     mut receiver: mpsc::Receiver<(AuditEntry, Reply)>,
     max_batch: usize,
-    mut append: impl FnMut(&Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError>,
+    mut append: impl FnMut(&[AuditEntry]) -> Result<Vec<AuditReceipt>, StoreError>,
+    mut deliver: impl FnMut(Vec<Reply>, Result<Vec<AuditReceipt>, StoreError>),
 ) {
     let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
+    let mut entries: Vec<AuditEntry> = Vec::with_capacity(max_batch);
     while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
-        let (entries, replies): (Vec<AuditEntry>, Vec<Reply>) = batch.drain(..).unzip();
-        let entries: Arc<[AuditEntry]> = entries.into();
+        let mut replies = Vec::with_capacity(batch.len());
+        for (entry, reply) in batch.drain(..) {
+            entries.push(entry);
+            replies.push(reply);
+        }
         let mut attempt = 0;
         let result = loop {
             match append(&entries) {
@@ -95,7 +143,29 @@ fn write_loop(
                 other => break other,
             }
         };
-        reply_all(replies, result);
+        entries.clear();
+        deliver(replies, result);
+    }
+}
+
+/// Callers of one committed batch and where their records landed, waiting for a flush.
+type Committed = (Vec<Reply>, Vec<AuditReceipt>);
+
+/// Waits for committed batches, flushes the write-ahead log once for all of those that arrived
+/// meanwhile, then answers their callers; until the writer is gone and everything is answered.
+fn flush_loop(appender: &crate::sqlite::Appender, committed: &std::sync::mpsc::Receiver<Committed>) {
+    let mut pending: Vec<Committed> = Vec::new();
+    while let Ok(first) = committed.recv() {
+        pending.push(first);
+        pending.extend(committed.try_iter());
+        let flushed = appender.sync();
+        for (replies, receipts) in pending.drain(..) {
+            let result = match &flushed {
+                Ok(()) => Ok(receipts),
+                Err(error) => Err(StoreError::Internal(error.to_string())),
+            };
+            reply_all(replies, result);
+        }
     }
 }
 
