@@ -63,8 +63,13 @@ impl Appender {
     /// durable when it returns. The file is opened afresh each time, so a log SQLite deleted and
     /// created again is the one flushed, never a stale descriptor's. Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let flushed = std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data());
-        flushed.map_err(|source| StoreError::Sync { path: self.wal.display().to_string(), source })
+        match std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data()) {
+            Ok(()) => Ok(()),
+            // SQLite deletes the log only when its last connection closes, after checkpointing
+            // every committed transaction into the database file and flushing that file.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Sync { path: self.wal.display().to_string(), source }),
+        }
     }
 
     /// Appends `entries` in one committed transaction after the current head and returns the
