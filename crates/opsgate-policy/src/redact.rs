@@ -26,17 +26,26 @@ impl std::fmt::Debug for Redactor {
 const PATTERNS: &[(&str, &str)] = &[
     // PEM private keys, whole block.
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----", "-----PRIVATE KEY ***-----"),
-    // Authorization headers and bearer tokens.
-    (r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9\-._~+/]{8,}=*", "$1$2***"),
+    // Authorization headers and bearer tokens. After `token` the credential must hold a digit,
+    // so that prose such as "token validation failed" survives; after `Bearer` or `Basic`
+    // anything of 8 characters or more is taken for one.
+    (r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]{8,}=*", "$1$2***"),
+    (
+        r"(?i)\b(token)(\s+)(?:[A-Za-z0-9\-._~+/]*[0-9][A-Za-z0-9\-._~+/]{6,}|[A-Za-z0-9\-._~+/]{6,}[0-9][A-Za-z0-9\-._~+/]*)=*",
+        "$1$2***",
+    ),
     // JSON Web Tokens.
     (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "***"),
     // Passwords in URLs: scheme://user:password@host.
-    (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@/\s]+@", "$1***@"),
+    (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", "$1***@"),
     // NAME_TOKEN=value, api_key: value, "password": "value" and friends.
     (
-        r#"(?i)([A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret)["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#,
+        r#"(?i)([A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|account[_-]?key|private[_-]?key|client[_-]?secret)["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#,
         "$1***",
     ),
+    // Environment-style names ending in _KEY (SIGNING_KEY=…, STRIPE_KEY: …): upper case only,
+    // so that `cache_key: user:42` or `primary_key=id` survive.
+    (r#"(\b[A-Z0-9_]*_KEY["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#, "$1***"),
     // Cloud and SaaS keys with fixed prefixes.
     (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "***"),
     (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", "***"),
@@ -44,6 +53,10 @@ const PATTERNS: &[(&str, &str)] = &[
     (r"\bglpat-[A-Za-z0-9_-]{20,}\b", "***"),
     (r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", "***"),
     (r"\bsk-[A-Za-z0-9_-]{20,}\b", "***"),
+    (r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b", "***"),
+    (r"\bnpm_[A-Za-z0-9]{36}\b", "***"),
+    (r"\bhvs\.[A-Za-z0-9_-]{20,}\b", "***"),
+    (r"(https://hooks\.slack\.com/services/)[A-Za-z0-9/]+", "$1***"),
     (r"\bAIza[0-9A-Za-z_-]{35}\b", "***"),
 ];
 
@@ -88,15 +101,21 @@ impl Redactor {
         match value {
             Value::String(text) => self.any.is_match(text),
             Value::Array(items) => items.iter().any(|item| self.needs_redaction(item)),
-            Value::Object(map) => map.iter().any(|(key, item)| {
-                (self.secret_key.is_match(key) && is_scalar_secret(item)) || self.needs_redaction(item)
-            }),
+            Value::Object(map) => {
+                let secret_object = is_kubernetes_secret(map);
+                map.iter().any(|(key, item)| {
+                    (secret_object && is_secret_data(key) && has_unmasked_string(item))
+                        || (self.secret_key.is_match(key) && is_scalar_secret(item))
+                        || self.needs_redaction(item)
+                })
+            }
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
     }
 
     /// Masks secrets inside a JSON value in place: string values by pattern, and whole values
-    /// under keys that name a secret (`password`, `apiKey`, `X_TOKEN`).
+    /// under keys that name a secret (`password`, `apiKey`, `X_TOKEN`). A Kubernetes Secret
+    /// (`"kind": "Secret"`) keeps its keys but loses every value under `data` and `stringData`.
     pub fn redact_value(&self, value: &mut Value) {
         match value {
             Value::String(text) => {
@@ -106,8 +125,11 @@ impl Redactor {
             }
             Value::Array(items) => items.iter_mut().for_each(|item| self.redact_value(item)),
             Value::Object(map) => {
+                let secret_object = is_kubernetes_secret(map);
                 for (key, item) in map.iter_mut() {
-                    if self.secret_key.is_match(key) && is_scalar_secret(item) {
+                    if secret_object && is_secret_data(key) {
+                        mask_strings(item);
+                    } else if self.secret_key.is_match(key) && is_scalar_secret(item) {
                         *item = Value::String(MASK.to_string());
                     } else {
                         self.redact_value(item);
@@ -116,6 +138,35 @@ impl Redactor {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
+    }
+}
+
+/// A Kubernetes Secret, as the API returns it (`kind` and `apiVersion: v1`).
+fn is_kubernetes_secret(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("kind").and_then(Value::as_str) == Some("Secret")
+        && map.get("apiVersion").and_then(Value::as_str).is_none_or(|version| version == "v1")
+}
+
+fn is_secret_data(key: &str) -> bool {
+    key == "data" || key == "stringData"
+}
+
+/// Every non-empty string inside `value` becomes the mask.
+fn mask_strings(value: &mut Value) {
+    match value {
+        Value::String(text) if !text.is_empty() => *text = MASK.to_string(),
+        Value::Array(items) => items.iter_mut().for_each(mask_strings),
+        Value::Object(map) => map.values_mut().for_each(mask_strings),
+        _ => {}
+    }
+}
+
+fn has_unmasked_string(value: &Value) -> bool {
+    match value {
+        Value::String(text) => !text.is_empty() && text != MASK,
+        Value::Array(items) => items.iter().any(has_unmasked_string),
+        Value::Object(map) => map.values().any(has_unmasked_string),
+        _ => false,
     }
 }
 

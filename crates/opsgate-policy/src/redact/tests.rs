@@ -59,3 +59,70 @@ fn needs_redaction_agrees_with_redact_value() {
         assert_eq!(redactor.needs_redaction(&value), redacted != value, "{value}");
     }
 }
+
+/// Lines of a corpus file, without comments and blank lines, with `\n` turned into line breaks.
+fn corpus(text: &'static str) -> impl Iterator<Item = String> {
+    text.lines().filter(|line| !line.is_empty() && !line.starts_with('#')).map(|line| line.replace("\\n", "\n"))
+}
+
+/// testdata/redaction/secrets.txt: realistic secrets in vendor formats, in the text around
+/// them that logs, URLs, configs and headers put them in. Each must be masked.
+#[test]
+fn masks_every_secret_of_the_corpus() {
+    let redactor = Redactor::new();
+    let mut n_checked = 0;
+    for line in corpus(include_str!("../../testdata/redaction/secrets.txt")) {
+        let Some((secret, text)) = line.split_once('\t') else {
+            panic!("corpus line without a tab between secret and text: {line:?}");
+        };
+        assert!(text.contains(secret), "corpus line whose text lacks its secret: {line:?}");
+        let redacted = redactor.redact_text(text);
+        assert!(!redacted.contains(secret), "secret survived: {text:?} -> {redacted:?}");
+        assert!(redacted.contains(MASK), "no mask in {redacted:?}");
+        // The same text as a JSON string value, the way tool outputs and arguments carry it.
+        let mut value = json!({"log": [text]});
+        assert!(redactor.needs_redaction(&value), "needs_redaction missed {text:?}");
+        redactor.redact_value(&mut value);
+        assert!(!value.to_string().contains(secret), "secret survived in JSON: {value}");
+        n_checked += 1;
+    }
+    assert!(n_checked >= 30, "the corpus shrank to {n_checked} secrets");
+}
+
+/// testdata/redaction/lookalikes.txt: git SHAs, UUIDs, checksums, image digests, trace ids and
+/// words that sit next to secrets in prose. Each must come through unchanged.
+#[test]
+fn leaves_every_look_alike_of_the_corpus() {
+    let redactor = Redactor::new();
+    let mut n_checked = 0;
+    for text in corpus(include_str!("../../testdata/redaction/lookalikes.txt")) {
+        assert_eq!(redactor.redact_text(&text), text.as_str());
+        let value = json!({"log": text});
+        assert!(!redactor.needs_redaction(&value), "needs_redaction flagged {text:?}");
+        n_checked += 1;
+    }
+    assert!(n_checked >= 25, "the corpus shrank to {n_checked} look-alikes");
+}
+
+#[test]
+fn masks_the_data_of_a_kubernetes_secret_but_keeps_its_keys_and_metadata() {
+    let redactor = Redactor::new();
+    let mut secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "payments-db", "namespace": "payments"},
+        "type": "Opaque",
+        "data": {"username": "cGF5bWVudHM=", "tls.crt": "LS0tLS1CRUdJTi"},
+        "stringData": {"config.yaml": "host: db\nport: 5432"},
+    });
+    assert!(redactor.needs_redaction(&secret));
+    redactor.redact_value(&mut secret);
+    assert_eq!(secret["data"], json!({"username": MASK, "tls.crt": MASK}));
+    assert_eq!(secret["stringData"], json!({"config.yaml": MASK}));
+    assert_eq!(secret["metadata"]["name"], "payments-db");
+    assert!(!redactor.needs_redaction(&secret), "a redacted Secret needs nothing more");
+
+    // A ConfigMap's data is not secret.
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"LOG_LEVEL": "info"}});
+    assert!(!redactor.needs_redaction(&config_map));
+}
