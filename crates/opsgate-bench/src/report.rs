@@ -253,7 +253,7 @@ impl Report {
              - **opsgate**: `opsgate_server::http::app` with API-key identity (every request carries \
              `Authorization: Bearer og_…` for a key with role operator; anonymous access is off), the full \
              `Pipeline` (rate limits, target resolution, the default Rego policy bundle, timeout, redaction, \
-             output budget) and a durable SQLite audit log (WAL, `synchronous=FULL`, group commit) in a \
+             output budget) and a durable SQLite audit log (WAL, group commit, the WAL flushed before callers are answered) in a \
              temporary directory; the same `echo` registered as an `opsgate_core::Tool` (`Effect::Read`). The \
              baseline gets no `Authorization` header.\n\
              - **load**: {connections} tasks, each with its own HTTP/1.1 keep-alive connection (hyper), sending \
