@@ -110,21 +110,12 @@ struct McpEndpoint {
 }
 
 /// `/mcp`: the identity stage, then the body check, then rmcp's Streamable HTTP service.
-async fn serve_mcp(State(endpoint): State<Arc<McpEndpoint>>, mut request: Request) -> Response {
+async fn serve_mcp(State(endpoint): State<Arc<McpEndpoint>>, request: Request) -> Response {
     let state = &endpoint.state;
-    if request.method() != http::Method::OPTIONS {
-        let started = Instant::now();
-        let authenticated = state.identity.authenticate(request.headers()).await;
-        request.headers_mut().remove(header::AUTHORIZATION);
-        match authenticated {
-            Ok(principal) => {
-                request.extensions_mut().insert(principal);
-            }
-            Err(rejection) => return refuse(state, request, rejection, started).await,
-        }
-    } else {
-        request.headers_mut().remove(header::AUTHORIZATION);
-    }
+    let mut request = match identity_stage(state, request).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     if request.method() == http::Method::POST {
         request = match checked_json_body(request, state.http.max_body_bytes).await {
             Ok(request) => request,
@@ -167,7 +158,7 @@ fn jsonrpc_error(status: StatusCode, code: i64, message: String) -> Response {
 /// RFC 9728's well-known path for the protected-resource metadata of the resource at the root.
 pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
 
-/// Identity stage for HTTP. Every `/mcp` and `/api/` request gets a principal (`Identity::authenticate`)
+/// Identity stage for HTTP, as middleware (the `/api/` routes). Every `/mcp` and `/api/` request gets a principal (`Identity::authenticate`)
 /// before it reaches the MCP service, or is refused here: 401 or 403 with `WWW-Authenticate`, a
 /// JSON-RPC error naming what was wrong, and an audit record written before the response leaves.
 /// The client's `Authorization` header is removed from every request: it is opsgate's credential
@@ -176,11 +167,24 @@ pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource
 /// Public so that a test can mount it in front of a probe and see what passes through.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let needs_identity = (path == "/mcp" || path.starts_with("/mcp/") || path.starts_with("/api/"))
-        && request.method() != http::Method::OPTIONS;
+    let needs_identity = path == "/mcp" || path.starts_with("/mcp/") || path.starts_with("/api/");
     if !needs_identity {
         request.headers_mut().remove(header::AUTHORIZATION);
         return next.run(request).await;
+    }
+    match identity_stage(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The identity stage itself, for `/mcp` (called directly) and `authenticate`: the request with
+/// its principal in the extensions and without its `Authorization` header, or the refusal to
+/// send. A CORS preflight (OPTIONS) carries no credential and passes without one.
+async fn identity_stage(state: &AppState, mut request: Request) -> Result<Request, Response> {
+    if request.method() == http::Method::OPTIONS {
+        request.headers_mut().remove(header::AUTHORIZATION);
+        return Ok(request);
     }
     let started = Instant::now();
     let authenticated = state.identity.authenticate(request.headers()).await;
@@ -188,9 +192,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     match authenticated {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            Ok(request)
         }
-        Err(rejection) => refuse(&state, request, rejection, started).await,
+        Err(rejection) => Err(refuse(state, request, rejection, started).await),
     }
 }
 

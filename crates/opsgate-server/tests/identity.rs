@@ -176,7 +176,8 @@ async fn the_authorization_header_never_passes_the_identity_stage() -> Result<()
     let (server, _runs) = start(|_| IdentityConfig::default()).await?;
     let key = server.store.create_api_key("probe", &["reader".to_string()]).await?;
 
-    // The identity middleware in front of a probe that stands where the MCP service stands.
+    // The identity middleware in front of a probe that stands where the MCP service stands: the
+    // same `identity_stage` the `/mcp` handler runs before rmcp sees the request.
     type Seen = Arc<Mutex<Vec<(Vec<String>, Option<Principal>)>>>;
     let seen: Seen = Arc::default();
     async fn probe(State(seen): State<Seen>, request: Request) -> axum::response::Response {

@@ -146,3 +146,30 @@ impl Appender {
 pub fn is_transient(error: &rusqlite::Error) -> bool {
     matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite removes the log when its last connection closes (after a full checkpoint): a
+    /// flush then has nothing left to do and must not fail the calls waiting on it. Any other
+    /// failure to open the log is an error.
+    #[test]
+    fn a_log_sqlite_removed_counts_as_flushed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.db");
+        let creator = Connection::open(&path)?;
+        creator.pragma_update(None, "journal_mode", "WAL")?;
+        creator.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+        let appender = Appender::open(&path, Duration::from_secs(1))?;
+        assert!(dir.path().join("audit.db-wal").exists());
+        drop(creator);
+        appender.close();
+        assert!(appender.sync().is_ok());
+
+        // A log path under a regular file cannot be opened (ENOTDIR): reported, not ignored.
+        let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), ..appender };
+        assert!(matches!(broken.sync(), Err(StoreError::Sync { .. })));
+        Ok(())
+    }
+}

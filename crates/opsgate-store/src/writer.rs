@@ -50,18 +50,7 @@ impl AuditLog {
             Store::Sqlite { appender, .. } => {
                 let (committed, to_flush) = std::sync::mpsc::channel::<Committed>();
                 let flusher = appender.clone();
-                let flushing = std::thread::Builder::new()
-                    .name("opsgate-audit-flush".to_string())
-                    .spawn(move || flush_loop(&flusher, &to_flush));
-                let flushing = match flushing {
-                    Ok(handle) => handle,
-                    Err(error) => {
-                        // Without a second thread, flush each batch before answering.
-                        tracing::warn!(%error, "audit flush thread not started; flushing in the writer");
-                        write_loop(receiver, config.max_batch, |entries| appender.append(entries), reply_all);
-                        return;
-                    }
-                };
+                let flushing = runtime.spawn_blocking(move || flush_loop(&flusher, &to_flush));
                 write_loop(
                     receiver,
                     config.max_batch,
@@ -81,7 +70,7 @@ impl AuditLog {
                     },
                 );
                 drop(committed);
-                if flushing.join().is_err() {
+                if runtime.block_on(flushing).is_err() {
                     tracing::error!("the audit flush thread panicked");
                 }
             }
