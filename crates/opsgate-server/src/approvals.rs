@@ -110,6 +110,13 @@ impl ApprovalQueue {
     }
 }
 
+/// Who may read a request: its requester, and whoever holds one of the roles that may approve
+/// it. The `approval_status` tool and `/api/v1/approvals` apply the same rule.
+pub fn may_see(approval: &Approval, principal: &Principal) -> bool {
+    approval.request.requester == principal.id
+        || principal.roles.iter().any(|role| approval.request.approver_roles.contains(role))
+}
+
 /// Posts the request to a Slack-compatible webhook in the background: a slow or broken webhook
 /// never holds up the call, and its failure is logged, not returned.
 fn announce(url: String, request: &NewApproval) {
@@ -284,20 +291,17 @@ impl Tool for ApprovalStatusTool {
                 .await
                 .map_err(unavailable)?
                 .ok_or_else(|| ToolError::InvalidArguments(format!("no approval request {}", arguments.id)))?;
+            if !may_see(&approval, &context.principal) {
+                return Err(ToolError::InvalidArguments(format!(
+                    "approval {} belongs to another principal; only its requester and its approvers may read it",
+                    arguments.id
+                )));
+            }
             // A request whose time ran out is expired now, not at the next sweep.
             let now = crate::pipeline::now_rfc3339();
             if approval.status == ApprovalStatus::Pending && approval.request.expires_at <= now {
                 self.store.expire_approvals(&now).await.map_err(unavailable)?;
                 approval.status = ApprovalStatus::Expired;
-            }
-            let principal = &context.principal;
-            let may_see = approval.request.requester == principal.id
-                || principal.roles.iter().any(|role| approval.request.approver_roles.contains(role));
-            if !may_see {
-                return Err(ToolError::InvalidArguments(format!(
-                    "approval {} belongs to another principal; only its requester and its approvers may read it",
-                    arguments.id
-                )));
             }
             if approval.status.is_final() || Instant::now() >= deadline {
                 return Ok(status_output(&approval));

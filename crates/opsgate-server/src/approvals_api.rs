@@ -2,8 +2,9 @@
 //! caller is whoever the identity middleware authenticated; the store's rules decide what that
 //! principal may do, exactly as for `opsgate approvals`.
 //!
-//! - `GET /api/v1/approvals?status=pending` — requests, newest first (arguments redacted)
-//! - `GET /api/v1/approvals/{id}` — one request with its decisions
+//! - `GET /api/v1/approvals?status=pending` — requests, newest first (arguments redacted): those
+//!   the caller may read, that is requested or holds a role that may approve (`may_see`)
+//! - `GET /api/v1/approvals/{id}` — one request with its decisions; 403 for anyone else
 //! - `POST /api/v1/approvals/{id}/approve` and `/reject` — body `{"comment": "…"}` (optional)
 
 use axum::extract::{Path, Query, State};
@@ -16,7 +17,7 @@ use opsgate_store::{Approval, ApprovalError};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::approvals::{shown, status_filter};
+use crate::approvals::{may_see, shown, status_filter};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -48,27 +49,43 @@ fn redacted(state: &AppState, approval: Approval) -> Approval {
     shown(approval, state.mcp.pipeline.redactor())
 }
 
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let status = match status_filter(query.status.as_deref()) {
         Ok(status) => status,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match state.store.approvals(status, 200).await {
         Ok(approvals) => {
-            let approvals: Vec<Approval> = approvals.into_iter().map(|approval| redacted(&state, approval)).collect();
+            let approvals: Vec<Approval> = approvals
+                .into_iter()
+                .filter(|approval| may_see(approval, &principal))
+                .map(|approval| redacted(&state, approval))
+                .collect();
             Json(json!({ "approvals": approvals })).into_response()
         }
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, store_error.to_string()),
     }
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     if !opsgate_store::approvals::is_valid_approval_id(&id) {
         return error(StatusCode::BAD_REQUEST, ApprovalError::MalformedId(id).to_string());
     }
     match state.store.approval(&id).await {
-        Ok(Some(approval)) => Json(redacted(&state, approval)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no approval request {id}")),
+        Ok(Some(approval)) if may_see(&approval, &principal) => Json(redacted(&state, approval)).into_response(),
+        Ok(Some(_)) => error(
+            StatusCode::FORBIDDEN,
+            format!("approval {id} belongs to another principal; only its requester and its approvers may read it"),
+        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, ApprovalError::NotFound(id).to_string()),
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, store_error.to_string()),
     }
 }

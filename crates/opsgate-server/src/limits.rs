@@ -98,31 +98,38 @@ impl TokenBucket {
     }
 }
 
-/// Token buckets keyed by principal and effect class.
-#[derive(Debug, Default)]
+/// Token buckets keyed by principal, one map per effect class (reads, writes), so that a lookup
+/// by `&str` needs no owned key.
+#[derive(Debug)]
 pub struct RateLimiter {
     limits: RateLimits,
-    buckets: Mutex<HashMap<(String, bool), TokenBucket>>,
+    buckets: Mutex<[HashMap<String, TokenBucket>; 2]>,
 }
 
-/// Buckets kept before idle ones are dropped.
+/// Buckets kept per effect class before idle ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
 
 impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
-        RateLimiter { limits, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter { limits, buckets: Mutex::new([HashMap::new(), HashMap::new()]) }
     }
 
     /// Takes one token for `principal`'s call of `effect`, or says how long until one is free.
     pub fn check(&self, principal: &str, effect: Effect) -> Result<(), Duration> {
         let Some(rate) = self.limits.rate(effect) else { return Ok(()) };
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        // A panic elsewhere while holding the lock leaves the buckets sound: limits stay on.
+        let mut classes = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let buckets = &mut classes[usize::from(effect != Effect::Read)];
+        // The common case, a principal seen before, allocates nothing.
+        if let Some(bucket) = buckets.get_mut(principal) {
+            return bucket.take();
+        }
         if buckets.len() >= MAX_BUCKETS {
             let now = Instant::now();
             buckets.retain(|_, bucket| !bucket.full_at(now));
         }
         buckets
-            .entry((principal.to_string(), effect != Effect::Read))
+            .entry(principal.to_string())
             .or_insert_with(|| TokenBucket::new(rate.burst, rate.per_minute / 60.0))
             .take()
     }

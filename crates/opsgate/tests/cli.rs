@@ -498,6 +498,9 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
     let created = with_config(&["keys", "create", "--name", "agent", "--roles", "operator"])?;
     assert!(created.status.success(), "{}", stderr(&created));
     let key = stdout(&created).trim().to_string();
+    let bystander = with_config(&["keys", "create", "--name", "bystander", "--roles", "reader"])?;
+    assert!(bystander.status.success(), "{}", stderr(&bystander));
+    let bystander = stdout(&bystander).trim().to_string();
 
     // The agent's request: pending, with the plan naming the firing alert.
     let port = opsgate_testkit::free_port();
@@ -535,6 +538,11 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
         refusal["error"].as_str().unwrap_or_default().contains("cannot approve or reject their own request"),
         "{refusal}"
     );
+    // A principal who neither asked nor may approve does not see the request.
+    let unseen: Value = http.get(&api).bearer_auth(&bystander).send().await?.json().await?;
+    assert_eq!(unseen["approvals"], json!([]), "{unseen}");
+    let unseen = http.get(format!("{api}/{id}")).bearer_auth(&bystander).send().await?;
+    assert_eq!(unseen.status(), 403);
     client.cancel().await?;
     served.stop().await?;
 
@@ -617,5 +625,50 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
         "{trail:?}"
     );
     assert_eq!(records[3]["approvers"], local.as_str());
+    Ok(())
+}
+
+#[test]
+fn policy_test_runs_the_test_rules_and_policy_eval_prints_the_decision() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let passed = opsgate(dir.path(), &["policy", "test"])?;
+    assert!(passed.status.success(), "{}{}", stdout(&passed), stderr(&passed));
+    assert!(stdout(&passed).contains("PASS data.opsgate_test.test_"), "{}", stdout(&passed));
+    assert!(stdout(&passed).trim_end().ends_with(" passed, 0 failed"), "{}", stdout(&passed));
+
+    // A user file's failing test_ rule fails the command and is named.
+    std::fs::write(dir.path().join("extra.rego"), "package opsgate\n\ntest_what_we_forgot if { false }\n")?;
+    std::fs::write(dir.path().join("opsgate.toml"), "[policy]\nfiles = [\"extra.rego\"]\n")?;
+    let config = dir.path().join("opsgate.toml").display().to_string();
+    let failed = opsgate(dir.path(), &["--config", &config, "policy", "test"])?;
+    assert!(!failed.status.success());
+    assert!(stdout(&failed).contains("FAIL data.opsgate.test_what_we_forgot"), "{}", stdout(&failed));
+    assert!(stdout(&failed).trim_end().ends_with(" passed, 1 failed"), "{}", stdout(&failed));
+
+    // A write in a protected environment waits for one approver.
+    let input = json!({
+        "version": 1,
+        "principal": {"id": "key:ci", "kind": "api_key", "roles": ["operator"]},
+        "tool": {"name": "silence_alert", "effect": "write", "annotations": {}},
+        "arguments": {"duration": "1h"},
+        "target": {"name": "prod", "environment": "production", "protected": true},
+        "blast_radius": 1,
+        "read_only": false,
+        "time": "2026-11-21T10:00:00Z",
+    });
+    std::fs::write(dir.path().join("input.json"), input.to_string())?;
+    let evaluated = opsgate(dir.path(), &["policy", "eval", "--input", "input.json"])?;
+    assert!(evaluated.status.success(), "{}", stderr(&evaluated));
+    let decision: Value = serde_json::from_str(&stdout(&evaluated))?;
+    assert_eq!(decision["decision"], "approve", "{decision}");
+    assert_eq!(decision["approvals_required"], 1, "{decision}");
+    assert!(
+        decision["approver_roles"].as_array().is_some_and(|roles| roles.contains(&json!("approver"))),
+        "{decision}"
+    );
+
+    let not_json = opsgate(dir.path(), &["policy", "eval", "--input", "opsgate.toml"])?;
+    assert!(!not_json.status.success());
+    assert!(stderr(&not_json).contains("is not JSON"), "{}", stderr(&not_json));
     Ok(())
 }
