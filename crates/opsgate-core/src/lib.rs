@@ -11,8 +11,8 @@ pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};
 pub use secret::{Secret, SecretRef};
 pub use tool::{
-    CallContext, ClientChannel, Decision, Effect, NoClient, Plan, Target, TaskSupport, Tool, ToolError, ToolSpec,
-    is_valid_tool_name, parse_arguments,
+    CallContext, ClientChannel, Decision, Effect, FEDERATED_PREFIX, NoClient, Plan, Target, TaskSupport, Tool,
+    ToolError, ToolSpec, is_valid_server_name, is_valid_tool_name, parse_arguments, split_federated_name,
 };
 
 pub mod canonical;

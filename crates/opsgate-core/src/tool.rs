@@ -56,6 +56,26 @@ pub fn is_valid_tool_name(name: &str) -> bool {
         && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
 }
 
+/// Federated tools are named `mcp__<server>__<tool>`.
+pub const FEDERATED_PREFIX: &str = "mcp__";
+
+/// Federated server names: `^[a-z][a-z0-9-]*$`, at most 64 characters. No underscore, so a
+/// federated tool's name splits at its first `__` after the prefix.
+pub fn is_valid_server_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 64
+        && bytes.next().is_some_and(|first| first.is_ascii_lowercase())
+        && bytes.all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+/// The federated server a tool name belongs to, and the server's own name for the tool:
+/// `mcp__memory__read_graph` ⇒ `("memory", "read_graph")`. `None` for built-in names.
+pub fn split_federated_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(FEDERATED_PREFIX)?;
+    let (server, tool) = rest.split_once("__")?;
+    (is_valid_server_name(server) && !tool.is_empty()).then_some((server, tool))
+}
+
 /// A resolved backend instance: what policy and audit see about where a call goes. Never holds a
 /// credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

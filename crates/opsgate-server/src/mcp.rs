@@ -312,7 +312,7 @@ impl ServerHandler for OpsgateMcp {
         {
             resources.subscribe = Some(true);
         }
-        if self.state.pipeline.registry().iter().any(|tool| tool.tool.task_support() != TaskSupport::Forbidden) {
+        if self.state.pipeline.registry().any_task_capable() {
             capabilities
                 .extensions
                 .get_or_insert_default()
@@ -335,7 +335,7 @@ impl ServerHandler for OpsgateMcp {
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = self.principal(&context);
         let tools =
-            self.state.pipeline.visible_tools(&principal).into_iter().map(|tool| self.listed_tool(tool)).collect();
+            self.state.pipeline.visible_tools(&principal).into_iter().map(|tool| self.listed_tool(&tool)).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -351,7 +351,7 @@ impl ServerHandler for OpsgateMcp {
         let principal = self.principal(&context);
         let client = context.client_info().map(|info| info.name);
         let registered = self.state.pipeline.registry().get(&request.name);
-        let with_structured = registered.is_some_and(|tool| tool.spec.output_schema.is_some());
+        let with_structured = registered.as_ref().is_some_and(|tool| tool.spec.output_schema.is_some());
         let task_capable = registered.is_some_and(|tool| tool.tool.task_support() != TaskSupport::Forbidden)
             && context.client_capabilities().is_some_and(|capabilities| capabilities.supports_tasks());
         let channel = Arc::new(PeerChannel::for_request(&context, self.session_log_level()));

@@ -241,12 +241,13 @@ impl Pipeline {
     /// Tools this principal could ever be allowed to call, for `tools/list`: those the policy
     /// does not deny outright on at least one of their targets. Read-only mode is left out of
     /// this test so that write tools stay listed, saying they are disabled (see `mcp.rs`).
-    pub fn visible_tools(&self, principal: &Principal) -> Vec<&RegisteredTool> {
+    pub fn visible_tools(&self, principal: &Principal) -> Vec<RegisteredTool> {
         let arguments = Map::new();
         let now = now_rfc3339();
         let policy = self.policy.current();
         self.registry
-            .iter()
+            .tools()
+            .into_iter()
             .filter(|registered| {
                 let spec = &registered.spec;
                 let targets: Vec<Option<&Target>> = match &spec.target_kind {
@@ -308,7 +309,7 @@ impl Pipeline {
             principal_kind: principal.kind.as_str().to_string(),
             client: client.clone(),
             tool: tool_name.clone(),
-            server: None,
+            server: opsgate_core::split_federated_name(&tool_name).map(|(server, _)| server.to_string()),
             target: None,
             environment: None,
             arguments: audit_arguments,
@@ -399,7 +400,11 @@ impl Pipeline {
         }
 
         // Resolve target: the `target` argument names an instance of the tool's connector kind.
-        let target_name = match arguments.remove(TARGET_ARGUMENT) {
+        // A federated tool's arguments are the server's own: `target` and `cursor` stay in them.
+        let owned_argument = |arguments: &mut Map<String, Value>, name: &str| {
+            if registered.federated { None } else { arguments.remove(name) }
+        };
+        let target_name = match owned_argument(arguments, TARGET_ARGUMENT) {
             None | Some(Value::Null) => None,
             Some(Value::String(name)) => Some(name),
             Some(other) => {
@@ -420,7 +425,7 @@ impl Pipeline {
             audit.target = Some(target.name.clone());
             audit.environment = Some(target.environment.clone());
         }
-        let offset = match arguments.remove(CURSOR_ARGUMENT) {
+        let offset = match owned_argument(arguments, CURSOR_ARGUMENT) {
             None | Some(Value::Null) => 0,
             Some(Value::String(cursor)) => match decode_cursor(&cursor) {
                 Some(offset) => offset,
@@ -508,7 +513,7 @@ impl Pipeline {
             return CallOutcome::MissingClientCapability(ClientCapability::Tasks);
         }
 
-        self.execute(registered, context, std::mem::take(arguments), &cancel, binding, offset).await
+        self.execute(&registered, context, std::mem::take(arguments), &cancel, binding, offset).await
     }
 
     /// Runs the tool, bounded by the call timeout and `cancel`, then redacts its output and fits
@@ -667,7 +672,7 @@ impl Pipeline {
             principal_kind: request.requester_kind.clone(),
             client: request.client.clone(),
             tool: request.tool.clone(),
-            server: None,
+            server: opsgate_core::split_federated_name(&request.tool).map(|(server, _)| server.to_string()),
             target: request.target.clone(),
             environment: request.environment.clone(),
             arguments_hash: sha256_hex(&redacted_arguments),
@@ -734,7 +739,7 @@ impl Pipeline {
         };
         let binding =
             Binding { principal: &request.requester, tool: &request.tool, arguments_hash: &request.arguments_hash };
-        self.execute(registered, context, arguments, &CancellationToken::new(), binding, 0).await
+        self.execute(&registered, context, arguments, &CancellationToken::new(), binding, 0).await
     }
 }
 
@@ -794,7 +799,7 @@ fn tool_facts(spec: &opsgate_core::ToolSpec) -> ToolFacts<'_> {
     ToolFacts {
         name: &spec.name,
         effect: spec.effect,
-        server: None,
+        server: opsgate_core::split_federated_name(&spec.name).map(|(server, _)| server),
         annotations: Annotations { idempotent: spec.idempotent, open_world: spec.open_world },
     }
 }

@@ -1,8 +1,10 @@
-//! The tool registry and the catalog of named backend instances. Built once at start-up; the
-//! pipeline resolves tool names and `target` arguments against it.
+//! The tool registry and the catalog of named backend instances. Built-in tools are registered
+//! once at start-up; federated servers' tools (`mcp__<server>__<tool>`) come and go while opsgate
+//! runs, one server's set at a time. The pipeline resolves tool names and `target` arguments
+//! against it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use opsgate_core::{Target, Tool, ToolSpec};
 use serde_json::{Value, json};
@@ -45,6 +47,17 @@ pub struct RegisteredTool {
     pub spec: Arc<ToolSpec>,
     /// The spec in MCP form, built once: rmcp asks for it on every call.
     pub mcp: Arc<rmcp::model::Tool>,
+    /// A federated server's tool: its arguments reach the server as the client sent them (the
+    /// pipeline takes no `target` or `cursor` out of them).
+    pub federated: bool,
+}
+
+/// The tools of federated servers, by server (in name order, which is their `tools/list` order)
+/// and by tool name.
+#[derive(Default)]
+struct FederatedTools {
+    by_server: BTreeMap<String, Vec<RegisteredTool>>,
+    by_name: HashMap<String, RegisteredTool>,
 }
 
 #[derive(Clone, Default)]
@@ -57,6 +70,8 @@ pub struct Registry {
     /// builds what changes it (a gateway's downstream servers, a surface that reloads), and
     /// every MCP handler reaches the registry.
     changes: ChangeFeed,
+    /// Shared by every clone: the gateway changes it while handlers read it.
+    federated: Arc<RwLock<FederatedTools>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +80,8 @@ pub enum RegistryError {
     InvalidName(String),
     #[error("tool {0} is registered twice")]
     Duplicate(String),
+    #[error("tool {tool:?} of server {server:?} is not named mcp__{server}__<tool>")]
+    NotNamespaced { server: String, tool: String },
 }
 
 impl Registry {
@@ -112,28 +129,105 @@ impl Registry {
         }
         self.order.push(spec.name.clone());
         let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
-        self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec), mcp });
+        self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: false });
         Ok(())
+    }
+
+    /// Replaces every tool of the federated server `server` with `tools`, whose names must be
+    /// `mcp__<server>__<tool>`, and tells subscribed clients the list changed. Their schemas are
+    /// the server's own: nothing is added. A tool with a bad or repeated name is left out and
+    /// reported; the others are registered.
+    pub fn set_server_tools(&self, server: &str, tools: Vec<Arc<dyn Tool>>) -> Vec<RegistryError> {
+        let prefix = format!("{}{server}__", opsgate_core::FEDERATED_PREFIX);
+        let mut problems = Vec::new();
+        let mut registered: Vec<RegisteredTool> = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let spec = tool.spec().clone();
+            if !spec.name.starts_with(&prefix) || spec.name.len() == prefix.len() {
+                problems.push(RegistryError::NotNamespaced { server: server.to_string(), tool: spec.name });
+                continue;
+            }
+            if !opsgate_core::is_valid_tool_name(&spec.name) {
+                problems.push(RegistryError::InvalidName(spec.name));
+                continue;
+            }
+            if registered.iter().any(|other| other.spec.name == spec.name) {
+                problems.push(RegistryError::Duplicate(spec.name));
+                continue;
+            }
+            let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
+            registered.push(RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: true });
+        }
+        {
+            let mut federated = self.federated.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(old) = federated.by_server.remove(server) {
+                for tool in old {
+                    federated.by_name.remove(&tool.spec.name);
+                }
+            }
+            for tool in &registered {
+                federated.by_name.insert(tool.spec.name.clone(), tool.clone());
+            }
+            federated.by_server.insert(server.to_string(), registered);
+        }
+        self.changes.publish(crate::changes::Change::ToolsListChanged);
+        problems
+    }
+
+    /// Removes every tool of the federated server `server` (it stopped or was removed) and tells
+    /// subscribed clients, if it had any.
+    pub fn remove_server(&self, server: &str) {
+        let removed = {
+            let mut federated = self.federated.write().unwrap_or_else(PoisonError::into_inner);
+            let removed = federated.by_server.remove(server).unwrap_or_default();
+            for tool in &removed {
+                federated.by_name.remove(&tool.spec.name);
+            }
+            removed
+        };
+        if !removed.is_empty() {
+            self.changes.publish(crate::changes::Change::ToolsListChanged);
+        }
     }
 
     pub fn changes(&self) -> &ChangeFeed {
         &self.changes
     }
 
-    pub fn get(&self, name: &str) -> Option<&RegisteredTool> {
-        self.tools.get(name)
+    /// The tool named `name`, built-in or federated.
+    pub fn get(&self, name: &str) -> Option<RegisteredTool> {
+        if let Some(tool) = self.tools.get(name) {
+            return Some(tool.clone());
+        }
+        if !name.starts_with(opsgate_core::FEDERATED_PREFIX) {
+            return None;
+        }
+        self.federated.read().unwrap_or_else(PoisonError::into_inner).by_name.get(name).cloned()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &RegisteredTool> {
-        self.order.iter().filter_map(|name| self.tools.get(name))
+    /// Every tool, in `tools/list` order: built-in tools as registered, then each federated
+    /// server's (servers by name, tools in the server's order).
+    pub fn tools(&self) -> Vec<RegisteredTool> {
+        let mut tools: Vec<RegisteredTool> =
+            self.order.iter().filter_map(|name| self.tools.get(name)).cloned().collect();
+        let federated = self.federated.read().unwrap_or_else(PoisonError::into_inner);
+        tools.extend(federated.by_server.values().flatten().cloned());
+        tools
     }
 
+    /// Whether any tool may run as a task. Only built-in tools can: a federated call is always
+    /// answered in the request that made it.
+    pub fn any_task_capable(&self) -> bool {
+        self.tools.values().any(|tool| tool.tool.task_support() != opsgate_core::TaskSupport::Forbidden)
+    }
+
+    /// How many tools there are now, built-in and federated.
     pub fn len(&self) -> usize {
-        self.tools.len()
+        self.tools.len() + self.federated.read().unwrap_or_else(PoisonError::into_inner).by_name.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
+        self.len() == 0
     }
 }
 

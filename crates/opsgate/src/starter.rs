@@ -109,7 +109,8 @@ pub async fn doctor(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     }
     match crate::app::registry(&config, &ProcessEnv) {
         Ok(registry) => {
-            let names: Vec<&str> = registry.iter().map(|tool| tool.spec.name.as_str()).collect();
+            let tools = registry.tools();
+            let names: Vec<&str> = tools.iter().map(|tool| tool.spec.name.as_str()).collect();
             writeln!(stdout, "tools     {}    {}", names.len(), names.join(", "))?;
             if names.is_empty() {
                 writeln!(stdout, "          no backends configured: run opsgate init and add a connector")?;

@@ -110,3 +110,24 @@ async fn a_client_that_cannot_be_asked_gets_an_error_naming_the_questions() {
     ]);
     assert_eq!(cli.ask(questions(), None).await.map(|answers| answers.len()), Ok(2));
 }
+
+#[test]
+fn server_names_are_lowercase_words_with_hyphens() {
+    for good in ["memory", "server-everything", "gh2", "a"] {
+        assert!(is_valid_server_name(good), "{good}");
+    }
+    for bad in ["", "Memory", "2fa", "-x", "my_server", "a.b", "srv/1", &"x".repeat(65)] {
+        assert!(!is_valid_server_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn federated_names_split_at_the_first_double_underscore() {
+    assert_eq!(split_federated_name("mcp__memory__read_graph"), Some(("memory", "read_graph")));
+    // The server's own tool name may hold `__`: the server name cannot.
+    assert_eq!(split_federated_name("mcp__fs__read__file"), Some(("fs", "read__file")));
+    assert_eq!(split_federated_name("get_active_alerts"), None);
+    assert_eq!(split_federated_name("mcp__Bad__x"), None);
+    assert_eq!(split_federated_name("mcp__memory__"), None);
+    assert_eq!(split_federated_name("mcp__memory"), None);
+}

@@ -1,0 +1,81 @@
+//! Federation: other MCP servers behind opsgate. Their tools join the registry as
+//! `mcp__<server>__<tool>` and every call to them goes through the same pipeline as a built-in
+//! tool (identity, policy, approvals, redaction, audit with the server's name).
+//!
+//! - `config`: `mcp.json`, project over global.
+//! - `supervisor`: one task per server (connect, list, follow changes, restart with backoff, park).
+//! - `tool`: a server's tool as an opsgate `Tool`.
+//! - `env`: what a stdio child inherits.
+
+pub mod config;
+pub mod env;
+pub mod supervisor;
+pub mod tool;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use opsgate_server::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Loaded, Problem, ServerConfig, Transport};
+pub use supervisor::{ServerStatus, State};
+
+/// The running federation: a supervisor per configured server.
+pub struct Gateway {
+    statuses: supervisor::Statuses,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Gateway {
+    /// Starts a supervisor for each server and returns at once; tools appear in `registry` as
+    /// their servers connect.
+    pub fn start(registry: &Registry, servers: Vec<ServerConfig>) -> Gateway {
+        let statuses: supervisor::Statuses = Arc::new(Mutex::new(BTreeMap::new()));
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for server in servers {
+            statuses.lock().unwrap_or_else(PoisonError::into_inner).insert(
+                server.name.clone(),
+                ServerStatus {
+                    name: server.name.clone(),
+                    transport: server.transport.label(),
+                    state: State::Connecting,
+                    n_tools: 0,
+                    last_error: None,
+                    connect_latency: None,
+                    n_failures: 0,
+                    settled: false,
+                },
+            );
+            tasks.spawn(supervisor::supervise(server, registry.clone(), statuses.clone(), shutdown.clone()));
+        }
+        Gateway { statuses, shutdown, tasks }
+    }
+
+    /// Every server's status, by name.
+    pub fn statuses(&self) -> Vec<ServerStatus> {
+        self.statuses.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Waits until every server has connected or failed once, or `timeout` passes: what a
+    /// stdio session or `mcp list` waits for before answering.
+    pub async fn settle(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.statuses().iter().all(|status| status.settled) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every supervisor: connections are closed and stdio children end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

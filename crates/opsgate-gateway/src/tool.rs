@@ -1,0 +1,124 @@
+//! A federated server's tool as an opsgate `Tool`: its spec from the server's listing (named
+//! `mcp__<server>__<tool>`, effect from its annotations unless configured), its call forwarded to
+//! the server within the server's call timeout and concurrency cap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsgate_core::{CallContext, Effect, FEDERATED_PREFIX, Tool, ToolError, ToolOutput, ToolSpec};
+use rmcp::RoleClient;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::Peer;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+/// What every tool of one connected server shares: the connection, the cap and the timeout.
+#[derive(Debug)]
+pub struct Link {
+    pub server: String,
+    pub peer: Peer<RoleClient>,
+    pub slots: Semaphore,
+    pub call_timeout: Duration,
+}
+
+pub struct FederatedTool {
+    spec: ToolSpec,
+    /// The server's own name for the tool.
+    upstream_name: String,
+    link: Arc<Link>,
+}
+
+/// The effect a listing implies: `readOnlyHint` ⇒ read, `destructiveHint` ⇒ destructive, anything
+/// else (no annotations at all included) ⇒ write. Annotations are the server's claim, so a
+/// configured effect wins.
+pub fn effect_of(tool: &rmcp::model::Tool, configured: Option<Effect>) -> Effect {
+    if let Some(effect) = configured {
+        return effect;
+    }
+    let annotations = tool.annotations.as_ref();
+    match (
+        annotations.and_then(|annotations| annotations.read_only_hint),
+        annotations.and_then(|annotations| annotations.destructive_hint),
+    ) {
+        (Some(true), _) => Effect::Read,
+        (_, Some(true)) => Effect::Destructive,
+        _ => Effect::Write,
+    }
+}
+
+impl FederatedTool {
+    pub fn new(link: Arc<Link>, tool: &rmcp::model::Tool, configured: Option<Effect>) -> FederatedTool {
+        let annotations = tool.annotations.as_ref();
+        let spec = ToolSpec {
+            name: format!("{FEDERATED_PREFIX}{}__{}", link.server, tool.name),
+            title: tool
+                .title
+                .clone()
+                .or_else(|| annotations.and_then(|annotations| annotations.title.clone()))
+                .unwrap_or_else(|| tool.name.to_string()),
+            description: tool.description.as_deref().unwrap_or_default().to_string(),
+            input_schema: (*tool.input_schema).clone(),
+            // The server's structured content is not passed on yet (its text content is), so no
+            // output schema is promised.
+            output_schema: None,
+            effect: effect_of(tool, configured),
+            target_kind: None,
+            idempotent: annotations.and_then(|annotations| annotations.idempotent_hint).unwrap_or(false),
+            open_world: annotations.and_then(|annotations| annotations.open_world_hint).unwrap_or(true),
+        };
+        FederatedTool { spec, upstream_name: tool.name.to_string(), link }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for FederatedTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, _context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError> {
+        let server = &self.link.server;
+        let deadline = tokio::time::Instant::now() + self.link.call_timeout;
+        let _slot = match tokio::time::timeout_at(deadline, self.link.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(ToolError::Unavailable(format!("server {server} is shutting down"))),
+            Err(_) => {
+                return Err(ToolError::Unavailable(format!(
+                    "server {server} is busy: no call slot freed within {:?}",
+                    self.link.call_timeout
+                )));
+            }
+        };
+        if self.link.peer.is_transport_closed() {
+            return Err(ToolError::Unavailable(format!("server {server} is not connected; it is being restarted")));
+        }
+        let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
+        let result = match tokio::time::timeout_at(deadline, self.link.peer.call_tool(params)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => {
+                return Err(ToolError::Unavailable(format!("server {server} failed the call: {error}")));
+            }
+            Err(_) => {
+                return Err(ToolError::Unavailable(format!(
+                    "server {server} did not answer within {:?}",
+                    self.link.call_timeout
+                )));
+            }
+        };
+        let mut text = Vec::new();
+        let mut content = Vec::new();
+        for block in result.content {
+            match block.as_text() {
+                Some(block) => text.push(block.text.clone()),
+                None => {
+                    content.push(serde_json::to_value(&block).map_err(|error| ToolError::Internal(error.to_string()))?)
+                }
+            }
+        }
+        if result.is_error == Some(true) {
+            let message = if text.is_empty() { "the tool reported an error".to_string() } else { text.join("\n") };
+            return Err(ToolError::Backend(format!("{server}: {message}")));
+        }
+        Ok(ToolOutput { summary: text, content, ..ToolOutput::default() })
+    }
+}
