@@ -33,6 +33,20 @@ if [[ ! -x $CONFORMANCE_BIN ]] || ! grep -q "\"version\": \"$conformance_version
 fi
 export PATH="$node_bin:$PATH"
 
+# Real MCP servers from the npm registry that the federation tests put behind opsgate.
+mcp_servers_version=2026.8.31
+mcp_servers="$tools/mcp-servers"
+step "MCP servers $mcp_servers_version for the federation tests in .tools/mcp-servers"
+for package in server-everything server-memory; do
+    if ! grep -q "\"version\": \"$mcp_servers_version\"" \
+        "$mcp_servers/node_modules/@modelcontextprotocol/$package/package.json" 2>/dev/null; then
+        npm install --silent --no-audit --no-fund --prefix "$mcp_servers" \
+            "@modelcontextprotocol/server-everything@$mcp_servers_version" \
+            "@modelcontextprotocol/server-memory@$mcp_servers_version"
+        break
+    fi
+done
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -301,6 +301,10 @@ pub fn parse_call_arguments(arguments: &[String]) -> anyhow::Result<Map<String, 
 async fn call(config: RuntimeConfig, tool: String, arguments: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
     let arguments = parse_call_arguments(&arguments)?;
     let app = App::build(&config, &ProcessEnv).await?;
+    if opsgate_core::split_federated_name(&tool).is_some() {
+        // A federated tool exists once its server has connected.
+        app.gateway.settle(opsgate_gateway::config::DEFAULT_CONNECT_TIMEOUT).await;
+    }
     let outcome = app
         .mcp
         .pipeline
