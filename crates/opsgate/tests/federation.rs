@@ -80,7 +80,9 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
     assert!(!names.iter().any(|name| name.starts_with("mcp__ghost__")), "{names:?}");
 
     let echo = client
-        .call_tool(CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": "hi"}))))
+        .call_tool(
+            CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": "hi"}))),
+        )
         .await?;
     assert_eq!(echo.is_error, Some(false), "{echo:?}");
     assert_eq!(text_of(&echo), "Echo: hi");
@@ -96,7 +98,9 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
 
     // The server's own validation error comes back as a tool error, not a crash.
     let bad = client
-        .call_tool(CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": 42}))))
+        .call_tool(
+            CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": 42}))),
+        )
         .await?;
     assert_eq!(bad.is_error, Some(true), "{bad:?}");
     client.cancel().await?;
