@@ -26,6 +26,8 @@ pub use supervisor::{ServerStatus, State};
 /// The running federation: a supervisor per configured server.
 pub struct Gateway {
     statuses: supervisor::Statuses,
+    /// The longest connect timeout of its servers: how long `settle` waits at most.
+    longest_connect: Duration,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -37,6 +39,7 @@ impl Gateway {
         let statuses: supervisor::Statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let longest_connect = servers.iter().map(|server| server.connect_timeout).max().unwrap_or_default();
         for server in servers {
             statuses.lock().unwrap_or_else(PoisonError::into_inner).insert(
                 server.name.clone(),
@@ -48,12 +51,11 @@ impl Gateway {
                     last_error: None,
                     connect_latency: None,
                     n_failures: 0,
-                    settled: false,
                 },
             );
             tasks.spawn(supervisor::supervise(server, registry.clone(), statuses.clone(), shutdown.clone()));
         }
-        Gateway { statuses, shutdown, tasks }
+        Gateway { statuses, longest_connect, shutdown, tasks }
     }
 
     /// Every server's status, by name.
@@ -61,12 +63,12 @@ impl Gateway {
         self.statuses.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
     }
 
-    /// Waits until every server has connected or failed once, or `timeout` passes: what a
-    /// stdio session or `mcp list` waits for before answering.
-    pub async fn settle(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Waits until every server has connected or failed once (at most the longest connect
+    /// timeout): what a one-shot command calling a federated tool waits for.
+    pub async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + self.longest_connect + Duration::from_millis(100);
         while tokio::time::Instant::now() < deadline {
-            if self.statuses().iter().all(|status| status.settled) {
+            if self.statuses().iter().all(ServerStatus::settled) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

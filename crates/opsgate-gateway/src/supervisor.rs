@@ -65,8 +65,13 @@ pub struct ServerStatus {
     pub connect_latency: Option<Duration>,
     /// Connections that ended or failed since opsgate started.
     pub n_failures: u32,
-    /// Set once the server has been tried at least once (connected or failed).
-    pub settled: bool,
+}
+
+impl ServerStatus {
+    /// Whether the server has been tried at least once: it connected or it failed.
+    pub fn settled(&self) -> bool {
+        self.connect_latency.is_some() || self.n_failures > 0
+    }
 }
 
 pub type Statuses = Arc<Mutex<BTreeMap<String, ServerStatus>>>;
@@ -123,7 +128,6 @@ pub async fn supervise(config: ServerConfig, registry: Registry, statuses: Statu
         update(&statuses, &name, |status| {
             status.n_tools = 0;
             status.n_failures += 1;
-            status.settled = true;
             status.state = if parked { State::Parked } else { State::Retrying };
             status.last_error = Some(if parked {
                 format!("{reason}; parked after {n_recent} failures within {}s", CRASH_WINDOW.as_secs())
@@ -173,7 +177,6 @@ async fn run_once(
         status.state = State::Ready;
         status.n_tools = n_tools;
         status.connect_latency = Some(latency);
-        status.settled = true;
     });
     let mut waiting = std::pin::pin!(service.waiting());
     loop {

@@ -89,9 +89,6 @@ impl Tool for FederatedTool {
                 )));
             }
         };
-        if self.link.peer.is_transport_closed() {
-            return Err(ToolError::Unavailable(format!("server {server} is not connected; it is being restarted")));
-        }
         let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
         let result = match tokio::time::timeout_at(deadline, self.link.peer.call_tool(params)).await {
             Ok(Ok(result)) => result,
@@ -120,5 +117,37 @@ impl Tool for FederatedTool {
             return Err(ToolError::Backend(format!("{server}: {message}")));
         }
         Ok(ToolOutput { summary: text, content, ..ToolOutput::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rmcp::model::ToolAnnotations;
+
+    use super::*;
+
+    fn listed(annotations: Option<ToolAnnotations>) -> rmcp::model::Tool {
+        let tool = rmcp::model::Tool::new("t", "a tool", Arc::new(serde_json::Map::new()));
+        match annotations {
+            Some(annotations) => tool.annotate(annotations),
+            None => tool,
+        }
+    }
+
+    #[test]
+    fn the_effect_comes_from_annotations_unless_configured_and_unknown_is_a_write() {
+        let hints = |read_only, destructive| Some(ToolAnnotations::from_raw(None, read_only, destructive, None, None));
+        assert_eq!(effect_of(&listed(hints(Some(true), None)), None), Effect::Read);
+        // A read-only claim wins over a destructive one: nothing is changed by a read.
+        assert_eq!(effect_of(&listed(hints(Some(true), Some(true))), None), Effect::Read);
+        assert_eq!(effect_of(&listed(hints(Some(false), Some(true))), None), Effect::Destructive);
+        assert_eq!(effect_of(&listed(hints(Some(false), Some(false))), None), Effect::Write);
+        assert_eq!(effect_of(&listed(hints(None, None)), None), Effect::Write);
+        assert_eq!(effect_of(&listed(None), None), Effect::Write);
+        // The configuration is the operator's word; annotations are the server's claim.
+        assert_eq!(effect_of(&listed(hints(Some(true), None)), Some(Effect::Destructive)), Effect::Destructive);
+        assert_eq!(effect_of(&listed(None), Some(Effect::Read)), Effect::Read);
     }
 }

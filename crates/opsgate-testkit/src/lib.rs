@@ -1,5 +1,6 @@
 //! The one test harness: starts real backends (Prometheus, Alertmanager, PostgreSQL) and a
-//! scrapeable fake exporter on loopback ports, for integration tests.
+//! scrapeable fake exporter on loopback ports, for integration tests, and finds the real MCP
+//! servers the federation tests run.
 //!
 //! Every handle owns its process and its temporary directory; dropping the handle stops the
 //! process and deletes the directory. A watchdog (see `process.rs`) does the same when the test
@@ -28,12 +29,14 @@
 
 mod alertmanager;
 mod exporter;
+mod mcp_servers;
 mod postgres;
 mod process;
 mod prometheus;
 
 pub use alertmanager::{Alertmanager, AlertmanagerOptions};
 pub use exporter::Exporter;
+pub use mcp_servers::mcp_server_script;
 pub use postgres::Postgres;
 pub use prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
 

@@ -28,8 +28,9 @@ pub struct App {
     pub policy_watch: Option<tokio::task::JoinHandle<()>>,
     /// Marks approval requests whose time ran out as expired.
     pub expiry_sweep: tokio::task::JoinHandle<()>,
-    /// The federated MCP servers of `.opsgate/mcp.json` and the global `mcp.json`.
-    pub gateway: opsgate_gateway::Gateway,
+    /// The federated MCP servers of `.opsgate/mcp.json` and the global `mcp.json`, once
+    /// `start_gateway` started them (commands that call no federated tool never do).
+    pub gateway: Option<opsgate_gateway::Gateway>,
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
@@ -129,14 +130,40 @@ impl App {
         });
         let policy_watch = policy_files::watch(policy, config);
         let expiry_sweep = tokio::spawn(expire_approvals(store.clone()));
-        let gateway = start_gateway(&mcp, env)?;
-        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway })
+        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway: None })
+    }
+
+    /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
+    /// the global `mcp.json` (once); their tools join the registry as they connect. Entries that
+    /// cannot be used are logged with file, server and reason, and the rest start.
+    pub fn start_gateway(&mut self, env: &impl Env) -> anyhow::Result<&opsgate_gateway::Gateway> {
+        if self.gateway.is_none() {
+            let project_dir = std::env::current_dir().context("cannot read the current directory")?;
+            let (project, global) = opsgate_gateway::config::default_paths(&project_dir);
+            let loaded = opsgate_gateway::config::load(&project, global.as_deref(), &|name| env.var(name));
+            for problem in &loaded.problems {
+                tracing::warn!(%problem, "federated MCP server configuration");
+            }
+            self.gateway = Some(opsgate_gateway::Gateway::start(self.mcp.pipeline.registry(), loaded.servers));
+        }
+        Ok(self.gateway.as_ref().expect("started above"))
+    }
+
+    /// For a one-shot command about `tool`: when it is federated, starts the servers and waits
+    /// until each has connected or failed once, so that the tool exists if its server is up.
+    pub async fn reach_tool(&mut self, tool: &str, env: &impl Env) -> anyhow::Result<()> {
+        if opsgate_core::split_federated_name(tool).is_some() {
+            self.start_gateway(env)?.settle().await;
+        }
+        Ok(())
     }
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
         let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway } = self;
-        gateway.shutdown().await;
+        if let Some(gateway) = gateway {
+            gateway.shutdown().await;
+        }
         expiry_sweep.abort();
         if let Some(watch) = policy_watch {
             watch.abort();
@@ -147,19 +174,6 @@ impl App {
         }
         store.close().await;
     }
-}
-
-/// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and the
-/// global `mcp.json`; their tools join the registry as they connect. Entries that cannot be used
-/// are logged with file, server and reason, and the rest start.
-fn start_gateway(mcp: &McpState, env: &impl Env) -> anyhow::Result<opsgate_gateway::Gateway> {
-    let project_dir = std::env::current_dir().context("cannot read the current directory")?;
-    let (project, global) = opsgate_gateway::config::default_paths(&project_dir);
-    let loaded = opsgate_gateway::config::load(&project, global.as_deref(), &|name| env.var(name));
-    for problem in &loaded.problems {
-        tracing::warn!(%problem, "federated MCP server configuration");
-    }
-    Ok(opsgate_gateway::Gateway::start(mcp.pipeline.registry(), loaded.servers))
 }
 
 /// Sent to clients at initialize: how to use the tools well, in few words.

@@ -73,7 +73,12 @@ fn print_list(approvals: Vec<Approval>, json: bool) -> anyhow::Result<ExitCode> 
 /// Records the decision as the local user; when it completes the approvals, the call runs here
 /// and its outcome is printed. A refused decision exits 1 with the reason (and is audited).
 async fn decide(config: &RuntimeConfig, id: &str, approve: bool, comment: Option<&str>) -> anyhow::Result<ExitCode> {
-    let app = App::build(config, &ProcessEnv).await?;
+    let mut app = App::build(config, &ProcessEnv).await?;
+    // A decision that completes the approvals runs the call here: a federated tool needs its
+    // server connected first.
+    if approve && let Ok(Some(approval)) = app.store.approval(id).await {
+        app.reach_tool(&approval.request.tool, &ProcessEnv).await?;
+    }
     let principal = local_principal(config);
     let decided = app.mcp.pipeline.decide_approval(&principal, id, approve, comment).await;
     let stored = match &decided {

@@ -239,7 +239,8 @@ pub fn local_principal(config: &RuntimeConfig) -> Principal {
 }
 
 async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
-    let app = App::build(&config, &ProcessEnv).await?;
+    let mut app = App::build(&config, &ProcessEnv).await?;
+    app.start_gateway(&ProcessEnv)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -266,7 +267,8 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
 }
 
 async fn stdio(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
-    let app = App::build(&config, &ProcessEnv).await?;
+    let mut app = App::build(&config, &ProcessEnv).await?;
+    app.start_gateway(&ProcessEnv)?;
     let handler = OpsgateMcp::new(app.mcp.clone(), local_principal(&config));
     let service = handler.serve(rmcp::transport::stdio()).await.context("MCP handshake on stdio failed")?;
     tokio::select! {
@@ -300,11 +302,8 @@ pub fn parse_call_arguments(arguments: &[String]) -> anyhow::Result<Map<String, 
 
 async fn call(config: RuntimeConfig, tool: String, arguments: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
     let arguments = parse_call_arguments(&arguments)?;
-    let app = App::build(&config, &ProcessEnv).await?;
-    if opsgate_core::split_federated_name(&tool).is_some() {
-        // A federated tool exists once its server has connected.
-        app.gateway.settle(opsgate_gateway::config::DEFAULT_CONNECT_TIMEOUT).await;
-    }
+    let mut app = App::build(&config, &ProcessEnv).await?;
+    app.reach_tool(&tool, &ProcessEnv).await?;
     let outcome = app
         .mcp
         .pipeline

@@ -1,28 +1,19 @@
 //! Federation end to end: `opsgate stdio` with a project `.opsgate/mcp.json` naming real MCP
-//! servers from the npm registry (installed into `.tools/mcp-servers` by `scripts/test.sh`), and
-//! an MCP client that lists and calls their tools through opsgate.
+//! servers from the npm registry (see `opsgate_testkit::mcp_server_script`), and an MCP client
+//! that lists and calls their tools through opsgate.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use opsgate_testkit::mcp_server_script;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
-
-/// The installed package's entry point; missing means `scripts/test.sh` did not run its install.
-fn server_script(package: &str) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = root.join(".tools/mcp-servers/node_modules/@modelcontextprotocol").join(package).join("dist/index.js");
-    if !script.exists() {
-        bail!("{} is missing: run scripts/test.sh, which installs the MCP servers the tests use", script.display());
-    }
-    Ok(script)
-}
 
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
     serde_json::to_value(&result.content).unwrap_or_default()[0]["text"].as_str().unwrap_or_default().to_string()
@@ -38,9 +29,9 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
     let project = dir.path().join("project");
     std::fs::create_dir_all(project.join(".opsgate"))?;
     let config = json!({"mcpServers": {
-        "everything": {"command": "node", "args": [server_script("server-everything")?, "stdio"]},
+        "everything": {"command": "node", "args": [mcp_server_script("server-everything")?, "stdio"]},
         // A project entry replaces the global one of the same name.
-        "memory": {"transport": "stdio", "command": "node", "args": [server_script("server-memory")?],
+        "memory": {"transport": "stdio", "command": "node", "args": [mcp_server_script("server-memory")?],
                    "env": {"MEMORY_FILE_PATH": dir.path().join("memory.jsonl")}},
         // A server that cannot start never keeps the others from working.
         "ghost": {"command": dir.path().join("no-such-server")},
@@ -132,5 +123,66 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
             "mcp__everything__echo@everything:tool_error",
         ]
     );
+    Ok(())
+}
+
+/// `opsgate` in `project` (data in `project/data`, no global `mcp.json`) as the local user
+/// `user`, with `config`.
+fn opsgate_as(project: &Path, user: &str, config: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(project.join("data"))
+        .args(args)
+        .current_dir(project)
+        .env("XDG_CONFIG_HOME", project.join("no-global-config"))
+        .env("USER", user)
+        .env_remove("OPSGATE_CONFIG")
+        .output()?)
+}
+
+/// A federated write that policy sends to humans waits for approval, and the approver's
+/// `opsgate approvals approve` runs it, reaching the server from the CLI process.
+#[test]
+fn a_federated_write_runs_once_another_user_approves_it_from_the_cli() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".opsgate"))?;
+    let memory_file = dir.path().join("memory.jsonl");
+    let servers = json!({"mcpServers": {"memory": {
+        "command": "node", "args": [mcp_server_script("server-memory")?], "env": {"MEMORY_FILE_PATH": memory_file}
+    }}});
+    std::fs::write(project.join(".opsgate/mcp.json"), servers.to_string())?;
+    std::fs::write(
+        project.join("memory.rego"),
+        "package opsgate\n\napproval contains {\"approvals_required\": 1, \"approver_roles\": [\"approver\"], \
+         \"reason\": \"memory is shared\"} if {\n\tinput.tool.server == \"memory\"\n\tinput.tool.effect != \"read\"\n}\n",
+    )?;
+    let config_for = |roles: &str| -> Result<std::path::PathBuf> {
+        let path = project.join(format!("{roles}.toml"));
+        std::fs::write(&path, format!("[identity]\nlocal_roles = [{roles:?}]\n[policy]\nfiles = [\"memory.rego\"]\n"))?;
+        Ok(path)
+    };
+    let (operator, approver) = (config_for("operator")?, config_for("approver")?);
+
+    let entities = r#"entities:=[{"name":"payments-api","entityType":"service","observations":["owned by team-pay"]}]"#;
+    let requested = opsgate_as(
+        &project,
+        "alice",
+        &operator,
+        &["call", "mcp__memory__create_entities", "--json", "--arg", entities],
+    )?;
+    let pending: Value = serde_json::from_slice(&requested.stdout)
+        .with_context(|| format!("call output: {}", String::from_utf8_lossy(&requested.stderr)))?;
+    assert_eq!(pending["status"], "pending_approval", "{pending}");
+    let id = pending["approval_id"].as_str().context("approval id")?.to_string();
+    assert!(!memory_file.exists() || !std::fs::read_to_string(&memory_file)?.contains("payments-api"));
+
+    let approved = opsgate_as(&project, "bob", &approver, &["approvals", "approve", &id])?;
+    let stdout = String::from_utf8_lossy(&approved.stdout);
+    assert!(approved.status.success(), "{stdout}{}", String::from_utf8_lossy(&approved.stderr));
+    assert!(stdout.contains("executed by user:bob"), "{stdout}");
+    assert!(std::fs::read_to_string(&memory_file)?.contains("owned by team-pay"));
     Ok(())
 }

@@ -129,11 +129,7 @@ pub fn load(project: &Path, global: Option<&Path>, lookup: &dyn Fn(&str) -> Opti
 }
 
 /// The entries of one file, in file order, with its problems added to `problems`.
-pub fn read_file(
-    file: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Problem>,
-) -> Vec<ServerConfig> {
+fn read_file(file: &Path, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) -> Vec<ServerConfig> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
