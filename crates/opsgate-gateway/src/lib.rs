@@ -5,10 +5,12 @@
 //! - `config`: `mcp.json`, project over global.
 //! - `supervisor`: one task per server (connect, list, follow changes, restart with backoff, park).
 //! - `tool`: a server's tool as an opsgate `Tool`.
+//! - `pin`: tool definitions pinned on first sight; a changed one is quarantined.
 //! - `env`: what a stdio child inherits.
 
 pub mod config;
 pub mod env;
+pub mod pin;
 pub mod supervisor;
 pub mod tool;
 
@@ -17,10 +19,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use opsgate_server::Registry;
+use opsgate_store::Store;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Loaded, Problem, ServerConfig, Transport};
+pub use pin::Quarantined;
 pub use supervisor::{ServerStatus, State};
 
 /// The running federation: a supervisor per configured server.
@@ -34,8 +38,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts a supervisor for each server and returns at once; tools appear in `registry` as
-    /// their servers connect.
-    pub fn start(registry: &Registry, servers: Vec<ServerConfig>) -> Gateway {
+    /// their servers connect, checked against their pins in `store`.
+    pub fn start(registry: &Registry, store: &Store, servers: Vec<ServerConfig>) -> Gateway {
         let statuses: supervisor::Statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -51,9 +55,16 @@ impl Gateway {
                     last_error: None,
                     connect_latency: None,
                     n_failures: 0,
+                    quarantined: Vec::new(),
                 },
             );
-            tasks.spawn(supervisor::supervise(server, registry.clone(), statuses.clone(), shutdown.clone()));
+            let shared = supervisor::Shared {
+                registry: registry.clone(),
+                store: store.clone(),
+                statuses: statuses.clone(),
+                shutdown: shutdown.clone(),
+            };
+            tasks.spawn(supervisor::supervise(server, shared));
         }
         Gateway { statuses, longest_connect, shutdown, tasks }
     }

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use opsgate_core::Tool;
-use opsgate_server::Registry;
+use opsgate_server::{Registry, ServerTool};
+use opsgate_store::Store;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerConfig, Transport};
+use crate::pin::{self, Quarantined};
 use crate::tool::{FederatedTool, Link};
 
 /// Failures within `CRASH_WINDOW` that park a server.
@@ -29,6 +30,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STDERR_LINES_PER_SECOND: u32 = 50;
 /// The longest stderr line logged; longer ones are cut.
 const STDERR_LINE_CHARS: usize = 1_000;
+/// While a server has quarantined tools, how often its pins are read again, so that a tool
+/// trusted with `opsgate mcp trust` (another process) comes back without a restart.
+const PIN_RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -65,6 +69,8 @@ pub struct ServerStatus {
     pub connect_latency: Option<Duration>,
     /// Connections that ended or failed since opsgate started.
     pub n_failures: u32,
+    /// Tools whose definition changed since they were pinned: hidden and denied.
+    pub quarantined: Vec<Quarantined>,
 }
 
 impl ServerStatus {
@@ -98,20 +104,32 @@ impl ClientHandler for Upstream {
     }
 }
 
-pub async fn supervise(config: ServerConfig, registry: Registry, statuses: Statuses, shutdown: CancellationToken) {
+/// What every supervisor shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Registry,
+    /// Where tool pins live.
+    pub store: Store,
+    pub statuses: Statuses,
+    pub shutdown: CancellationToken,
+}
+
+pub async fn supervise(config: ServerConfig, shared: Shared) {
+    let Shared { registry, statuses, shutdown, .. } = &shared;
     let name = config.name.clone();
     let mut failures: Vec<Instant> = Vec::new();
     loop {
-        update(&statuses, &name, |status| status.state = State::Connecting);
+        update(statuses, &name, |status| status.state = State::Connecting);
         let outcome = tokio::select! {
-            outcome = run_once(&config, &registry, &statuses, &shutdown) => outcome,
+            outcome = run_once(&config, &shared) => outcome,
             () = shutdown.cancelled() => Ok(()),
         };
         registry.remove_server(&name);
         if shutdown.is_cancelled() {
-            update(&statuses, &name, |status| {
+            update(statuses, &name, |status| {
                 status.state = State::Stopped;
                 status.n_tools = 0;
+                status.quarantined.clear();
             });
             return;
         }
@@ -125,8 +143,9 @@ pub async fn supervise(config: ServerConfig, registry: Registry, statuses: Statu
         let n_recent = failures.len() as u32;
         tracing::warn!(server = %name, reason = %reason, n_recent, "federated server failed");
         let parked = n_recent >= CRASH_BUDGET;
-        update(&statuses, &name, |status| {
+        update(statuses, &name, |status| {
             status.n_tools = 0;
+            status.quarantined.clear();
             status.n_failures += 1;
             status.state = if parked { State::Parked } else { State::Retrying };
             status.last_error = Some(if parked {
@@ -143,7 +162,7 @@ pub async fn supervise(config: ServerConfig, registry: Registry, statuses: Statu
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = shutdown.cancelled() => {
-                update(&statuses, &name, |status| status.state = State::Stopped);
+                update(statuses, &name, |status| status.state = State::Stopped);
                 return;
             }
         }
@@ -151,12 +170,7 @@ pub async fn supervise(config: ServerConfig, registry: Registry, statuses: Statu
 }
 
 /// One connection's life: connect, list, follow list changes; returns when it ends.
-async fn run_once(
-    config: &ServerConfig,
-    registry: &Registry,
-    statuses: &Statuses,
-    shutdown: &CancellationToken,
-) -> Result<(), String> {
+async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> {
     let (tools_changed, mut changes) = mpsc::unbounded_channel();
     let handler = Upstream { tools_changed };
     let started = Instant::now();
@@ -171,14 +185,17 @@ async fn run_once(
         slots: Semaphore::new(config.max_concurrency),
         call_timeout: config.call_timeout,
     });
-    let n_tools = relist(config, registry, &link).await?;
-    tracing::info!(server = %config.name, n_tools, latency_ms = latency.as_millis() as u64, "federated server ready");
-    update(statuses, &config.name, |status| {
+    let mut listed = list(config, &link).await?;
+    let verdicts = judge(config, &shared.store, &listed).await?;
+    let mut n_quarantined = register(config, shared, &link, &listed, verdicts);
+    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, "federated server ready");
+    update(&shared.statuses, &config.name, |status| {
         status.state = State::Ready;
-        status.n_tools = n_tools;
         status.connect_latency = Some(latency);
     });
     let mut waiting = std::pin::pin!(service.waiting());
+    let mut recheck = tokio::time::interval(PIN_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             quit = &mut waiting => {
@@ -189,35 +206,77 @@ async fn run_once(
             }
             Some(()) = changes.recv() => {
                 while changes.try_recv().is_ok() {}
-                let n_tools = relist(config, registry, &link).await?;
-                tracing::info!(server = %config.name, n_tools, "federated server's tools changed");
-                update(statuses, &config.name, |status| status.n_tools = n_tools);
+                listed = list(config, &link).await?;
+                let verdicts = judge(config, &shared.store, &listed).await?;
+                n_quarantined = register(config, shared, &link, &listed, verdicts);
+                tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, "federated server's tools changed");
             }
-            () = shutdown.cancelled() => return Ok(()),
+            _ = recheck.tick(), if n_quarantined > 0 => {
+                // Someone may have trusted the new definitions meanwhile; only a change in what
+                // is quarantined is registered (and announced to clients).
+                let verdicts = judge(config, &shared.store, &listed).await?;
+                if verdicts.quarantined.len() != n_quarantined {
+                    n_quarantined = register(config, shared, &link, &listed, verdicts);
+                }
+            }
+            () = shared.shutdown.cancelled() => return Ok(()),
         }
     }
 }
 
-/// Lists the server's tools into the registry (which tells clients); returns how many.
-async fn relist(config: &ServerConfig, registry: &Registry, link: &Arc<Link>) -> Result<usize, String> {
-    let listed = match tokio::time::timeout(config.call_timeout, link.peer.list_all_tools()).await {
-        Ok(Ok(tools)) => tools,
-        Ok(Err(error)) => return Err(format!("tools/list failed: {error}")),
-        Err(_) => return Err(format!("no answer to tools/list within {:?}", config.call_timeout)),
-    };
-    let tools: Vec<Arc<dyn Tool>> = listed
+async fn list(config: &ServerConfig, link: &Link) -> Result<Vec<rmcp::model::Tool>, String> {
+    match tokio::time::timeout(config.call_timeout, link.peer.list_all_tools()).await {
+        Ok(Ok(tools)) => Ok(tools),
+        Ok(Err(error)) => Err(format!("tools/list failed: {error}")),
+        Err(_) => Err(format!("no answer to tools/list within {:?}", config.call_timeout)),
+    }
+}
+
+/// Judges a listing against the server's pins, pinning the tools seen for the first time.
+async fn judge(config: &ServerConfig, store: &Store, listed: &[rmcp::model::Tool]) -> Result<pin::Verdicts, String> {
+    let server = &config.name;
+    let pins = store.tool_pins(server).await.map_err(|error| format!("cannot read the tool pins: {error}"))?;
+    let verdicts = pin::judge(server, listed, &pins, &opsgate_store::now_rfc3339());
+    if !verdicts.new_pins.is_empty() {
+        store.pin_new_tools(&verdicts.new_pins).await.map_err(|error| format!("cannot pin the tools: {error}"))?;
+    }
+    Ok(verdicts)
+}
+
+/// Puts a listing in the registry (which tells clients), the tools whose definition changed
+/// quarantined, and updates the server's status. Returns how many are quarantined.
+fn register(
+    config: &ServerConfig,
+    shared: &Shared,
+    link: &Arc<Link>,
+    listed: &[rmcp::model::Tool],
+    verdicts: pin::Verdicts,
+) -> usize {
+    let server = &config.name;
+    for quarantined in &verdicts.quarantined {
+        tracing::warn!(server = %server, tool = %quarantined.pinned.tool, changed = %quarantined.changed.join(","), "federated tool quarantined: its definition changed since it was pinned");
+    }
+    let tools: Vec<ServerTool> = listed
         .iter()
         .map(|tool| {
             let configured = config.effects.get(tool.name.as_ref()).copied();
-            Arc::new(FederatedTool::new(link.clone(), tool, configured)) as Arc<dyn Tool>
+            ServerTool {
+                tool: Arc::new(FederatedTool::new(link.clone(), tool, configured)),
+                quarantine: verdicts.quarantine_of(&tool.name).map(Quarantined::reason),
+            }
         })
         .collect();
-    let n_listed = tools.len();
-    let problems = registry.set_server_tools(&config.name, tools);
+    let problems = shared.registry.set_server_tools(server, tools);
     for problem in &problems {
-        tracing::warn!(server = %config.name, %problem, "federated tool left out");
+        tracing::warn!(server = %server, %problem, "federated tool left out");
     }
-    Ok(n_listed - problems.len())
+    let n_quarantined = verdicts.quarantined.len();
+    let n_tools = listed.len() - problems.len() - n_quarantined;
+    update(&shared.statuses, server, |status| {
+        status.n_tools = n_tools;
+        status.quarantined = verdicts.quarantined;
+    });
+    n_quarantined
 }
 
 async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningService<RoleClient, Upstream>, String> {

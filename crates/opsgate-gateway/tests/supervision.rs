@@ -10,6 +10,7 @@ use opsgate_gateway::config::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
 use opsgate_gateway::supervisor::CRASH_BUDGET;
 use opsgate_gateway::{Gateway, ServerConfig, ServerStatus, State, Transport};
 use opsgate_server::{Change, Registry};
+use opsgate_store::Store;
 
 fn stdio_server(name: &str, command: &str, args: Vec<String>) -> ServerConfig {
     ServerConfig {
@@ -22,6 +23,12 @@ fn stdio_server(name: &str, command: &str, args: Vec<String>) -> ServerConfig {
         allow_env: Vec::new(),
         effects: BTreeMap::new(),
     }
+}
+
+/// A store for the tool pins, in a directory that lives as long as the test.
+async fn pin_store() -> Result<(Store, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    Ok((Store::open_sqlite(dir.path()).await?, dir))
 }
 
 /// The only server's status once `done` holds for it (30 s at most).
@@ -42,7 +49,9 @@ async fn wait_for(gateway: &Gateway, what: &str, done: impl Fn(&ServerStatus) ->
 #[tokio::test]
 async fn a_server_that_keeps_failing_is_parked_with_the_reason() -> Result<()> {
     let registry = Registry::default();
-    let gateway = Gateway::start(&registry, vec![stdio_server("flaky", "sh", vec!["-c".into(), "exit 3".into()])]);
+    let (store, _dir) = pin_store().await?;
+    let gateway =
+        Gateway::start(&registry, &store, vec![stdio_server("flaky", "sh", vec!["-c".into(), "exit 3".into()])]);
     let status = wait_for(&gateway, "parking", |status| status.state == State::Parked).await?;
     assert_eq!(status.n_failures, CRASH_BUDGET);
     let reason = status.last_error.unwrap_or_default();
@@ -58,7 +67,8 @@ async fn a_killed_stdio_server_restarts_and_its_tools_come_back() -> Result<()> 
     let script = opsgate_testkit::mcp_server_script("server-memory")?;
     let registry = Registry::default();
     let server = stdio_server("memory", "node", vec![script.display().to_string(), marker.clone()]);
-    let gateway = Gateway::start(&registry, vec![server]);
+    let (store, _dir) = pin_store().await?;
+    let gateway = Gateway::start(&registry, &store, vec![server]);
     wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
     assert!(registry.get("mcp__memory__read_graph").is_some());
 

@@ -375,6 +375,11 @@ impl Pipeline {
             ));
         };
         let spec = &registered.spec;
+        if let Some(reason) = &registered.quarantine {
+            audit.decision = "deny".to_string();
+            audit.reason = Some(format!("quarantined: {reason}"));
+            return CallOutcome::Denied(format!("denied: {tool_name} is quarantined: {reason}"));
+        }
 
         // A retry: verify the state before anything reads it. Answers carried in the state come
         // first so that what the client sends now wins for the keys it answers again.
@@ -710,6 +715,12 @@ impl Pipeline {
         let Some(registered) = self.registry.get(&request.tool) else {
             return CallOutcome::ToolError(format!("tool {} is no longer available", request.tool));
         };
+        if let Some(reason) = &registered.quarantine {
+            return CallOutcome::Denied(format!(
+                "{} is quarantined now: {reason}; the approved call was not run",
+                request.tool
+            ));
+        }
         let arguments = match serde_json::from_str::<Value>(&request.arguments) {
             Ok(Value::Object(arguments)) => arguments,
             _ => return CallOutcome::Internal("the stored arguments are not a JSON object".to_string()),

@@ -50,6 +50,16 @@ pub struct RegisteredTool {
     /// A federated server's tool: its arguments reach the server as the client sent them (the
     /// pipeline takes no `target` or `cursor` out of them).
     pub federated: bool,
+    /// Why a federated tool is quarantined (its definition changed since it was pinned): it is
+    /// left out of `tools/list` and every call to it is denied, and audited, with this reason.
+    pub quarantine: Option<Arc<str>>,
+}
+
+/// A federated server's tool as the gateway hands it over: the tool, and whether it is
+/// quarantined and why.
+pub struct ServerTool {
+    pub tool: Arc<dyn Tool>,
+    pub quarantine: Option<String>,
 }
 
 /// The tools of federated servers, by server (in name order, which is their `tools/list` order)
@@ -129,19 +139,23 @@ impl Registry {
         }
         self.order.push(spec.name.clone());
         let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
-        self.tools.insert(spec.name.clone(), RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: false });
+        self.tools.insert(
+            spec.name.clone(),
+            RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: false, quarantine: None },
+        );
         Ok(())
     }
 
     /// Replaces every tool of the federated server `server` with `tools`, whose names must be
     /// `mcp__<server>__<tool>`, and tells subscribed clients the list changed. Their schemas are
     /// the server's own: nothing is added. A tool with a bad or repeated name is left out and
-    /// reported; the others are registered.
-    pub fn set_server_tools(&self, server: &str, tools: Vec<Arc<dyn Tool>>) -> Vec<RegistryError> {
+    /// reported; the others are registered. Quarantined tools are registered (a call to one is
+    /// denied with its reason) but not listed.
+    pub fn set_server_tools(&self, server: &str, tools: Vec<ServerTool>) -> Vec<RegistryError> {
         let prefix = format!("{}{server}__", opsgate_core::FEDERATED_PREFIX);
         let mut problems = Vec::new();
         let mut registered: Vec<RegisteredTool> = Vec::with_capacity(tools.len());
-        for tool in tools {
+        for ServerTool { tool, quarantine } in tools {
             let spec = tool.spec().clone();
             if !spec.name.starts_with(&prefix) || spec.name.len() == prefix.len() {
                 problems.push(RegistryError::NotNamespaced { server: server.to_string(), tool: spec.name });
@@ -156,7 +170,13 @@ impl Registry {
                 continue;
             }
             let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
-            registered.push(RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: true });
+            registered.push(RegisteredTool {
+                tool,
+                spec: Arc::new(spec),
+                mcp,
+                federated: true,
+                quarantine: quarantine.map(Arc::from),
+            });
         }
         {
             let mut federated = self.federated.write().unwrap_or_else(PoisonError::into_inner);
@@ -205,13 +225,14 @@ impl Registry {
         self.federated.read().unwrap_or_else(PoisonError::into_inner).by_name.get(name).cloned()
     }
 
-    /// Every tool, in `tools/list` order: built-in tools as registered, then each federated
-    /// server's (servers by name, tools in the server's order).
+    /// Every tool clients may see, in `tools/list` order: built-in tools as registered, then
+    /// each federated server's (servers by name, tools in the server's order) but the
+    /// quarantined ones.
     pub fn tools(&self) -> Vec<RegisteredTool> {
         let mut tools: Vec<RegisteredTool> =
             self.order.iter().filter_map(|name| self.tools.get(name)).cloned().collect();
         let federated = self.federated.read().unwrap_or_else(PoisonError::into_inner);
-        tools.extend(federated.by_server.values().flatten().cloned());
+        tools.extend(federated.by_server.values().flatten().filter(|tool| tool.quarantine.is_none()).cloned());
         tools
     }
 

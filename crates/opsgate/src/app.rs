@@ -144,7 +144,8 @@ impl App {
             for problem in &loaded.problems {
                 tracing::warn!(%problem, "federated MCP server configuration");
             }
-            self.gateway = Some(opsgate_gateway::Gateway::start(self.mcp.pipeline.registry(), loaded.servers));
+            self.gateway =
+                Some(opsgate_gateway::Gateway::start(self.mcp.pipeline.registry(), &self.store, loaded.servers));
         }
         Ok(self.gateway.as_ref().expect("started above"))
     }
