@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real backends the integration tests start (see crates/opsgate-testkit):
 # Prometheus, Alertmanager, node_exporter and PostgreSQL, from Debian packages; and what the build
-# and the conformance run need (OpenSSL headers, pkg-config, npm).
+# and the conformance run need (OpenSSL headers, pkg-config, npm), and Python's venv for the
+# federation tests.
 # Idempotent: installs only what is missing and runs `apt-get update` only when it must.
 # Runs as root (CI is root). Packaged services are kept from starting: the tests run their
 # own instances on ephemeral loopback ports and a system Prometheus on :9090 would only get
@@ -29,6 +30,9 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The federation tests run a Python MCP server from a virtual environment in .tools/.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-deps.sh: all test dependencies present"

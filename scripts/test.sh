@@ -33,19 +33,30 @@ if [[ ! -x $CONFORMANCE_BIN ]] || ! grep -q "\"version\": \"$conformance_version
 fi
 export PATH="$node_bin:$PATH"
 
-# Real MCP servers from the npm registry that the federation tests put behind opsgate.
+# Real MCP servers from the registries that the federation tests put behind opsgate: the
+# reference servers from npm, and the Python SDK (2.x) for a server written with it.
 mcp_servers_version=2026.8.31
 mcp_servers="$tools/mcp-servers"
 step "MCP servers $mcp_servers_version for the federation tests in .tools/mcp-servers"
-for package in server-everything server-memory; do
+for package in server-everything server-memory server-filesystem; do
     if ! grep -q "\"version\": \"$mcp_servers_version\"" \
         "$mcp_servers/node_modules/@modelcontextprotocol/$package/package.json" 2>/dev/null; then
         npm install --silent --no-audit --no-fund --prefix "$mcp_servers" \
             "@modelcontextprotocol/server-everything@$mcp_servers_version" \
-            "@modelcontextprotocol/server-memory@$mcp_servers_version"
+            "@modelcontextprotocol/server-memory@$mcp_servers_version" \
+            "@modelcontextprotocol/server-filesystem@$mcp_servers_version"
         break
     fi
 done
+python_mcp_version=2.3.0
+python_env="$tools/python-mcp"
+step "Python mcp $python_mcp_version in .tools/python-mcp"
+if ! "$python_env/bin/python" -c "import importlib.metadata as m; assert m.version('mcp') == '$python_mcp_version'" \
+    2>/dev/null; then
+    rm -rf "$python_env"
+    python3 -m venv "$python_env"
+    "$python_env/bin/pip" install --quiet --disable-pip-version-check "mcp==$python_mcp_version"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

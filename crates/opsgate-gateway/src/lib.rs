@@ -6,12 +6,14 @@
 //! - `supervisor`: one task per server (connect, list, follow changes, restart with backoff, park).
 //! - `tool`: a server's tool as an opsgate `Tool`.
 //! - `pin`: tool definitions pinned on first sight; a changed one is quarantined.
+//! - `surface`: the servers' resources and prompts beside opsgate's own.
 //! - `env`: what a stdio child inherits.
 
 pub mod config;
 pub mod env;
 pub mod pin;
 pub mod supervisor;
+pub mod surface;
 pub mod tool;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Loaded, Problem, ServerConfig, Transport};
 pub use pin::Quarantined;
 pub use supervisor::{ServerStatus, State};
+pub use surface::{Catalog, FederatedSurface};
 
 /// The running federation: a supervisor per configured server.
 pub struct Gateway {
@@ -38,8 +41,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts a supervisor for each server and returns at once; tools appear in `registry` as
-    /// their servers connect, checked against their pins in `store`.
-    pub fn start(registry: &Registry, store: &Store, servers: Vec<ServerConfig>) -> Gateway {
+    /// their servers connect, checked against their pins in `store`, and their resources and
+    /// prompts in `catalog`.
+    pub fn start(registry: &Registry, store: &Store, catalog: &Catalog, servers: Vec<ServerConfig>) -> Gateway {
         let statuses: supervisor::Statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -55,12 +59,14 @@ impl Gateway {
                     last_error: None,
                     connect_latency: None,
                     n_failures: 0,
+                    protocol: None,
                     quarantined: Vec::new(),
                 },
             );
             let shared = supervisor::Shared {
                 registry: registry.clone(),
                 store: store.clone(),
+                catalog: catalog.clone(),
                 statuses: statuses.clone(),
                 shutdown: shutdown.clone(),
             };

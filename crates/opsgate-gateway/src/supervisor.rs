@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use opsgate_server::{Registry, ServerTool};
 use opsgate_store::Store;
+use rmcp::model::ProtocolVersion;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{NotificationContext, RunningService};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
+use rmcp::{ClientHandler, RoleClient};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerConfig, Transport};
 use crate::pin::{self, Quarantined};
+use crate::surface::{Catalog, Offer};
 use crate::tool::{FederatedTool, Link};
 
 /// Failures within `CRASH_WINDOW` that park a server.
@@ -69,6 +71,8 @@ pub struct ServerStatus {
     pub connect_latency: Option<Duration>,
     /// Connections that ended or failed since opsgate started.
     pub n_failures: u32,
+    /// The MCP revision agreed with the server on the last connect.
+    pub protocol: Option<String>,
     /// Tools whose definition changed since they were pinned: hidden and denied.
     pub quarantined: Vec<Quarantined>,
 }
@@ -88,15 +92,31 @@ fn update(statuses: &Statuses, name: &str, change: impl FnOnce(&mut ServerStatus
     }
 }
 
-/// Receives the server's notifications; today only `tools/list_changed` matters.
+/// What a server's list-change notification asks to list again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relist {
+    Tools,
+    /// Resources, resource templates or prompts.
+    Offer,
+}
+
+/// Receives the server's notifications: its list changes.
 #[derive(Clone)]
 struct Upstream {
-    tools_changed: mpsc::UnboundedSender<()>,
+    changed: mpsc::UnboundedSender<Relist>,
 }
 
 impl ClientHandler for Upstream {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        let _ = self.tools_changed.send(());
+        let _ = self.changed.send(Relist::Tools);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(Relist::Offer);
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(Relist::Offer);
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -110,6 +130,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Where tool pins live.
     pub store: Store,
+    /// Where the servers' resources and prompts go.
+    pub catalog: Catalog,
     pub statuses: Statuses,
     pub shutdown: CancellationToken,
 }
@@ -125,6 +147,7 @@ pub async fn supervise(config: ServerConfig, shared: Shared) {
             () = shutdown.cancelled() => Ok(()),
         };
         registry.remove_server(&name);
+        shared.catalog.remove(&name);
         if shutdown.is_cancelled() {
             update(statuses, &name, |status| {
                 status.state = State::Stopped;
@@ -171,8 +194,8 @@ pub async fn supervise(config: ServerConfig, shared: Shared) {
 
 /// One connection's life: connect, list, follow list changes; returns when it ends.
 async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> {
-    let (tools_changed, mut changes) = mpsc::unbounded_channel();
-    let handler = Upstream { tools_changed };
+    let (changed, mut changes) = mpsc::unbounded_channel();
+    let handler = Upstream { changed };
     let started = Instant::now();
     let service = match tokio::time::timeout(config.connect_timeout, connect(config, handler)).await {
         Ok(result) => result?,
@@ -188,10 +211,13 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
     let mut listed = list(config, &link).await?;
     let verdicts = judge(config, &shared.store, &listed).await?;
     let mut n_quarantined = register(config, shared, &link, &listed, verdicts);
-    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, "federated server ready");
+    shared.catalog.set(&config.name, list_offer(config, &link).await?);
+    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, protocol = ?link.peer.peer_info().map(|info| info.protocol_version.to_string()), "federated server ready");
+    let protocol = link.peer.peer_info().map(|info| info.protocol_version.to_string());
     update(&shared.statuses, &config.name, |status| {
         status.state = State::Ready;
         status.connect_latency = Some(latency);
+        status.protocol = protocol;
     });
     let mut waiting = std::pin::pin!(service.waiting());
     let mut recheck = tokio::time::interval(PIN_RECHECK);
@@ -204,12 +230,20 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
                     Err(error) => Err(format!("the connection task failed: {error}")),
                 };
             }
-            Some(()) = changes.recv() => {
-                while changes.try_recv().is_ok() {}
-                listed = list(config, &link).await?;
-                let verdicts = judge(config, &shared.store, &listed).await?;
-                n_quarantined = register(config, shared, &link, &listed, verdicts);
-                tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, "federated server's tools changed");
+            Some(first) = changes.recv() => {
+                let mut pending = vec![first];
+                while let Ok(next) = changes.try_recv() {
+                    pending.push(next);
+                }
+                if pending.contains(&Relist::Tools) {
+                    listed = list(config, &link).await?;
+                    let verdicts = judge(config, &shared.store, &listed).await?;
+                    n_quarantined = register(config, shared, &link, &listed, verdicts);
+                    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, "federated server's tools changed");
+                }
+                if pending.contains(&Relist::Offer) {
+                    shared.catalog.set(&config.name, list_offer(config, &link).await?);
+                }
             }
             _ = recheck.tick(), if n_quarantined > 0 => {
                 // Someone may have trusted the new definitions meanwhile; only a change in what
@@ -225,10 +259,34 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
 }
 
 async fn list(config: &ServerConfig, link: &Link) -> Result<Vec<rmcp::model::Tool>, String> {
-    match tokio::time::timeout(config.call_timeout, link.peer.list_all_tools()).await {
-        Ok(Ok(tools)) => Ok(tools),
-        Ok(Err(error)) => Err(format!("tools/list failed: {error}")),
-        Err(_) => Err(format!("no answer to tools/list within {:?}", config.call_timeout)),
+    bounded("tools/list", config.call_timeout, link.peer.list_all_tools()).await
+}
+
+/// The server's resources, resource templates and prompts, for the capabilities it declared.
+async fn list_offer(config: &ServerConfig, link: &Arc<Link>) -> Result<Offer, String> {
+    let capabilities = link.peer.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+    let timeout = config.call_timeout;
+    let mut offer = Offer { link: link.clone(), resources: Vec::new(), templates: Vec::new(), prompts: Vec::new() };
+    if capabilities.resources.is_some() {
+        offer.resources = bounded("resources/list", timeout, link.peer.list_all_resources()).await?;
+        offer.templates = bounded("resources/templates/list", timeout, link.peer.list_all_resource_templates()).await?;
+    }
+    if capabilities.prompts.is_some() {
+        offer.prompts = bounded("prompts/list", timeout, link.peer.list_all_prompts()).await?;
+    }
+    Ok(offer)
+}
+
+/// A request to the server within `timeout`; a failure says which request and why.
+async fn bounded<T>(
+    what: &str,
+    timeout: Duration,
+    request: impl Future<Output = Result<T, rmcp::ServiceError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(error)) => Err(format!("{what} failed: {error}")),
+        Err(_) => Err(format!("no answer to {what} within {timeout:?}")),
     }
 }
 
@@ -279,6 +337,15 @@ fn register(
     n_quarantined
 }
 
+/// The newest revision first (`server/discover`), falling back to the `initialize` handshake of
+/// 2025-11-25 for a server that does not know it.
+fn lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    }
+}
+
 async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningService<RoleClient, Upstream>, String> {
     match &config.transport {
         Transport::Stdio { command, args, env, cwd } => {
@@ -294,7 +361,10 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
             if let Some(stderr) = stderr {
                 tokio::spawn(drain_stderr(config.name.clone(), stderr));
             }
-            handler.serve(transport).await.map_err(|error| format!("initialize failed: {error}"))
+            handler
+                .serve_with_lifecycle(transport, lifecycle())
+                .await
+                .map_err(|error| format!("initialize failed: {error}"))
         }
         Transport::StreamableHttp { url, headers } => {
             use rmcp::transport::StreamableHttpClientTransport;
@@ -309,7 +379,7 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
             }
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone()).custom_headers(custom);
             handler
-                .serve(StreamableHttpClientTransport::from_config(transport_config))
+                .serve_with_lifecycle(StreamableHttpClientTransport::from_config(transport_config), lifecycle())
                 .await
                 .map_err(|error| format!("initialize failed: {error}"))
         }

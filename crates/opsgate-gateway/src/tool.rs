@@ -21,6 +21,18 @@ pub struct Link {
     pub call_timeout: Duration,
 }
 
+impl Link {
+    /// A call slot under the server's concurrency cap, waiting at most the call timeout.
+    pub async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+        let server = &self.server;
+        match tokio::time::timeout(self.call_timeout, self.slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) => Err(format!("server {server} is shutting down")),
+            Err(_) => Err(format!("server {server} is busy: no call slot freed within {:?}", self.call_timeout)),
+        }
+    }
+}
+
 pub struct FederatedTool {
     spec: ToolSpec,
     /// The server's own name for the tool.
@@ -79,16 +91,7 @@ impl Tool for FederatedTool {
     async fn call(&self, _context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError> {
         let server = &self.link.server;
         let deadline = tokio::time::Instant::now() + self.link.call_timeout;
-        let _slot = match tokio::time::timeout_at(deadline, self.link.slots.acquire()).await {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(_)) => return Err(ToolError::Unavailable(format!("server {server} is shutting down"))),
-            Err(_) => {
-                return Err(ToolError::Unavailable(format!(
-                    "server {server} is busy: no call slot freed within {:?}",
-                    self.link.call_timeout
-                )));
-            }
-        };
+        let _slot = self.link.slot().await.map_err(ToolError::Unavailable)?;
         let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
         let result = match tokio::time::timeout_at(deadline, self.link.peer.call_tool(params)).await {
             Ok(Ok(result)) => result,

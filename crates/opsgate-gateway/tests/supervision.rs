@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use opsgate_gateway::config::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
 use opsgate_gateway::supervisor::CRASH_BUDGET;
-use opsgate_gateway::{Gateway, ServerConfig, ServerStatus, State, Transport};
+use opsgate_gateway::{Catalog, Gateway, ServerConfig, ServerStatus, State, Transport};
 use opsgate_server::{Change, Registry};
 use opsgate_store::Store;
 
@@ -50,8 +50,12 @@ async fn wait_for(gateway: &Gateway, what: &str, done: impl Fn(&ServerStatus) ->
 async fn a_server_that_keeps_failing_is_parked_with_the_reason() -> Result<()> {
     let registry = Registry::default();
     let (store, _dir) = pin_store().await?;
-    let gateway =
-        Gateway::start(&registry, &store, vec![stdio_server("flaky", "sh", vec!["-c".into(), "exit 3".into()])]);
+    let gateway = Gateway::start(
+        &registry,
+        &store,
+        &Catalog::new(registry.changes().clone()),
+        vec![stdio_server("flaky", "sh", vec!["-c".into(), "exit 3".into()])],
+    );
     let status = wait_for(&gateway, "parking", |status| status.state == State::Parked).await?;
     assert_eq!(status.n_failures, CRASH_BUDGET);
     let reason = status.last_error.unwrap_or_default();
@@ -68,7 +72,7 @@ async fn a_killed_stdio_server_restarts_and_its_tools_come_back() -> Result<()> 
     let registry = Registry::default();
     let server = stdio_server("memory", "node", vec![script.display().to_string(), marker.clone()]);
     let (store, _dir) = pin_store().await?;
-    let gateway = Gateway::start(&registry, &store, vec![server]);
+    let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![server]);
     wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
     assert!(registry.get("mcp__memory__read_graph").is_some());
 

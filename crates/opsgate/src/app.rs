@@ -31,6 +31,9 @@ pub struct App {
     /// The federated MCP servers of `.opsgate/mcp.json` and the global `mcp.json`, once
     /// `start_gateway` started them (commands that call no federated tool never do).
     pub gateway: Option<opsgate_gateway::Gateway>,
+    /// The federated servers' resources and prompts, which the MCP surface serves beside
+    /// opsgate's own; filled by the gateway.
+    pub catalog: opsgate_gateway::Catalog,
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
@@ -108,6 +111,7 @@ impl App {
             .context("approvals.webhook_url")?;
         let approvals = ApprovalQueue::new(store.clone(), ApprovalSettings { expiry: config.approval_expiry, webhook });
         let (audit, audit_writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
+        let catalog = opsgate_gateway::Catalog::new(registry.changes().clone());
         let pipeline = Pipeline::new(
             Arc::new(registry),
             audit,
@@ -124,13 +128,13 @@ impl App {
         .with_approvals(approvals);
         let mcp = Arc::new(McpState {
             pipeline: Arc::new(pipeline),
-            surface: Arc::new(NoSurface),
+            surface: Arc::new(opsgate_gateway::FederatedSurface::new(Arc::new(NoSurface), catalog.clone())),
             server_name: "opsgate".to_string(),
             instructions: Some(INSTRUCTIONS.to_string()),
         });
         let policy_watch = policy_files::watch(policy, config);
         let expiry_sweep = tokio::spawn(expire_approvals(store.clone()));
-        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway: None })
+        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway: None, catalog })
     }
 
     /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
@@ -144,8 +148,12 @@ impl App {
             for problem in &loaded.problems {
                 tracing::warn!(%problem, "federated MCP server configuration");
             }
-            self.gateway =
-                Some(opsgate_gateway::Gateway::start(self.mcp.pipeline.registry(), &self.store, loaded.servers));
+            self.gateway = Some(opsgate_gateway::Gateway::start(
+                self.mcp.pipeline.registry(),
+                &self.store,
+                &self.catalog,
+                loaded.servers,
+            ));
         }
         Ok(self.gateway.as_ref().expect("started above"))
     }
@@ -161,7 +169,7 @@ impl App {
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway } = self;
+        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway, .. } = self;
         if let Some(gateway) = gateway {
             gateway.shutdown().await;
         }

@@ -23,16 +23,52 @@ fn arguments(value: Value) -> serde_json::Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }
 
+/// Calls `name` with `arguments` through `client`.
+async fn call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    name: &str,
+    arguments: Value,
+) -> Result<rmcp::model::CallToolResult> {
+    let params = CallToolRequestParams::new(name.to_string()).with_arguments(self::arguments(arguments));
+    Ok(client.call_tool(params).await?)
+}
+
+/// Every audit record in `data_dir` as `tool@server:outcome`.
+fn audit_summary(data_dir: &Path, project: &Path) -> Result<Vec<String>> {
+    let export =
+        Command::new(BIN).args(["audit", "export", "--data-dir"]).arg(data_dir).current_dir(project).output()?;
+    Ok(String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|record| {
+            format!(
+                "{}@{}:{}",
+                record["tool"].as_str().unwrap_or_default(),
+                record["server"].as_str().unwrap_or("-"),
+                record["outcome"].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() -> Result<()> {
+async fn a_client_lists_calls_and_reads_across_federated_servers_and_every_call_is_audited() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let project = dir.path().join("project");
     std::fs::create_dir_all(project.join(".opsgate"))?;
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(files.join("notes.txt"), "payments-api deploys on Tuesdays\n")?;
+    let http_everything = opsgate_testkit::HttpEverything::start().await?;
+    let (python, runbooks) = opsgate_testkit::python_mcp_server()?;
     let config = json!({"mcpServers": {
         "everything": {"command": "node", "args": [mcp_server_script("server-everything")?, "stdio"]},
+        "everything-http": {"url": http_everything.url()},
         // A project entry replaces the global one of the same name.
         "memory": {"transport": "stdio", "command": "node", "args": [mcp_server_script("server-memory")?],
                    "env": {"MEMORY_FILE_PATH": dir.path().join("memory.jsonl")}},
+        "files": {"command": "node", "args": [mcp_server_script("server-filesystem")?, &files]},
+        "runbooks": {"command": python, "args": [runbooks]},
         // A server that cannot start never keeps the others from working.
         "ghost": {"command": dir.path().join("no-such-server")},
     }});
@@ -55,10 +91,17 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
     let client = ().serve(transport).await.context("handshake with opsgate stdio")?;
 
     // Federated tools appear as their servers connect.
+    let wanted = [
+        "mcp__everything__echo",
+        "mcp__everything-http__echo",
+        "mcp__memory__read_graph",
+        "mcp__memory__create_entities",
+        "mcp__files__read_text_file",
+        "mcp__runbooks__get_runbook",
+    ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let names = loop {
         let names: Vec<String> = client.list_all_tools().await?.into_iter().map(|tool| tool.name.to_string()).collect();
-        let wanted = ["mcp__everything__echo", "mcp__memory__read_graph", "mcp__memory__create_entities"];
         if wanted.iter().all(|name| names.iter().any(|listed| listed == name)) {
             break names;
         }
@@ -70,56 +113,68 @@ async fn a_client_lists_and_calls_federated_servers_and_every_call_is_audited() 
     assert!(names.iter().any(|name| name == "approval_status"), "built-in tools stay listed: {names:?}");
     assert!(!names.iter().any(|name| name.starts_with("mcp__ghost__")), "{names:?}");
 
-    let echo = client
-        .call_tool(
-            CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": "hi"}))),
-        )
-        .await?;
+    let echo = call(&client, "mcp__everything__echo", json!({"message": "hi"})).await?;
     assert_eq!(echo.is_error, Some(false), "{echo:?}");
     assert_eq!(text_of(&echo), "Echo: hi");
+    let echo = call(&client, "mcp__everything-http__echo", json!({"message": "over http"})).await?;
+    assert_eq!(text_of(&echo), "Echo: over http", "{echo:?}");
 
-    let created = client
-        .call_tool(CallToolRequestParams::new("mcp__memory__create_entities").with_arguments(arguments(json!({
+    let created = call(
+        &client,
+        "mcp__memory__create_entities",
+        json!({
             "entities": [{"name": "payments-api", "entityType": "service", "observations": ["owned by team-pay"]}]
-        }))))
-        .await?;
+        }),
+    )
+    .await?;
     assert_eq!(created.is_error, Some(false), "{created:?}");
-    let graph = client.call_tool(CallToolRequestParams::new("mcp__memory__read_graph")).await?;
+    let graph = call(&client, "mcp__memory__read_graph", json!({})).await?;
     assert!(text_of(&graph).contains("owned by team-pay"), "{}", text_of(&graph));
 
+    let notes = call(&client, "mcp__files__read_text_file", json!({"path": files.join("notes.txt")})).await?;
+    assert!(text_of(&notes).contains("deploys on Tuesdays"), "{notes:?}");
+    let runbook = call(&client, "mcp__runbooks__get_runbook", json!({"service": "payments-api"})).await?;
+    assert!(text_of(&runbook).contains("Roll back the last deploy"), "{runbook:?}");
+
     // The server's own validation error comes back as a tool error, not a crash.
-    let bad = client
-        .call_tool(
-            CallToolRequestParams::new("mcp__everything__echo").with_arguments(arguments(json!({"message": 42}))),
-        )
-        .await?;
+    let bad = call(&client, "mcp__everything__echo", json!({"message": 42})).await?;
     assert_eq!(bad.is_error, Some(true), "{bad:?}");
+
+    // Resources: names take the server's prefix, URIs stay the server's own and read through.
+    let resources = client.list_all_resources().await?;
+    let index = resources.iter().find(|resource| resource.name == "mcp__runbooks__index").context("runbooks index")?;
+    assert_eq!(index.uri, "runbooks://index");
+    let read = client.read_resource(rmcp::model::ReadResourceRequestParams::new("runbooks://index")).await?;
+    assert!(serde_json::to_string(&read.contents)?.contains("payments-api"), "{read:?}");
+    let document = resources
+        .iter()
+        .find(|resource| resource.name.starts_with("mcp__everything__") && resource.uri.starts_with("demo://"))
+        .with_context(|| format!("a server-everything resource in {resources:?}"))?;
+    let read = client.read_resource(rmcp::model::ReadResourceRequestParams::new(document.uri.clone())).await?;
+    assert!(!read.contents.is_empty(), "{read:?}");
+
+    // Prompts: prefixed names, got from their server.
+    let prompts: Vec<String> = client.list_all_prompts().await?.into_iter().map(|prompt| prompt.name).collect();
+    for name in ["mcp__runbooks__triage", "mcp__everything__simple-prompt", "mcp__everything-http__simple-prompt"] {
+        assert!(prompts.iter().any(|prompt| prompt == name), "{name} in {prompts:?}");
+    }
+    let mut triage = rmcp::model::GetPromptRequestParams::new("mcp__runbooks__triage");
+    triage.arguments = Some(arguments(json!({"service": "checkout"})));
+    let triage = client.get_prompt(triage).await?;
+    assert!(serde_json::to_string(&triage.messages)?.contains("incident on checkout"), "{triage:?}");
+    let unknown = client.get_prompt(rmcp::model::GetPromptRequestParams::new("mcp__runbooks__nope")).await;
+    assert!(unknown.is_err(), "{unknown:?}");
     client.cancel().await?;
 
-    let export = Command::new(BIN)
-        .args(["audit", "export", "--data-dir"])
-        .arg(&data_dir)
-        .current_dir(&project)
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .output()?;
-    let records: Vec<String> = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|record| {
-            format!(
-                "{}@{}:{}",
-                record["tool"].as_str().unwrap_or_default(),
-                record["server"].as_str().unwrap_or("-"),
-                record["outcome"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
     assert_eq!(
-        records,
+        audit_summary(&data_dir, &project)?,
         [
             "mcp__everything__echo@everything:ok",
+            "mcp__everything-http__echo@everything-http:ok",
             "mcp__memory__create_entities@memory:ok",
             "mcp__memory__read_graph@memory:ok",
+            "mcp__files__read_text_file@files:ok",
+            "mcp__runbooks__get_runbook@runbooks:ok",
             "mcp__everything__echo@everything:tool_error",
         ]
     );

@@ -1,0 +1,245 @@
+//! Federated servers' resources and prompts, beside opsgate's own. Names take the tool prefix
+//! (`mcp__<server>__<name>`); a prompt is found by its name, a resource by its URI, which stays the
+//! server's own so that resource links in tool results keep working. Text read from a server is
+//! redacted like a tool's output.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use opsgate_core::FEDERATED_PREFIX;
+use opsgate_policy::redact::Redactor;
+use opsgate_server::surface::Surface;
+use opsgate_server::{Change, ChangeFeed};
+use rmcp::ErrorData;
+use rmcp::model::{
+    CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    Prompt, ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+};
+
+use crate::tool::Link;
+
+/// What one connected server offers besides tools, as it listed them.
+pub struct Offer {
+    pub link: Arc<Link>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+    pub prompts: Vec<Prompt>,
+}
+
+/// Every connected server's offer, shared by the supervisors (who write) and the surface (which
+/// reads). Cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    offers: Arc<RwLock<BTreeMap<String, Arc<Offer>>>>,
+    changes: ChangeFeed,
+}
+
+impl Catalog {
+    /// A catalog that announces its changes on `changes` (the registry's feed).
+    pub fn new(changes: ChangeFeed) -> Catalog {
+        Catalog { offers: Arc::default(), changes }
+    }
+
+    /// Replaces `server`'s offer and tells clients what changed.
+    pub fn set(&self, server: &str, offer: Offer) {
+        let previous =
+            self.offers.write().unwrap_or_else(PoisonError::into_inner).insert(server.to_string(), Arc::new(offer));
+        self.announce(previous.as_deref(), self.get(server).as_deref());
+    }
+
+    /// Takes `server`'s offer away (it stopped) and tells clients, if it offered anything.
+    pub fn remove(&self, server: &str) {
+        let previous = self.offers.write().unwrap_or_else(PoisonError::into_inner).remove(server);
+        self.announce(previous.as_deref(), None);
+    }
+
+    fn get(&self, server: &str) -> Option<Arc<Offer>> {
+        self.offers.read().unwrap_or_else(PoisonError::into_inner).get(server).cloned()
+    }
+
+    fn offers(&self) -> Vec<(String, Arc<Offer>)> {
+        let offers = self.offers.read().unwrap_or_else(PoisonError::into_inner);
+        offers.iter().map(|(server, offer)| (server.clone(), offer.clone())).collect()
+    }
+
+    fn announce(&self, before: Option<&Offer>, after: Option<&Offer>) {
+        let resources = |offer: Option<&Offer>| offer.map_or(0, |offer| offer.resources.len() + offer.templates.len());
+        let prompts = |offer: Option<&Offer>| offer.map_or(0, |offer| offer.prompts.len());
+        if resources(before) + resources(after) > 0 {
+            self.changes.publish(Change::ResourcesListChanged);
+        }
+        if prompts(before) + prompts(after) > 0 {
+            self.changes.publish(Change::PromptsListChanged);
+        }
+    }
+}
+
+fn prefixed(server: &str, name: &str) -> String {
+    format!("{FEDERATED_PREFIX}{server}__{name}")
+}
+
+/// opsgate's own surface, then each connected server's resources and prompts.
+pub struct FederatedSurface {
+    own: Arc<dyn Surface>,
+    catalog: Catalog,
+    redactor: Redactor,
+}
+
+impl FederatedSurface {
+    pub fn new(own: Arc<dyn Surface>, catalog: Catalog) -> FederatedSurface {
+        FederatedSurface { own, catalog, redactor: Redactor::new() }
+    }
+
+    /// The server offering `uri`: the one that listed it, else the one with a template whose
+    /// fixed start (up to its first `{`) begins the URI, the longest such start winning.
+    fn server_of_uri(&self, uri: &str) -> Option<(String, Arc<Offer>)> {
+        let offers = self.catalog.offers();
+        if let Some(found) = offers.iter().find(|(_, offer)| offer.resources.iter().any(|resource| resource.uri == uri))
+        {
+            return Some(found.clone());
+        }
+        offers
+            .into_iter()
+            .filter_map(|(server, offer)| {
+                let longest = offer
+                    .templates
+                    .iter()
+                    .map(|template| template.uri_template.split('{').next().unwrap_or_default())
+                    .filter(|start| !start.is_empty() && uri.starts_with(start))
+                    .map(str::len)
+                    .max()?;
+                Some((longest, server, offer))
+            })
+            .max_by_key(|(longest, _, _)| *longest)
+            .map(|(_, server, offer)| (server, offer))
+    }
+
+    fn redact_contents(&self, contents: &mut [ResourceContents]) {
+        for content in contents {
+            if let ResourceContents::TextResourceContents { text, .. } = content
+                && let std::borrow::Cow::Owned(redacted) = self.redactor.redact_text(text)
+            {
+                *text = redacted;
+            }
+        }
+    }
+}
+
+/// A server's failure as the client sees it: named, and not mistaken for opsgate's own.
+fn upstream_error(server: &str, what: &str, error: impl std::fmt::Display) -> ErrorData {
+    ErrorData::internal_error(format!("server {server} failed {what}: {error}"), None)
+}
+
+#[async_trait::async_trait]
+impl Surface for FederatedSurface {
+    fn resources(&self) -> Vec<Resource> {
+        let mut resources = self.own.resources();
+        for (server, offer) in self.catalog.offers() {
+            resources.extend(offer.resources.iter().map(|resource| {
+                let mut resource = resource.clone();
+                resource.name = prefixed(&server, &resource.name);
+                resource
+            }));
+        }
+        resources
+    }
+
+    fn resource_templates(&self) -> Vec<ResourceTemplate> {
+        let mut templates = self.own.resource_templates();
+        for (server, offer) in self.catalog.offers() {
+            templates.extend(offer.templates.iter().map(|template| {
+                let mut template = template.clone();
+                template.name = prefixed(&server, &template.name);
+                template
+            }));
+        }
+        templates
+    }
+
+    async fn read_resource(&self, request: ReadResourceRequestParams) -> Result<ReadResourceResult, ErrorData> {
+        let own = self.own.resources().iter().any(|resource| resource.uri == request.uri);
+        let Some((server, offer)) = (!own).then(|| self.server_of_uri(&request.uri)).flatten() else {
+            return self.own.read_resource(request).await;
+        };
+        let link = &offer.link;
+        let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
+        let mut result = match tokio::time::timeout(link.call_timeout, link.peer.read_resource(request)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => return Err(upstream_error(&server, "resources/read", error)),
+            Err(_) => {
+                return Err(upstream_error(
+                    &server,
+                    "resources/read",
+                    format!("no answer within {:?}", link.call_timeout),
+                ));
+            }
+        };
+        self.redact_contents(&mut result.contents);
+        Ok(result)
+    }
+
+    fn prompts(&self) -> Vec<Prompt> {
+        let mut prompts = self.own.prompts();
+        for (server, offer) in self.catalog.offers() {
+            prompts.extend(offer.prompts.iter().map(|prompt| {
+                let mut prompt = prompt.clone();
+                prompt.name = prefixed(&server, &prompt.name);
+                prompt
+            }));
+        }
+        prompts
+    }
+
+    async fn get_prompt_response(&self, mut request: GetPromptRequestParams) -> Result<GetPromptResponse, ErrorData> {
+        let Some((server, name)) = opsgate_core::split_federated_name(&request.name) else {
+            return self.own.get_prompt_response(request).await;
+        };
+        let (server, name) = (server.to_string(), name.to_string());
+        let Some(offer) =
+            self.catalog.get(&server).filter(|offer| offer.prompts.iter().any(|prompt| prompt.name == name))
+        else {
+            return Err(ErrorData::invalid_params(format!("no prompt {}", request.name), None));
+        };
+        request.name = name;
+        let link = &offer.link;
+        let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
+        let response = match tokio::time::timeout(link.call_timeout, link.peer.get_prompt_once(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(upstream_error(&server, "prompts/get", error)),
+            Err(_) => {
+                return Err(upstream_error(&server, "prompts/get", format!("no answer within {:?}", link.call_timeout)));
+            }
+        };
+        match response {
+            GetPromptResponse::Complete(mut result) => {
+                self.redact_prompt(&mut result);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            _ => Err(upstream_error(
+                &server,
+                "prompts/get",
+                "it asked the client for input, which opsgate does not relay for federated prompts yet",
+            )),
+        }
+    }
+
+    async fn complete(&self, request: CompleteRequestParams) -> Result<CompleteResult, ErrorData> {
+        self.own.complete(request).await
+    }
+
+    fn subscribable(&self) -> bool {
+        self.own.subscribable()
+    }
+}
+
+impl FederatedSurface {
+    fn redact_prompt(&self, result: &mut GetPromptResult) {
+        for message in &mut result.messages {
+            if let ContentBlock::Text(content) = &mut message.content
+                && let std::borrow::Cow::Owned(redacted) = self.redactor.redact_text(&content.text)
+            {
+                content.text = redacted;
+            }
+        }
+    }
+}
