@@ -13,6 +13,8 @@ use std::time::Duration;
 use opsgate_core::{Effect, is_valid_server_name};
 use serde_json::{Map, Value};
 
+pub mod edit;
+
 /// How long a server may take to start and answer `initialize`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one tool call may take.
