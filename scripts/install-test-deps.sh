@@ -33,6 +33,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The federation tests run a Python MCP server from a virtual environment in .tools/.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# `opsgate mcp add/remove` are tested in a pseudo-terminal made by util-linux `script`.
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-deps.sh: all test dependencies present"

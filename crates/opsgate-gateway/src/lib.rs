@@ -53,6 +53,7 @@ impl Gateway {
                 server.name.clone(),
                 ServerStatus {
                     name: server.name.clone(),
+                    source: server.source.clone(),
                     transport: server.transport.label(),
                     state: State::Connecting,
                     n_tools: 0,

@@ -63,6 +63,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct ServerStatus {
     pub name: String,
+    /// The `mcp.json` the server's entry came from.
+    pub source: std::path::PathBuf,
     pub transport: &'static str,
     pub state: State,
     pub n_tools: usize,

@@ -207,7 +207,11 @@ impl Surface for FederatedSurface {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return Err(upstream_error(&server, "prompts/get", error)),
             Err(_) => {
-                return Err(upstream_error(&server, "prompts/get", format!("no answer within {:?}", link.call_timeout)));
+                return Err(upstream_error(
+                    &server,
+                    "prompts/get",
+                    format!("no answer within {:?}", link.call_timeout),
+                ));
             }
         };
         match response {

@@ -34,6 +34,8 @@ pub struct App {
     /// The federated servers' resources and prompts, which the MCP surface serves beside
     /// opsgate's own; filled by the gateway.
     pub catalog: opsgate_gateway::Catalog,
+    /// What could not be used in the `mcp.json` files, once `start_gateway` read them.
+    pub federation_problems: Vec<opsgate_gateway::Problem>,
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
@@ -134,7 +136,16 @@ impl App {
         });
         let policy_watch = policy_files::watch(policy, config);
         let expiry_sweep = tokio::spawn(expire_approvals(store.clone()));
-        Ok(App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway: None, catalog })
+        Ok(App {
+            store,
+            mcp,
+            audit_writer,
+            policy_watch,
+            expiry_sweep,
+            gateway: None,
+            catalog,
+            federation_problems: Vec::new(),
+        })
     }
 
     /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
@@ -148,6 +159,7 @@ impl App {
             for problem in &loaded.problems {
                 tracing::warn!(%problem, "federated MCP server configuration");
             }
+            self.federation_problems = loaded.problems;
             self.gateway = Some(opsgate_gateway::Gateway::start(
                 self.mcp.pipeline.registry(),
                 &self.store,

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `stdio`, `call`, `audit`, `keys`, `init`, `doctor`.
+//! The command line: `serve`, `stdio`, `call`, `audit`, `keys`, `init`, `doctor`, `approvals`,
+//! `policy`, `mcp`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Test the policy or evaluate it on an input document.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// List, add, remove and trust federated MCP servers (.opsgate/mcp.json).
+    #[command(subcommand)]
+    Mcp(crate::mcp_cli::McpCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init { path, force } => crate::starter::init(&path, force),
         Command::Doctor => crate::starter::doctor(load_config(&cli.global, None)?).await,
         Command::Approvals(command) => crate::approvals_cli::run(load_config(&cli.global, None)?, command).await,
+        Command::Mcp(command) => crate::mcp_cli::run(load_config(&cli.global, None)?, command).await,
         Command::Policy(PolicyCommand::Test { json }) => {
             crate::policy_files::test_command(&load_config(&cli.global, None)?, json)
         }
@@ -438,10 +443,10 @@ async fn run_keys(store: &Store, config: &RuntimeConfig, command: KeysCommand) -
             } else if keys.is_empty() {
                 writeln!(stdout, "no API keys; create one with: opsgate keys create --name NAME --roles ROLE,...")?;
             } else {
-                let rows: Vec<[String; 5]> = keys
+                let rows: Vec<Vec<String>> = keys
                     .iter()
                     .map(|key| {
-                        [
+                        vec![
                             key.name.clone(),
                             key.prefix.clone(),
                             if key.roles.is_empty() { "-".to_string() } else { key.roles.join(",") },
@@ -450,18 +455,7 @@ async fn run_keys(store: &Store, config: &RuntimeConfig, command: KeysCommand) -
                         ]
                     })
                     .collect();
-                let header = ["NAME", "PREFIX", "ROLES", "CREATED", "REVOKED"].map(str::to_string);
-                let mut widths = header.clone().map(|title| title.len());
-                for row in &rows {
-                    for (width, cell) in widths.iter_mut().zip(row) {
-                        *width = (*width).max(cell.len());
-                    }
-                }
-                for row in std::iter::once(&header).chain(&rows) {
-                    let cells: Vec<String> =
-                        row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-                    writeln!(stdout, "{}", cells.join("  ").trim_end())?;
-                }
+                write_table(&mut stdout, &["NAME", "PREFIX", "ROLES", "CREATED", "REVOKED"], &rows)?;
             }
         }
         KeysCommand::Revoke { name } => match store.revoke_api_key(&name).await? {
@@ -475,6 +469,22 @@ async fn run_keys(store: &Store, config: &RuntimeConfig, command: KeysCommand) -
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+pub fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|title| title.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -4,6 +4,7 @@ mod app;
 mod approvals_cli;
 mod cli;
 mod config;
+mod mcp_cli;
 mod policy_files;
 mod starter;
 
