@@ -23,7 +23,7 @@ use crate::pin::{self, Quarantined};
 use crate::surface::{Catalog, Offer};
 use crate::tool::{FederatedTool, Link};
 
-/// Failures within `CRASH_WINDOW` that park a server.
+/// Failures within `CRASH_WINDOW` that park a stdio server.
 pub const CRASH_BUDGET: u32 = 5;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(120);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -42,7 +42,7 @@ pub enum State {
     Ready,
     /// Failed; the next attempt is after a backoff.
     Retrying,
-    /// Failed `CRASH_BUDGET` times within `CRASH_WINDOW`: no more attempts.
+    /// A stdio server that failed `CRASH_BUDGET` times within `CRASH_WINDOW`: no more attempts.
     Parked,
     Stopped,
 }
@@ -167,7 +167,9 @@ pub async fn supervise(config: ServerConfig, shared: Shared) {
         failures.push(now);
         let n_recent = failures.len() as u32;
         tracing::warn!(server = %name, reason = %reason, n_recent, "federated server failed");
-        let parked = n_recent >= CRASH_BUDGET;
+        // A crash-looping child is parked; a remote server that is away is retried at the
+        // longest backoff for as long as it takes: it may come back by itself.
+        let parked = n_recent >= CRASH_BUDGET && matches!(config.transport, Transport::Stdio { .. });
         update(statuses, &name, |status| {
             status.n_tools = 0;
             status.quarantined.clear();
@@ -209,6 +211,7 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
         peer: service.peer().clone(),
         slots: Semaphore::new(config.max_concurrency),
         call_timeout: config.call_timeout,
+        broken: CancellationToken::new(),
     });
     let mut listed = list(config, &link).await?;
     let verdicts = judge(config, &shared.store, &listed).await?;
@@ -255,6 +258,7 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
                     n_quarantined = register(config, shared, &link, &listed, verdicts);
                 }
             }
+            () = link.broken.cancelled() => return Err("a request found the connection broken".to_string()),
             () = shared.shutdown.cancelled() => return Ok(()),
         }
     }

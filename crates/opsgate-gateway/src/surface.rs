@@ -165,7 +165,10 @@ impl Surface for FederatedSurface {
         let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
         let mut result = match tokio::time::timeout(link.call_timeout, link.peer.read_resource(request)).await {
             Ok(Ok(result)) => result,
-            Ok(Err(error)) => return Err(upstream_error(&server, "resources/read", error)),
+            Ok(Err(error)) => {
+                link.saw(&error);
+                return Err(upstream_error(&server, "resources/read", error));
+            }
             Err(_) => {
                 return Err(upstream_error(
                     &server,
@@ -205,7 +208,10 @@ impl Surface for FederatedSurface {
         let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
         let response = match tokio::time::timeout(link.call_timeout, link.peer.get_prompt_once(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(upstream_error(&server, "prompts/get", error)),
+            Ok(Err(error)) => {
+                link.saw(&error);
+                return Err(upstream_error(&server, "prompts/get", error));
+            }
             Err(_) => {
                 return Err(upstream_error(
                     &server,

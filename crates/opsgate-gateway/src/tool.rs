@@ -8,9 +8,10 @@ use std::time::Duration;
 use opsgate_core::{CallContext, Effect, FEDERATED_PREFIX, Tool, ToolError, ToolOutput, ToolSpec};
 use rmcp::RoleClient;
 use rmcp::model::CallToolRequestParams;
-use rmcp::service::Peer;
+use rmcp::service::{Peer, ServiceError};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// What every tool of one connected server shares: the connection, the cap and the timeout.
 #[derive(Debug)]
@@ -19,9 +20,20 @@ pub struct Link {
     pub peer: Peer<RoleClient>,
     pub slots: Semaphore,
     pub call_timeout: Duration,
+    /// Cancelled when a request finds the transport broken (an HTTP server that went away does
+    /// not end the client by itself): the supervisor then reconnects.
+    pub broken: CancellationToken,
 }
 
 impl Link {
+    /// Notes a request's failure: one that says the transport is gone marks the link broken.
+    pub fn saw(&self, error: &ServiceError) {
+        if matches!(error, ServiceError::TransportSend(_) | ServiceError::TransportClosed) {
+            tracing::warn!(server = %self.server, %error, "the connection to a federated server is broken");
+            self.broken.cancel();
+        }
+    }
+
     /// A call slot under the server's concurrency cap, waiting at most the call timeout.
     pub async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
         let server = &self.server;
@@ -96,6 +108,7 @@ impl Tool for FederatedTool {
         let result = match tokio::time::timeout_at(deadline, self.link.peer.call_tool(params)).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => {
+                self.link.saw(&error);
                 return Err(ToolError::Unavailable(format!("server {server} failed the call: {error}")));
             }
             Err(_) => {

@@ -1,11 +1,15 @@
-//! The supervisor against real processes: a server that keeps failing is parked with the reason,
-//! and a stdio server that dies is restarted, its tools leaving the registry and coming back,
-//! with list changes announced to clients.
+//! The supervisor against real processes: a server that keeps failing is parked with the reason;
+//! a stdio server that dies, also in the middle of a call, is restarted, its tools leaving the
+//! registry and coming back, with list changes announced to clients, while the other servers
+//! never notice; a server that never answers `initialize` times out; one that floods stderr keeps
+//! serving; an HTTP upstream that goes away and comes back is used again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use opsgate_core::{CallContext, NoClient, OutputBudget};
 use opsgate_gateway::config::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
 use opsgate_gateway::supervisor::CRASH_BUDGET;
 use opsgate_gateway::{Catalog, Gateway, ServerConfig, ServerStatus, State, Transport};
@@ -93,5 +97,175 @@ async fn a_killed_stdio_server_restarts_and_its_tools_come_back() -> Result<()> 
     assert!(n_tool_changes >= 2, "{n_tool_changes} tool list changes announced");
     gateway.shutdown().await;
     assert!(registry.is_empty(), "shutdown takes the server's tools away");
+    Ok(())
+}
+
+/// A call to `name` in `registry`, as the pipeline would make it.
+async fn call(registry: &Registry, name: &str, arguments: serde_json::Value) -> Result<String> {
+    let tool = registry.get(name).with_context(|| format!("{name} is not registered"))?;
+    let context = CallContext::new(None, OutputBudget::default(), Arc::new(NoClient));
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let output = tool.tool.call(context, arguments).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(output.summary.join("\n"))
+}
+
+/// Every status, by server name, once `done` holds for all of them (30 s at most).
+async fn wait_for_all(gateway: &Gateway, what: &str, done: impl Fn(&[ServerStatus]) -> bool) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses = gateway.statuses();
+        if done(&statuses) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} did not happen within 30s: {statuses:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn status<'a>(statuses: &'a [ServerStatus], name: &str) -> Option<&'a ServerStatus> {
+    statuses.iter().find(|status| status.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_call_fails_the_call_promptly_and_the_others_never_notice() -> Result<()> {
+    let marker = format!("opsgate-mid-call-{}", std::process::id());
+    let registry = Registry::default();
+    let (store, _dir) = pin_store().await?;
+    let everything = stdio_server(
+        "everything",
+        "node",
+        vec![
+            opsgate_testkit::mcp_server_script("server-everything")?.display().to_string(),
+            "stdio".into(),
+            marker.clone(),
+        ],
+    );
+    let memory = stdio_server(
+        "memory",
+        "node",
+        vec![opsgate_testkit::mcp_server_script("server-memory")?.display().to_string()],
+    );
+    let gateway =
+        Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![everything, memory]);
+    wait_for_all(&gateway, "both connecting", |statuses| statuses.iter().all(|status| status.state == State::Ready))
+        .await?;
+
+    let mut changes = registry.changes().subscribe();
+    let long = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let outcome = call(
+                &registry,
+                "mcp__everything__trigger-long-running-operation",
+                serde_json::json!({"duration": 30, "steps": 3}),
+            )
+            .await;
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("pkill").args(["-KILL", "-f", &marker]).status()?;
+    assert!(killed.success(), "no process carried {marker}");
+    let (outcome, elapsed) = tokio::time::timeout(Duration::from_secs(10), long).await??;
+    let error = outcome.expect_err("the call to a killed server fails");
+    assert!(error.to_string().contains("everything"), "the error names the server: {error}");
+    assert!(elapsed < Duration::from_secs(10), "the call failed after {elapsed:?}, not promptly");
+
+    wait_for_all(&gateway, "the restart", |statuses| {
+        status(statuses, "everything").is_some_and(|status| status.n_failures == 1 && status.state == State::Ready)
+    })
+    .await?;
+    assert_eq!(call(&registry, "mcp__everything__echo", serde_json::json!({"message": "back"})).await?, "Echo: back");
+    let mut n_tool_changes = 0;
+    while let Ok(change) = changes.try_recv() {
+        n_tool_changes += usize::from(change == Change::ToolsListChanged);
+    }
+    assert!(n_tool_changes >= 2, "{n_tool_changes} tool list changes announced");
+    let statuses = gateway.statuses();
+    let memory = status(&statuses, "memory").context("memory")?;
+    assert_eq!((memory.state, memory.n_failures), (State::Ready, 0), "the other server never noticed");
+    assert!(call(&registry, "mcp__memory__read_graph", serde_json::json!({})).await?.contains("entities"));
+    gateway.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_initialize_times_out_and_one_that_floods_stderr_still_serves() -> Result<()> {
+    let registry = Registry::default();
+    let (store, _dir) = pin_store().await?;
+    // Reads its input and never writes a byte.
+    let mut silent = stdio_server("silent", "sh", vec!["-c".into(), "cat >/dev/null".into()]);
+    silent.connect_timeout = Duration::from_secs(1);
+    let (python, script) = opsgate_testkit::python_mcp_server()?;
+    let mut flood = stdio_server("flood", &python.display().to_string(), vec![script.display().to_string()]);
+    // About 7 MB a call: far beyond a pipe's buffer, so an undrained stderr would block the server.
+    if let Transport::Stdio { env, .. } = &mut flood.transport {
+        env.insert("RUNBOOKS_STDERR_FLOOD".into(), "100000".into());
+    }
+    let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![silent, flood]);
+    wait_for_all(&gateway, "one timing out, the other connecting", |statuses| {
+        status(statuses, "silent").is_some_and(|status| status.n_failures >= 1)
+            && status(statuses, "flood").is_some_and(|status| status.state == State::Ready)
+    })
+    .await?;
+    let statuses = gateway.statuses();
+    let silent = status(&statuses, "silent").context("silent")?;
+    assert!(
+        silent.last_error.as_deref().is_some_and(|error| error.contains("no answer to initialize within 1s")),
+        "{silent:?}"
+    );
+    for _ in 0..2 {
+        let runbook = tokio::time::timeout(
+            Duration::from_secs(30),
+            call(&registry, "mcp__flood__get_runbook", serde_json::json!({"service": "checkout"})),
+        )
+        .await
+        .context("a call to the flooding server hung")??;
+        assert!(runbook.contains("Scale the workers"), "{runbook}");
+    }
+    tokio::time::timeout(Duration::from_secs(15), gateway.shutdown()).await.context("shutdown hung")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_when_back() -> Result<()> {
+    let mut upstream = opsgate_testkit::HttpEverything::start().await?;
+    let registry = Registry::default();
+    let (store, _dir) = pin_store().await?;
+    let mut server = stdio_server("remote", "unused", Vec::new());
+    server.transport = Transport::StreamableHttp { url: upstream.url(), headers: BTreeMap::new() };
+    server.call_timeout = Duration::from_secs(10);
+    let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![server]);
+    wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
+    assert_eq!(call(&registry, "mcp__remote__echo", serde_json::json!({"message": "up"})).await?, "Echo: up");
+
+    upstream.stop();
+    let started = std::time::Instant::now();
+    let away = call(&registry, "mcp__remote__echo", serde_json::json!({"message": "away"})).await;
+    assert!(away.is_err() || registry.get("mcp__remote__echo").is_none(), "{away:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a call to a server that is away took {:?}",
+        started.elapsed()
+    );
+
+    upstream.restart().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Ok(text) = call(&registry, "mcp__remote__echo", serde_json::json!({"message": "back"})).await {
+            assert_eq!(text, "Echo: back");
+            let status = gateway.statuses().into_iter().next().context("one server")?;
+            assert!(status.n_failures >= 1, "the broken connection was noticed and replaced: {status:?}");
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("calls did not work again within 40s of the server coming back: {:?}", gateway.statuses());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gateway.shutdown().await;
     Ok(())
 }
