@@ -153,9 +153,7 @@ impl App {
     /// cannot be used are logged with file, server and reason, and the rest start.
     pub fn start_gateway(&mut self, env: &impl Env) -> anyhow::Result<&opsgate_gateway::Gateway> {
         if self.gateway.is_none() {
-            let project_dir = std::env::current_dir().context("cannot read the current directory")?;
-            let (project, global) = opsgate_gateway::config::default_paths(&project_dir);
-            let loaded = opsgate_gateway::config::load(&project, global.as_deref(), &|name| env.var(name));
+            let loaded = load_federation(env)?;
             for problem in &loaded.problems {
                 tracing::warn!(%problem, "federated MCP server configuration");
             }
@@ -195,6 +193,14 @@ impl App {
         }
         store.close().await;
     }
+}
+
+/// The federated servers of the project's `.opsgate/mcp.json` over the global `mcp.json`, with
+/// what could not be used.
+pub fn load_federation(env: &impl Env) -> anyhow::Result<opsgate_gateway::Loaded> {
+    let project_dir = std::env::current_dir().context("cannot read the current directory")?;
+    let (project, global) = opsgate_gateway::config::default_paths(&project_dir);
+    Ok(opsgate_gateway::config::load(&project, global.as_deref(), &|name| env.var(name)))
 }
 
 /// Sent to clients at initialize: how to use the tools well, in few words.

@@ -78,6 +78,7 @@ pub async fn doctor(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
                 store.backend(),
                 opsgate_store::redact_url(&config.store_location())
             )?;
+            n_problems += doctor_mcp(&store, &mut stdout).await?;
             store.close().await;
         }
         Err(error) => {
@@ -122,6 +123,50 @@ pub async fn doctor(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if n_problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Starts the federated servers of the `mcp.json` files as `serve` would and reports each;
+/// returns how many problems it found.
+async fn doctor_mcp(store: &opsgate_store::Store, stdout: &mut impl Write) -> anyhow::Result<usize> {
+    let loaded = crate::app::load_federation(&ProcessEnv)?;
+    let mut n_problems = 0;
+    for problem in &loaded.problems {
+        n_problems += usize::from(problem.skipped);
+        writeln!(stdout, "mcp       {}  {problem}", if problem.skipped { "FAIL" } else { "warn" })?;
+    }
+    if loaded.servers.is_empty() {
+        return Ok(n_problems);
+    }
+    let registry = opsgate_server::Registry::default();
+    let catalog = opsgate_gateway::Catalog::new(registry.changes().clone());
+    let gateway = opsgate_gateway::Gateway::start(&registry, store, &catalog, loaded.servers);
+    gateway.settle().await;
+    let statuses = gateway.statuses();
+    gateway.shutdown().await;
+    for status in statuses {
+        let name = format!("{} ({})", status.name, status.transport);
+        if status.state == opsgate_gateway::State::Ready {
+            let latency =
+                status.connect_latency.map_or(String::new(), |latency| format!(", {}ms", latency.as_millis()));
+            let protocol = status.protocol.as_deref().unwrap_or("?");
+            writeln!(stdout, "mcp       ok    {name}: {} tools, MCP {protocol}{latency}", status.n_tools)?;
+        } else {
+            n_problems += 1;
+            let error = status.last_error.as_deref().unwrap_or("no answer yet");
+            writeln!(stdout, "mcp       FAIL  {name}: {}: {error}", status.state.as_str())?;
+        }
+        for quarantined in &status.quarantined {
+            n_problems += 1;
+            writeln!(
+                stdout,
+                "mcp       FAIL  mcp__{}__{} quarantined: {}",
+                status.name,
+                quarantined.pinned.tool,
+                quarantined.reason()
+            )?;
+        }
+    }
+    Ok(n_problems)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

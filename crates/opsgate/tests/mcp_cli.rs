@@ -161,6 +161,13 @@ fn add_list_and_remove_with_flags_edit_only_the_project_file() -> Result<()> {
     assert!(text.starts_with("NAME"), "{text}");
     assert!(text.lines().any(|line| line.starts_with("memory") && line.contains("ready")), "{text}");
 
+    // doctor reports each server and fails on the one it cannot reach.
+    let doctor = project.run(&["doctor"])?;
+    let report = stdout(&doctor);
+    assert!(!doctor.status.success(), "{report}");
+    assert!(report.lines().any(|line| line.starts_with("mcp") && line.contains("ok    memory (stdio)")), "{report}");
+    assert!(report.lines().any(|line| line.contains("FAIL  remote (streamable-http)")), "{report}");
+
     let removed = project.run(&["mcp", "remove", "remote"])?;
     assert!(removed.status.success(), "{}", stderr(&removed));
     assert_eq!(project.project_document()?["mcpServers"].as_object().map(|servers| servers.len()), Some(1));
