@@ -114,6 +114,24 @@ impl FederatedSurface {
             .map(|(_, server, offer)| (server, offer))
     }
 
+    /// `own` followed by every server's items of one kind, each renamed `mcp__<server>__<name>`.
+    fn with_federated<T: Clone>(
+        &self,
+        mut own: Vec<T>,
+        items: impl Fn(&Offer) -> &Vec<T>,
+        name: impl Fn(&mut T) -> &mut String,
+    ) -> Vec<T> {
+        for (server, offer) in self.catalog.offers() {
+            own.extend(items(&offer).iter().map(|item| {
+                let mut item = item.clone();
+                let renamed = prefixed(&server, name(&mut item));
+                *name(&mut item) = renamed;
+                item
+            }));
+        }
+        own
+    }
+
     fn redact_contents(&self, contents: &mut [ResourceContents]) {
         for content in contents {
             if let ResourceContents::TextResourceContents { text, .. } = content
@@ -133,27 +151,11 @@ fn upstream_error(server: &str, what: &str, error: impl std::fmt::Display) -> Er
 #[async_trait::async_trait]
 impl Surface for FederatedSurface {
     fn resources(&self) -> Vec<Resource> {
-        let mut resources = self.own.resources();
-        for (server, offer) in self.catalog.offers() {
-            resources.extend(offer.resources.iter().map(|resource| {
-                let mut resource = resource.clone();
-                resource.name = prefixed(&server, &resource.name);
-                resource
-            }));
-        }
-        resources
+        self.with_federated(self.own.resources(), |offer| &offer.resources, |resource| &mut resource.name)
     }
 
     fn resource_templates(&self) -> Vec<ResourceTemplate> {
-        let mut templates = self.own.resource_templates();
-        for (server, offer) in self.catalog.offers() {
-            templates.extend(offer.templates.iter().map(|template| {
-                let mut template = template.clone();
-                template.name = prefixed(&server, &template.name);
-                template
-            }));
-        }
-        templates
+        self.with_federated(self.own.resource_templates(), |offer| &offer.templates, |template| &mut template.name)
     }
 
     async fn read_resource(&self, request: ReadResourceRequestParams) -> Result<ReadResourceResult, ErrorData> {
@@ -182,15 +184,7 @@ impl Surface for FederatedSurface {
     }
 
     fn prompts(&self) -> Vec<Prompt> {
-        let mut prompts = self.own.prompts();
-        for (server, offer) in self.catalog.offers() {
-            prompts.extend(offer.prompts.iter().map(|prompt| {
-                let mut prompt = prompt.clone();
-                prompt.name = prefixed(&server, &prompt.name);
-                prompt
-            }));
-        }
-        prompts
+        self.with_federated(self.own.prompts(), |offer| &offer.prompts, |prompt| &mut prompt.name)
     }
 
     async fn get_prompt_response(&self, mut request: GetPromptRequestParams) -> Result<GetPromptResponse, ErrorData> {

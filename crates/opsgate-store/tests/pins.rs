@@ -2,15 +2,10 @@
 //! sight never moves the pin; only trusting replaces it.
 
 use anyhow::Result;
-use opsgate_store::{Store, ToolPin};
+use opsgate_store::ToolPin;
+use support::stores;
 
-async fn stores(name: &str) -> Result<Vec<(Store, tempfile::TempDir)>> {
-    let dir = tempfile::tempdir()?;
-    let sqlite = Store::open_sqlite(dir.path()).await?;
-    let postgres_url = opsgate_testkit::Postgres::shared().await?.create_database(name).await?;
-    let postgres = Store::open_postgres(&postgres_url).await?;
-    Ok(vec![(sqlite, dir), (postgres, tempfile::tempdir()?)])
-}
+mod support;
 
 fn pin(server: &str, tool: &str, hash: &str, trusted_by: Option<&str>) -> ToolPin {
     ToolPin {
