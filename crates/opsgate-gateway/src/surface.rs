@@ -143,6 +143,28 @@ impl FederatedSurface {
     }
 }
 
+/// Sends one request to a server within its concurrency cap and call timeout; a failure that
+/// shows the connection broken makes the supervisor reconnect.
+async fn forward<'a, T, F>(
+    server: &str,
+    link: &'a Link,
+    what: &str,
+    request: impl FnOnce(&'a rmcp::service::Peer<rmcp::RoleClient>) -> F,
+) -> Result<T, ErrorData>
+where
+    F: Future<Output = Result<T, rmcp::ServiceError>>,
+{
+    let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
+    match tokio::time::timeout(link.call_timeout, request(&link.peer)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(error)) => {
+            link.saw(&error);
+            Err(upstream_error(server, what, error))
+        }
+        Err(_) => Err(upstream_error(server, what, format!("no answer within {:?}", link.call_timeout))),
+    }
+}
+
 /// A server's failure as the client sees it: named, and not mistaken for opsgate's own.
 fn upstream_error(server: &str, what: &str, error: impl std::fmt::Display) -> ErrorData {
     ErrorData::internal_error(format!("server {server} failed {what}: {error}"), None)
@@ -163,22 +185,7 @@ impl Surface for FederatedSurface {
         let Some((server, offer)) = (!own).then(|| self.server_of_uri(&request.uri)).flatten() else {
             return self.own.read_resource(request).await;
         };
-        let link = &offer.link;
-        let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
-        let mut result = match tokio::time::timeout(link.call_timeout, link.peer.read_resource(request)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(error)) => {
-                link.saw(&error);
-                return Err(upstream_error(&server, "resources/read", error));
-            }
-            Err(_) => {
-                return Err(upstream_error(
-                    &server,
-                    "resources/read",
-                    format!("no answer within {:?}", link.call_timeout),
-                ));
-            }
-        };
+        let mut result = forward(&server, &offer.link, "resources/read", |peer| peer.read_resource(request)).await?;
         self.redact_contents(&mut result.contents);
         Ok(result)
     }
@@ -198,22 +205,7 @@ impl Surface for FederatedSurface {
             return Err(ErrorData::invalid_params(format!("no prompt {}", request.name), None));
         };
         request.name = name;
-        let link = &offer.link;
-        let _slot = link.slot().await.map_err(|message| ErrorData::internal_error(message, None))?;
-        let response = match tokio::time::timeout(link.call_timeout, link.peer.get_prompt_once(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                link.saw(&error);
-                return Err(upstream_error(&server, "prompts/get", error));
-            }
-            Err(_) => {
-                return Err(upstream_error(
-                    &server,
-                    "prompts/get",
-                    format!("no answer within {:?}", link.call_timeout),
-                ));
-            }
-        };
+        let response = forward(&server, &offer.link, "prompts/get", |peer| peer.get_prompt_once(request)).await?;
         match response {
             GetPromptResponse::Complete(mut result) => {
                 self.redact_prompt(&mut result);
