@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one benchmark command: builds opsgate and the benchmark in release mode and runs it; the
 # benchmark writes BENCHMARKS.md at the repository root, with this command and the machine.
-# Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N; see
-# `opsgate-bench --help`). The default run takes about three minutes after the build.
+# Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N,
+# --federation-seconds N, --only federation; see `opsgate-bench --help`). The default run takes
+# about three minutes after the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,11 @@
 //! (one Prometheus, one Alertmanager), whose `tools/list` is the real tool set. The example's URLs
 //! point at the discard port on loopback, where nothing listens: start-up does not contact
 //! backends, and nothing here calls a tool.
+//!
+//! `Sandbox`, `free_loopback_address` and `wait_until_serving` also serve the federation section,
+//! which runs opsgate in a sandbox whose `.opsgate/mcp.json` names the upstream.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -47,14 +51,14 @@ impl Config {
     }
 }
 
-/// A scratch home for one opsgate process.
-struct Sandbox {
+/// A scratch home for one opsgate process (or several sharing one data directory).
+pub struct Sandbox {
     dir: tempfile::TempDir,
     config: Config,
 }
 
 impl Sandbox {
-    fn new(config: Config) -> Result<Sandbox> {
+    pub fn new(config: Config) -> Result<Sandbox> {
         let dir = tempfile::tempdir().context("creating a temporary directory for opsgate")?;
         for sub in ["data", "xdg-config", "xdg-data"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
@@ -64,6 +68,11 @@ impl Sandbox {
             std::fs::write(sandbox.config_path(), EXAMPLE_CONFIG).context("writing opsgate.toml")?;
         }
         Ok(sandbox)
+    }
+
+    /// The working directory of every process started here: `.opsgate/mcp.json` goes in it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn config_path(&self) -> PathBuf {
@@ -78,9 +87,18 @@ impl Sandbox {
         self.dir.path().join("opsgate.log")
     }
 
+    /// opsgate's log, appended to by every process started here.
+    pub fn log_file(&self) -> Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("opening opsgate's log file")
+    }
+
     /// `opsgate [--config FILE] --data-dir DIR <args>`: the global flags go before the
     /// subcommand, where clap accepts them whether or not they are declared global.
-    fn command(&self, bin: &Path, args: &[&str]) -> Result<Command> {
+    pub fn command(&self, bin: &Path, args: &[&str]) -> Result<Command> {
         let mut command = Command::new(bin);
         if self.config == Config::Example {
             command.arg("--config").arg(self.config_path());
@@ -96,13 +114,13 @@ impl Sandbox {
             .env_remove("OPSGATE_STORE")
             .env_remove("OPSGATE_LISTEN")
             .env_remove("OPSGATE_DATA_DIR")
-            .stderr(std::fs::File::create(self.log_path()).context("creating opsgate's log file")?)
+            .stderr(self.log_file()?)
             .kill_on_drop(true);
         Ok(command)
     }
 
     /// The end of opsgate's stderr, to explain a failure.
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
@@ -216,44 +234,64 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// wire), lets it settle and reads VmRSS and VmHWM from /proc.
 pub async fn serve_idle_rss(bin: &Path, config: Config) -> Result<RssReport> {
     let sandbox = Sandbox::new(config)?;
-    // A port the kernel just handed out and released: `--listen 127.0.0.1:0` would work too, but
-    // then the bench would have to learn the port from opsgate's log.
-    let address = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-        probe.local_addr()?
-    };
+    let address = free_loopback_address()?;
     let listen = address.to_string();
     let mut command = sandbox.command(bin, &["serve", "--listen", &listen])?;
     command.stdin(Stdio::null()).stdout(Stdio::null());
     let mut child = command.spawn().with_context(|| format!("spawning {}", bin.display()))?;
     let pid = child.id().context("opsgate exited at once")?;
-
-    let meta = wire::request_meta();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let n_tools = loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("opsgate serve exited with {status}; stderr:\n{}", sandbox.log_tail());
-        }
-        let attempt = async {
-            let mut connection = Connection::open(address).await?;
-            let (status, body) = connection.post("tools/list", None, wire::tools_list_body(1, &meta)).await?;
-            let result = wire::result_of(status, &body, 1)?;
-            result.get("tools").and_then(Value::as_array).map(Vec::len).context("tools/list returned no tools")
-        };
-        match attempt.await {
-            Ok(n_tools) => break n_tools,
-            Err(error) if Instant::now() > deadline => {
-                return Err(error.context(format!("opsgate serve never answered; stderr:\n{}", sandbox.log_tail())));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
+    let n_tools = wait_until_serving(&mut child, &sandbox, address, None, None).await?;
     tokio::time::sleep(SETTLE).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/PID/status")?;
     let rss_bytes = proc_status_kib(&status, "VmRSS:").context("VmRSS missing from /proc/PID/status")? * 1024;
     let hwm_bytes = proc_status_kib(&status, "VmHWM:").unwrap_or(0) * 1024;
     child.kill().await.context("stopping opsgate serve")?;
     Ok(RssReport { config, rss_bytes, hwm_bytes, n_tools })
+}
+
+/// A port the kernel just handed out and released: `--listen 127.0.0.1:0` would work too, but
+/// then the benchmark would have to learn the port from opsgate's log.
+pub fn free_loopback_address() -> Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(probe.local_addr()?)
+}
+
+/// Polls `tools/list` (2026-07-28 wire) on a starting `opsgate serve` until it answers and, with
+/// `wanted`, lists that tool (a federated one appears once its server has connected). Returns how
+/// many tools it listed.
+pub async fn wait_until_serving(
+    child: &mut Child,
+    sandbox: &Sandbox,
+    address: SocketAddr,
+    authorization: Option<String>,
+    wanted: Option<&str>,
+) -> Result<usize> {
+    let meta = wire::request_meta();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("opsgate serve exited with {status}; stderr:\n{}", sandbox.log_tail());
+        }
+        let attempt = async {
+            let connection = Connection::open(address).await?;
+            let mut connection = connection.with_authorization(authorization.clone());
+            let (status, body) = connection.post("tools/list", None, wire::tools_list_body(1, &meta)).await?;
+            let result = wire::result_of(status, &body, 1)?;
+            let tools = result.get("tools").and_then(Value::as_array).context("tools/list returned no tools")?;
+            let listed = |name: &str| tools.iter().any(|tool| tool.get("name").and_then(Value::as_str) == Some(name));
+            match wanted {
+                Some(wanted) if !listed(wanted) => bail!("{wanted} is not listed yet"),
+                _ => Ok(tools.len()),
+            }
+        };
+        match attempt.await {
+            Ok(n_tools) => return Ok(n_tools),
+            Err(error) if Instant::now() > deadline => {
+                return Err(error.context(format!("opsgate serve never got ready; stderr:\n{}", sandbox.log_tail())));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// A `Key:   1234 kB` line of /proc/PID/status, in KiB.

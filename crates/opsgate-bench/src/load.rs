@@ -50,9 +50,9 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport> {
     report
 }
 
-/// What one connection saw.
+/// What one caller (a connection here, an in-flight slot on a stdio client in `federation`) saw.
 #[derive(Default)]
-struct ConnectionStats {
+pub struct CallerStats {
     /// Latencies in microseconds of calls that completed inside the window.
     latencies_us: Vec<u64>,
     n_succeeded: u64,
@@ -60,32 +60,44 @@ struct ConnectionStats {
     first_error: Option<String>,
 }
 
-impl ConnectionStats {
-    fn error(&mut self, error: anyhow::Error) {
+impl CallerStats {
+    pub fn error(&mut self, error: anyhow::Error) {
         self.n_errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(format!("{error:#}"));
         }
     }
+
+    /// A checked, successful call: counted always, timed when it completed inside the window.
+    pub fn success(&mut self, sent: Instant, received: Instant, window: &Window) {
+        self.n_succeeded += 1;
+        if received >= window.start && received <= window.end {
+            self.latencies_us.push(received.duration_since(sent).as_micros() as u64);
+        }
+    }
 }
 
-async fn drive(config: LoadConfig) -> Result<LoadReport> {
-    let started = Instant::now();
-    let window_start = started + config.warmup;
-    let window_end = window_start + config.measure;
-    let meta = wire::request_meta();
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..config.connections {
-        tasks.spawn(connection_loop(
-            config.address,
-            config.authorization.clone(),
-            config.tool,
-            index,
-            meta.clone(),
-            window_start,
-            window_end,
-        ));
+/// The measurement window: calls completing between `start` and `end` are timed.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: Instant,
+    pub end: Instant,
+}
+
+impl Window {
+    /// Opens after `warmup` from now and stays open for `measure`.
+    pub fn after(warmup: Duration, measure: Duration) -> Window {
+        let start = Instant::now() + warmup;
+        Window { start, end: start + measure }
     }
+
+    pub fn measure(&self) -> Duration {
+        self.end.duration_since(self.start)
+    }
+}
+
+/// Every caller's figures as one report.
+pub fn summarize(callers: impl IntoIterator<Item = CallerStats>, window: &Window) -> LoadReport {
     let mut latencies_us = Vec::new();
     let mut report = LoadReport {
         n_measured: 0,
@@ -96,8 +108,7 @@ async fn drive(config: LoadConfig) -> Result<LoadReport> {
         n_errors: 0,
         first_error: None,
     };
-    while let Some(joined) = tasks.join_next().await {
-        let stats = joined.context("a load task panicked")?;
+    for stats in callers {
         latencies_us.extend(stats.latencies_us);
         report.n_succeeded += stats.n_succeeded;
         report.n_errors += stats.n_errors;
@@ -107,10 +118,31 @@ async fn drive(config: LoadConfig) -> Result<LoadReport> {
     }
     latencies_us.sort_unstable();
     report.n_measured = latencies_us.len();
-    report.calls_per_second = latencies_us.len() as f64 / config.measure.as_secs_f64();
+    report.calls_per_second = latencies_us.len() as f64 / window.measure().as_secs_f64();
     report.p50 = Duration::from_micros(percentile(&latencies_us, 0.50));
     report.p99 = Duration::from_micros(percentile(&latencies_us, 0.99));
-    Ok(report)
+    report
+}
+
+async fn drive(config: LoadConfig) -> Result<LoadReport> {
+    let window = Window::after(config.warmup, config.measure);
+    let meta = wire::request_meta();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..config.connections {
+        tasks.spawn(connection_loop(
+            config.address,
+            config.authorization.clone(),
+            config.tool,
+            index,
+            meta.clone(),
+            window,
+        ));
+    }
+    let mut callers = Vec::with_capacity(config.connections);
+    while let Some(joined) = tasks.join_next().await {
+        callers.push(joined.context("a load task panicked")?);
+    }
+    Ok(summarize(callers, &window))
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
@@ -131,10 +163,9 @@ async fn connection_loop(
     tool: &'static str,
     index: usize,
     meta: String,
-    window_start: Instant,
-    window_end: Instant,
-) -> ConnectionStats {
-    let mut stats = ConnectionStats::default();
+    window: Window,
+) -> CallerStats {
+    let mut stats = CallerStats::default();
     let mut connection = match Connection::open(address).await {
         Ok(connection) => connection.with_authorization(authorization),
         Err(error) => {
@@ -146,7 +177,7 @@ async fn connection_loop(
     let text = format!("bench connection {index}");
     let arguments = serde_json::json!({ "text": text }).to_string();
     let mut id: u64 = 0;
-    while Instant::now() < window_end {
+    while Instant::now() < window.end {
         id += 1;
         let body = wire::tools_call_body(id, tool, &arguments, &meta);
         let sent = Instant::now();
@@ -160,12 +191,7 @@ async fn connection_loop(
             }
         };
         match wire::result_of(status, &body, id).and_then(|result| wire::check_echo_result(&result, &text)) {
-            Ok(()) => {
-                stats.n_succeeded += 1;
-                if received >= window_start && received <= window_end {
-                    stats.latencies_us.push(received.duration_since(sent).as_micros() as u64);
-                }
-            }
+            Ok(()) => stats.success(sent, received, &window),
             Err(error) => stats.error(error),
         }
     }

@@ -5,18 +5,26 @@
 //! 1. tools/call throughput and latency over Streamable HTTP, opsgate against a bare rmcp server
 //!    in the same run (the ratio is the figure: absolute numbers depend on the machine);
 //! 2. `opsgate stdio` start to first tools/list answer;
-//! 3. idle RSS of `opsgate serve`.
+//! 3. idle RSS of `opsgate serve`;
+//! 4. the cost of one policy decision;
+//! 5. the latency and throughput the gateway adds to a call to a federated server, over
+//!    Streamable HTTP and stdio, against calling that server directly in the same run.
+//!
+//! `opsgate-bench --upstream stdio|http` is not a measurement: it serves section 5's upstream
+//! (see `upstream`), and the benchmark starts it that way.
 //!
 //! Exits 1 when a measurement could not be made correctly (a failed call, an audit record
 //! missing, the binary misbehaving); missing a target is reported in the file, not in the exit
 //! code, because a shared machine can miss one by noise alone.
 
 mod binary;
+mod federation;
 mod load;
 mod machine;
 mod policy_cost;
 mod report;
 mod servers;
+mod upstream;
 mod wire;
 
 use std::path::PathBuf;
@@ -24,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::federation::FederationReport;
 use crate::load::{LoadConfig, LoadReport};
 use crate::report::{HttpRound, Report, Section, Setup};
 use crate::servers::{AuditCount, ServerKind};
@@ -36,10 +45,27 @@ usage: opsgate-bench [options]
   --rounds N         baseline/opsgate rounds; the report uses the median (default 3)
   --connections N    concurrent connections, one task each (default 32)
   --stdio-runs N     timed `opsgate stdio` starts (default 10)
+  --federation-seconds N
+                     measured seconds per run of the federation section (default 3; each run
+                     has a 0.5 s warm-up, and --rounds rounds of 8 runs are made)
   --opsgate-bin PATH the opsgate binary (default target/release/opsgate)
   --output PATH      where to write the report (default BENCHMARKS.md)
   --only SERVER      load one server (baseline or opsgate) for --seconds and print its figures,
-                     writing no report: for profiling one side under `perf`";
+                     writing no report: for profiling one side under `perf`
+  --only federation  run only the federation section and print it, writing no report";
+
+/// Warm-up before each federation run: every process there is already warm from the rounds
+/// before (and, in the first round, from the set-up's own calls), so a short one is enough.
+const FEDERATION_WARMUP: Duration = Duration::from_millis(500);
+/// Concurrent callers on one stdio client in the federation section's throughput pair: a few
+/// agents' worth, under the gateway's default cap of 16 calls in flight per server.
+const STDIO_IN_FLIGHT: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Server(ServerKind),
+    Federation,
+}
 
 struct Options {
     measure: Duration,
@@ -47,9 +73,10 @@ struct Options {
     rounds: usize,
     connections: usize,
     stdio_runs: usize,
+    federation_measure: Duration,
     opsgate_bin: PathBuf,
     output: PathBuf,
-    only: Option<ServerKind>,
+    only: Option<Only>,
 }
 
 impl Options {
@@ -60,6 +87,7 @@ impl Options {
             rounds: 3,
             connections: 32,
             stdio_runs: 10,
+            federation_measure: Duration::from_secs(3),
             opsgate_bin: PathBuf::from("target/release/opsgate"),
             output: PathBuf::from("BENCHMARKS.md"),
             only: None,
@@ -79,13 +107,15 @@ impl Options {
                 "--rounds" => options.rounds = positive(value()?)? as usize,
                 "--connections" => options.connections = positive(value()?)? as usize,
                 "--stdio-runs" => options.stdio_runs = positive(value()?)? as usize,
+                "--federation-seconds" => options.federation_measure = Duration::from_secs(positive(value()?)?),
                 "--opsgate-bin" => options.opsgate_bin = PathBuf::from(value()?),
                 "--output" => options.output = PathBuf::from(value()?),
                 "--only" => {
                     options.only = Some(match value()?.as_str() {
-                        "baseline" => ServerKind::Baseline,
-                        "opsgate" => ServerKind::Opsgate,
-                        other => bail!("--only takes baseline or opsgate, not {other:?}"),
+                        "baseline" => Only::Server(ServerKind::Baseline),
+                        "opsgate" => Only::Server(ServerKind::Opsgate),
+                        "federation" => Only::Federation,
+                        other => bail!("--only takes baseline, opsgate or federation, not {other:?}"),
                     })
                 }
                 "-h" | "--help" => {
@@ -100,12 +130,27 @@ impl Options {
 }
 
 fn main() -> Result<()> {
-    let options = Options::parse(std::env::args().skip(1))?;
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--upstream") {
+        let transport = args.nth(1).context("--upstream needs stdio or http")?;
+        return upstream::run(&transport);
+    }
+    let options = Options::parse(args)?;
     // Read before any load, so the load average shows what else the machine was doing.
     let machine = machine::describe();
     let threads = machine.n_cpus;
-    if let Some(kind) = options.only {
-        return profile_one(kind, &options, threads);
+    match options.only {
+        Some(Only::Server(kind)) => return profile_one(kind, &options, threads),
+        Some(Only::Federation) => {
+            let federation = run_federation(&options, threads);
+            let failed = federation.failed();
+            println!("{}", report::render_federation_alone(&federation, &options.opsgate_bin.display().to_string()));
+            if failed {
+                bail!("the federation measurement failed");
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let setup = Setup {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -125,13 +170,19 @@ fn main() -> Result<()> {
     let http = Section::from_result(run_http(&options, threads));
     let policy = Section::from_result(policy_cost::measure());
     let (stdio, rss) = run_binary(&options)?;
+    let federation = run_federation(&options, threads);
 
-    let report = Report { setup, machine, http, stdio, rss, policy };
+    let report = Report { setup, machine, http, stdio, rss, policy, federation };
     let text = report.render();
     std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
     eprintln!("opsgate-bench: wrote {}", options.output.display());
     println!("{text}");
-    if report.http.failed() || report.stdio.failed() || report.rss.failed() || report.policy.failed() {
+    if report.http.failed()
+        || report.stdio.failed()
+        || report.rss.failed()
+        || report.policy.failed()
+        || report.federation.failed()
+    {
         bail!("a measurement failed; see {}", options.output.display());
     }
     Ok(())
@@ -264,6 +315,29 @@ fn run_binary(options: &Options) -> Result<BinarySections> {
     Ok((Section::from_result(stdio), Section::from_result(rss)))
 }
 
+/// Section 5, or why it could not run: it needs the opsgate binary.
+fn run_federation(options: &Options, threads: usize) -> Section<FederationReport> {
+    let bin = &options.opsgate_bin;
+    if !bin.is_file() {
+        return Section::Skipped(format!(
+            "{} does not exist (build it with `cargo build --release -p opsgate`)",
+            bin.display()
+        ));
+    }
+    let settings = federation::Settings {
+        connections: options.connections,
+        stdio_in_flight: STDIO_IN_FLIGHT,
+        warmup: FEDERATION_WARMUP,
+        measure: options.federation_measure,
+        rounds: options.rounds,
+        threads,
+    };
+    let measured = std::fs::canonicalize(bin)
+        .with_context(|| format!("resolving {}", bin.display()))
+        .and_then(|bin| federation::measure(&bin, settings));
+    Section::from_result(measured)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +352,7 @@ mod tests {
             rounds: 1,
             connections: 4,
             stdio_runs: 1,
+            federation_measure: Duration::from_secs(1),
             opsgate_bin: PathBuf::new(),
             output: PathBuf::new(),
             only: None,
@@ -300,5 +375,6 @@ mod tests {
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--only", "nginx"]).is_err());
         assert!(parse(&["--seconds", "3", "--rounds", "5"]).is_ok_and(|options| options.rounds == 5));
+        assert!(parse(&["--only", "federation"]).is_ok_and(|options| options.only == Some(Only::Federation)));
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::binary::{RssReport, StdioReport};
+use crate::federation::{FederationReport, Pair, PairRun, Transport};
 use crate::load::LoadReport;
 use crate::machine::Machine;
 use crate::policy_cost::{N_DECISIONS, PolicyCost};
@@ -15,6 +16,8 @@ pub const RATIO_TARGET: f64 = 0.7;
 pub const STDIO_TARGET: Duration = Duration::from_millis(50);
 /// 30 MB in the strict decimal sense (10^6 bytes), the smaller reading of the target.
 pub const RSS_TARGET_BYTES: u64 = 30_000_000;
+/// What the gateway may add to the median federated call at one connection, in milliseconds.
+pub const ADDED_P50_TARGET_MS: f64 = 0.3;
 
 /// A measurement that ran, could not run here, or ran and failed.
 pub enum Section<T> {
@@ -99,6 +102,7 @@ pub struct Report {
     pub stdio: Section<Vec<StdioReport>>,
     pub rss: Section<Vec<RssReport>>,
     pub policy: Section<PolicyCost>,
+    pub federation: Section<FederationReport>,
 }
 
 /// The middle value (the lower of the two middle ones for an even count): always a value that
@@ -121,6 +125,11 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// A difference in milliseconds, signed: noise can make the direct side the slower one.
+fn added_ms(milliseconds: f64) -> String {
+    format!("{milliseconds:+.3} ms")
+}
+
 fn verdict(pass: bool) -> &'static str {
     if pass { "pass" } else { "**FAIL**" }
 }
@@ -134,6 +143,7 @@ impl Report {
         self.render_stdio(&mut out);
         self.render_rss(&mut out);
         self.render_policy(&mut out);
+        render_federation(&mut out, &self.federation, &self.setup.opsgate_bin);
         out
     }
 
@@ -144,8 +154,8 @@ impl Report {
         let _ = writeln!(
             out,
             "Written by the benchmark itself; do not edit by hand. To refresh it, run `scripts/bench.sh` \
-             (release build of `opsgate` and `opsgate-bench`, then the benchmark, which takes about a \
-             minute and a half with the defaults).\n"
+             (release build of `opsgate` and `opsgate-bench`, then the benchmark, which takes about \
+             three minutes with the defaults).\n"
         );
         let _ = writeln!(out, "| | |\n| --- | --- |");
         let _ = writeln!(out, "| date | {} |", setup.date);
@@ -205,6 +215,15 @@ impl Report {
             )
         });
         let _ = writeln!(out, "| policy decision per call, default bundle | (reported) | {policy_row} |");
+        for transport in [Transport::Http, Transport::Stdio] {
+            let row = self.federation.summary(|federation| federation_summary(federation, transport));
+            let _ = writeln!(
+                out,
+                "| federated tools/call over {}: latency opsgate adds at one connection, p50 (median of rounds) | \
+                 ≤ {ADDED_P50_TARGET_MS:.2} ms | {row} |",
+                transport.label()
+            );
+        }
         let _ = writeln!(out);
     }
 
@@ -384,6 +403,206 @@ impl Report {
         }
         let _ = writeln!(out);
     }
+}
+
+/// The federation figures one summary row shows for `transport`: the added latency at one
+/// connection against the target, and both throughput ratios.
+fn federation_summary(federation: &FederationReport, transport: Transport) -> String {
+    let pairs: Vec<Pair> = federation.settings.pairs().into_iter().filter(|pair| pair.transport == transport).collect();
+    let Some(single) = pairs.iter().find(|pair| pair.in_flight == 1) else {
+        return "no run at one connection | **FAIL**".to_string();
+    };
+    let medians = PairMedians::of(federation, *single);
+    let ratios: Vec<String> = pairs
+        .iter()
+        .map(|pair| format!("×{:.2} at {}", PairMedians::of(federation, *pair).ratio, in_flight_label(*pair)))
+        .collect();
+    format!(
+        "{} (p99 {}); throughput through ÷ direct {} | {}",
+        added_ms(medians.added_p50_ms),
+        added_ms(medians.added_p99_ms),
+        ratios.join(", "),
+        verdict(medians.added_p50_ms <= ADDED_P50_TARGET_MS)
+    )
+}
+
+fn in_flight_label(pair: Pair) -> String {
+    match (pair.transport, pair.in_flight) {
+        (Transport::Http, 1) => "1 connection".to_string(),
+        (Transport::Http, n) => format!("{n} connections"),
+        (Transport::Stdio, 1) => "1 call in flight".to_string(),
+        (Transport::Stdio, n) => format!("{n} calls in flight"),
+    }
+}
+
+/// The medians over rounds of one pair. The added latencies and the ratio are medians of the
+/// per-round differences and ratios (each from two runs back to back), so they need not equal
+/// the difference or ratio of the medians beside them.
+struct PairMedians {
+    direct_p50: Duration,
+    through_p50: Duration,
+    added_p50_ms: f64,
+    direct_p99: Duration,
+    through_p99: Duration,
+    added_p99_ms: f64,
+    direct_calls: f64,
+    through_calls: f64,
+    ratio: f64,
+}
+
+impl PairMedians {
+    fn of(federation: &FederationReport, pair: Pair) -> PairMedians {
+        let runs: Vec<&PairRun> = federation.runs_of(pair).collect();
+        let pick = |value: fn(&PairRun) -> f64| median(runs.iter().map(|run| value(run))).unwrap_or(0.0);
+        let pick_time = |value: fn(&PairRun) -> Duration| median(runs.iter().map(|run| value(run))).unwrap_or_default();
+        PairMedians {
+            direct_p50: pick_time(|run| run.direct.p50),
+            through_p50: pick_time(|run| run.through.p50),
+            added_p50_ms: pick(PairRun::added_p50_ms),
+            direct_p99: pick_time(|run| run.direct.p99),
+            through_p99: pick_time(|run| run.through.p99),
+            added_p99_ms: pick(PairRun::added_p99_ms),
+            direct_calls: pick(|run| run.direct.calls_per_second),
+            through_calls: pick(|run| run.through.calls_per_second),
+            ratio: pick(PairRun::ratio),
+        }
+    }
+}
+
+/// Section 5 alone, for `--only federation`.
+pub fn render_federation_alone(federation: &Section<FederationReport>, opsgate_bin: &str) -> String {
+    let mut out = String::new();
+    render_federation(&mut out, federation, opsgate_bin);
+    out
+}
+
+fn ms3(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
+}
+
+fn render_federation(out: &mut String, federation: &Section<FederationReport>, opsgate_bin: &str) {
+    let _ = writeln!(out, "## 5. Federation: what opsgate adds to a call to a federated server\n");
+    let settings = match federation {
+        Section::Measured(report) => Some(report.settings),
+        _ => None,
+    };
+    let connections = settings.map_or("N".to_string(), |settings| settings.connections.to_string());
+    let callers = settings.map_or("N".to_string(), |settings| settings.stdio_in_flight.to_string());
+    let _ = writeln!(
+        out,
+        "One upstream MCP server, section 1's bare rmcp `echo` server (annotated `readOnlyHint: true`) run as a \
+         process of its own (`opsgate-bench --upstream http|stdio`, multi-threaded tokio runtime), is called \
+         directly as `echo` and through opsgate as `mcp__up__echo`, in the same run. Every process starts once, \
+         before the first round, and serves every round; in each round each pair runs direct, then through \
+         opsgate, back to back. Through opsgate each call passes the whole pipeline as a user's would: identity, \
+         the default policy (the annotation makes the call a read), rate limits, redaction, the output budget \
+         and the durable SQLite audit log, then opsgate's rmcp client to the upstream.\n"
+    );
+    let _ = writeln!(
+        out,
+        "- **Streamable HTTP**: the upstream serves `/mcp` on a loopback port with section 1's baseline \
+         settings. `{opsgate_bin} serve --listen 127.0.0.1:PORT` runs in a scratch directory whose \
+         `.opsgate/mcp.json` is `{{\"servers\": {{\"up\": {{\"transport\": \"streamable-http\", \"url\": \
+         \"http://127.0.0.1:UPSTREAM/mcp\"}}}}}}`, with its own data directory and one API key (role operator, \
+         so anonymous access is off). Section 1's load generator (2026-07-28 stateless wire, one HTTP/1.1 \
+         keep-alive connection per task) calls the upstream directly, then opsgate with \
+         `Authorization: Bearer og_…`.\n\
+         - **stdio**: the benchmark's rmcp client spawns `opsgate-bench --upstream stdio` itself, and spawns \
+         `{opsgate_bin} stdio` (the local user, role operator) in a scratch directory whose `.opsgate/mcp.json` \
+         has opsgate start the same command as its child. Concurrent callers share one client.\n\
+         - **runs**: one call in flight, the case the target is about, and a throughput pair with {connections} \
+         HTTP connections (section 1's count) or {callers} stdio callers. opsgate lets at most 16 calls per \
+         federated server be in flight by default (`max_concurrency`), so with more connections the rest wait \
+         for a slot inside opsgate; that default is what is measured. Each caller calls back to back with \
+         its own text; 0.5 s warm-up, then {measure} measured per run; rounds: {rounds}.\n\
+         - **checks**: every response must be a success carrying the caller's text; one error fails the \
+         benchmark. At the end each opsgate's audit chain is verified with `opsgate audit verify`, and its \
+         record count must equal the successful calls made through it.\n\
+         - **figures**: *added* is through minus direct in the same round (negative when noise slowed the \
+         direct run); *through ÷ direct* is calls per second. The tables give the median over rounds of \
+         each column; the added latencies and the ratio are medians of the per-round values, so they need not \
+         equal the difference or ratio of the medians beside them.\n",
+        measure = settings.map_or("N s".to_string(), |settings| format!("{} s", settings.measure.as_secs())),
+        rounds = settings.map_or("N".to_string(), |settings| settings.rounds.to_string()),
+    );
+    let Some(report) = federation.figures_or_note(out) else { return };
+    let _ = writeln!(
+        out,
+        "| transport | in flight | p50 direct | p50 through | **added p50** | p99 direct | p99 through | added p99 | \
+         calls/s direct | calls/s through | **through ÷ direct** |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for pair in report.settings.pairs() {
+        let medians = PairMedians::of(report, pair);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | **{}** | {} | {} | {} | {:.0} | {:.0} | **{:.2}** |",
+            pair.transport.label(),
+            in_flight_label(pair),
+            ms3(medians.direct_p50),
+            ms3(medians.through_p50),
+            added_ms(medians.added_p50_ms),
+            ms3(medians.direct_p99),
+            ms3(medians.through_p99),
+            added_ms(medians.added_p99_ms),
+            medians.direct_calls,
+            medians.through_calls,
+            medians.ratio
+        );
+    }
+    let _ = writeln!(out);
+    for transport in [Transport::Http, Transport::Stdio] {
+        let pairs = report.settings.pairs();
+        let single = pairs.iter().find(|pair| pair.transport == transport && pair.in_flight == 1);
+        if let Some(single) = single {
+            let added = PairMedians::of(report, *single).added_p50_ms;
+            let _ = writeln!(
+                out,
+                "- {} at one connection: opsgate adds {} to the median call (target ≤ {ADDED_P50_TARGET_MS:.2} ms): \
+                 {}.",
+                transport.label(),
+                added_ms(added),
+                verdict(added <= ADDED_P50_TARGET_MS)
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Every run:\n");
+    let _ = writeln!(
+        out,
+        "| round | transport | in flight | calls/s direct | calls/s through | p50 direct | p50 through | \
+         p99 direct | p99 through | added p50 | through ÷ direct |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (index, runs) in report.rounds.iter().enumerate() {
+        for run in runs {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} |",
+                index + 1,
+                run.pair.transport.label(),
+                in_flight_label(run.pair),
+                run.direct.calls_per_second,
+                run.through.calls_per_second,
+                ms3(run.direct.p50),
+                ms3(run.through.p50),
+                ms3(run.direct.p99),
+                ms3(run.through.p99),
+                added_ms(run.added_p50_ms()),
+                run.ratio()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Audit check (warm-ups included; the chain verified end to end):\n\n\
+         | opsgate | successful calls through it | audit records | chain |\n| --- | ---: | ---: | --- |"
+    );
+    for (label, audit) in [("`serve` (Streamable HTTP)", report.http_audit), ("`stdio`", report.stdio_audit)] {
+        let _ = writeln!(out, "| {label} | {} | {} | verified |", audit.n_calls, audit.n_records);
+    }
+    let _ = writeln!(out);
 }
 
 /// The per-column medians of one server's rounds.

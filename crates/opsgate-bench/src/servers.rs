@@ -1,7 +1,8 @@
 //! The two servers the throughput benchmark compares, each started in-process on a loopback port:
 //! a bare rmcp server with one `echo` tool written directly as a `ServerHandler` (the baseline:
 //! what the SDK alone costs), and opsgate's own HTTP app with the full pipeline and a durable
-//! SQLite audit log, serving the same `echo` as an `opsgate_core::Tool`.
+//! SQLite audit log, serving the same `echo` as an `opsgate_core::Tool`. The bare server is also
+//! the federation benchmark's upstream (see `upstream`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -16,7 +17,7 @@ use opsgate_server::{Identity, IdentityConfig, McpState, Pipeline, PipelineConfi
 use opsgate_store::{AuditLog, AuditWriterConfig, Store};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -109,7 +110,7 @@ pub async fn start(kind: ServerKind) -> Result<RunningServer> {
 // ---------------------------------------------------------------------------------------------
 // Baseline: the SDK and nothing else.
 
-fn baseline_app(http: &HttpConfig) -> axum::Router {
+pub fn baseline_app(http: &HttpConfig) -> axum::Router {
     // The flags opsgate's app sets that change the wire or the work per request: JSON responses,
     // the same allowed hosts and the same body limit. Origin checks are left at rmcp's default
     // (off); the benchmark sends no Origin, so opsgate's check is a header lookup.
@@ -123,7 +124,7 @@ fn baseline_app(http: &HttpConfig) -> axum::Router {
 
 /// The echo tool as an rmcp server written by hand would serve it.
 #[derive(Clone)]
-struct BareEcho;
+pub struct BareEcho;
 
 static ECHO_SCHEMA: LazyLock<Arc<JsonObject>> = LazyLock::new(|| Arc::new(echo_schema()));
 
@@ -140,8 +141,11 @@ fn echo_schema() -> JsonObject {
     }
 }
 
+/// Annotated read-only, as a well-behaved server marks a tool that changes nothing: behind opsgate
+/// that makes it a read, which the default policy allows without approval or a rate limit.
 fn bare_echo_tool() -> rmcp::model::Tool {
     rmcp::model::Tool::new(ECHO, "Returns its text unchanged.", ECHO_SCHEMA.clone())
+        .annotate(ToolAnnotations::new().read_only(true))
 }
 
 impl ServerHandler for BareEcho {
