@@ -68,6 +68,11 @@ pub fn is_valid_server_name(name: &str) -> bool {
         && bytes.all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
 }
 
+/// The name a federated server's tool (or prompt, or resource) takes: `mcp__<server>__<name>`.
+pub fn federated_name(server: &str, name: &str) -> String {
+    format!("{FEDERATED_PREFIX}{server}__{name}")
+}
+
 /// The federated server a tool name belongs to, and the server's own name for the tool:
 /// `mcp__memory__read_graph` ⇒ `("memory", "read_graph")`. `None` for built-in names.
 pub fn split_federated_name(name: &str) -> Option<(&str, &str)> {

@@ -36,6 +36,11 @@ pub struct Quarantined {
 }
 
 impl Quarantined {
+    /// The tool's name as clients know it, `mcp__<server>__<tool>`.
+    pub fn tool_name(&self) -> String {
+        opsgate_core::federated_name(&self.pinned.server, &self.pinned.tool)
+    }
+
     /// Why calls to it are denied, for the caller and the audit log.
     pub fn reason(&self) -> String {
         format!(

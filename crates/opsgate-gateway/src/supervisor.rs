@@ -216,9 +216,9 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
     let mut listed = list(config, &link).await?;
     let verdicts = judge(config, &shared.store, &listed).await?;
     let mut n_quarantined = register(config, shared, &link, &listed, verdicts);
-    shared.catalog.set(&config.name, list_offer(config, &link).await?);
-    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, protocol = ?link.peer.peer_info().map(|info| info.protocol_version.to_string()), "federated server ready");
+    shared.catalog.set(&config.name, list_offer(config, &link).await);
     let protocol = link.peer.peer_info().map(|info| info.protocol_version.to_string());
+    tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, protocol = ?protocol, "federated server ready");
     update(&shared.statuses, &config.name, |status| {
         status.state = State::Ready;
         status.connect_latency = Some(latency);
@@ -247,7 +247,7 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
                     tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, "federated server's tools changed");
                 }
                 if pending.contains(&Relist::Offer) {
-                    shared.catalog.set(&config.name, list_offer(config, &link).await?);
+                    shared.catalog.set(&config.name, list_offer(config, &link).await);
                 }
             }
             _ = recheck.tick(), if n_quarantined > 0 => {
@@ -268,19 +268,32 @@ async fn list(config: &ServerConfig, link: &Link) -> Result<Vec<rmcp::model::Too
     bounded("tools/list", config.call_timeout, link.peer.list_all_tools()).await
 }
 
-/// The server's resources, resource templates and prompts, for the capabilities it declared.
-async fn list_offer(config: &ServerConfig, link: &Arc<Link>) -> Result<Offer, String> {
+/// The server's resources, resource templates and prompts, for the capabilities it declared. A
+/// list the server fails to give is logged and left empty: its tools stay usable.
+async fn list_offer(config: &ServerConfig, link: &Arc<Link>) -> Offer {
     let capabilities = link.peer.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
     let timeout = config.call_timeout;
     let mut offer = Offer { link: link.clone(), resources: Vec::new(), templates: Vec::new(), prompts: Vec::new() };
     if capabilities.resources.is_some() {
-        offer.resources = bounded("resources/list", timeout, link.peer.list_all_resources()).await?;
-        offer.templates = bounded("resources/templates/list", timeout, link.peer.list_all_resource_templates()).await?;
+        offer.resources =
+            or_empty(&config.name, bounded("resources/list", timeout, link.peer.list_all_resources()).await);
+        offer.templates = or_empty(
+            &config.name,
+            bounded("resources/templates/list", timeout, link.peer.list_all_resource_templates()).await,
+        );
     }
     if capabilities.prompts.is_some() {
-        offer.prompts = bounded("prompts/list", timeout, link.peer.list_all_prompts()).await?;
+        offer.prompts = or_empty(&config.name, bounded("prompts/list", timeout, link.peer.list_all_prompts()).await);
     }
-    Ok(offer)
+    offer
+}
+
+/// What a list request gave, or nothing (logged) when it failed.
+fn or_empty<T>(server: &str, listed: Result<Vec<T>, String>) -> Vec<T> {
+    listed.unwrap_or_else(|error| {
+        tracing::warn!(server = %server, %error, "federated server's list left empty");
+        Vec::new()
+    })
 }
 
 /// A request to the server within `timeout`; a failure says which request and why.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use opsgate_core::FEDERATED_PREFIX;
+use opsgate_core::federated_name;
 use opsgate_policy::redact::Redactor;
 use opsgate_server::surface::Surface;
 use opsgate_server::{Change, ChangeFeed};
@@ -42,9 +42,10 @@ impl Catalog {
 
     /// Replaces `server`'s offer and tells clients what changed.
     pub fn set(&self, server: &str, offer: Offer) {
+        let offer = Arc::new(offer);
         let previous =
-            self.offers.write().unwrap_or_else(PoisonError::into_inner).insert(server.to_string(), Arc::new(offer));
-        self.announce(previous.as_deref(), self.get(server).as_deref());
+            self.offers.write().unwrap_or_else(PoisonError::into_inner).insert(server.to_string(), offer.clone());
+        self.announce(previous.as_deref(), Some(&offer));
     }
 
     /// Takes `server`'s offer away (it stopped) and tells clients, if it offered anything.
@@ -74,20 +75,17 @@ impl Catalog {
     }
 }
 
-fn prefixed(server: &str, name: &str) -> String {
-    format!("{FEDERATED_PREFIX}{server}__{name}")
-}
-
 /// opsgate's own surface, then each connected server's resources and prompts.
 pub struct FederatedSurface {
     own: Arc<dyn Surface>,
     catalog: Catalog,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
 }
 
 impl FederatedSurface {
-    pub fn new(own: Arc<dyn Surface>, catalog: Catalog) -> FederatedSurface {
-        FederatedSurface { own, catalog, redactor: Redactor::new() }
+    /// `redactor`: the pipeline's, so resources and prompts are masked as tool outputs are.
+    pub fn new(own: Arc<dyn Surface>, catalog: Catalog, redactor: Arc<Redactor>) -> FederatedSurface {
+        FederatedSurface { own, catalog, redactor }
     }
 
     /// The server offering `uri`: the one that listed it, else the one with a template whose
@@ -124,7 +122,7 @@ impl FederatedSurface {
         for (server, offer) in self.catalog.offers() {
             own.extend(items(&offer).iter().map(|item| {
                 let mut item = item.clone();
-                let renamed = prefixed(&server, name(&mut item));
+                let renamed = federated_name(&server, name(&mut item));
                 *name(&mut item) = renamed;
                 item
             }));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsgate_core::{CallContext, Effect, FEDERATED_PREFIX, Tool, ToolError, ToolOutput, ToolSpec};
+use opsgate_core::{CallContext, Effect, Tool, ToolError, ToolOutput, ToolSpec, federated_name};
 use rmcp::RoleClient;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{Peer, ServiceError};
@@ -74,7 +74,7 @@ impl FederatedTool {
     pub fn new(link: Arc<Link>, tool: &rmcp::model::Tool, configured: Option<Effect>) -> FederatedTool {
         let annotations = tool.annotations.as_ref();
         let spec = ToolSpec {
-            name: format!("{FEDERATED_PREFIX}{}__{}", link.server, tool.name),
+            name: federated_name(&link.server, &tool.name),
             title: tool
                 .title
                 .clone()

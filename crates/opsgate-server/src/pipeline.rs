@@ -159,7 +159,7 @@ impl CallOutcome {
 pub struct Pipeline {
     registry: Arc<Registry>,
     audit: AuditLog,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     config: PipelineConfig,
     metrics: Arc<Metrics>,
     seal: StateSeal,
@@ -181,7 +181,7 @@ impl Pipeline {
         Pipeline {
             registry,
             audit,
-            redactor: Redactor::new(),
+            redactor: Arc::new(Redactor::new()),
             rate_limiter: RateLimiter::new(config.rate_limits),
             config,
             metrics,
@@ -198,7 +198,7 @@ impl Pipeline {
         self
     }
 
-    pub fn redactor(&self) -> &Redactor {
+    pub fn redactor(&self) -> &Arc<Redactor> {
         &self.redactor
     }
 

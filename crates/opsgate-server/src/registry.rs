@@ -152,12 +152,11 @@ impl Registry {
     /// reported; the others are registered. Quarantined tools are registered (a call to one is
     /// denied with its reason) but not listed.
     pub fn set_server_tools(&self, server: &str, tools: Vec<ServerTool>) -> Vec<RegistryError> {
-        let prefix = format!("{}{server}__", opsgate_core::FEDERATED_PREFIX);
         let mut problems = Vec::new();
         let mut registered: Vec<RegisteredTool> = Vec::with_capacity(tools.len());
         for ServerTool { tool, quarantine } in tools {
             let spec = tool.spec().clone();
-            if !spec.name.starts_with(&prefix) || spec.name.len() == prefix.len() {
+            if opsgate_core::split_federated_name(&spec.name).is_none_or(|(named, _)| named != server) {
                 problems.push(RegistryError::NotNamespaced { server: server.to_string(), tool: spec.name });
                 continue;
             }

@@ -128,9 +128,11 @@ impl App {
         )
         .with_policy(policy.clone())
         .with_approvals(approvals);
+        let surface =
+            opsgate_gateway::FederatedSurface::new(Arc::new(NoSurface), catalog.clone(), pipeline.redactor().clone());
         let mcp = Arc::new(McpState {
             pipeline: Arc::new(pipeline),
-            surface: Arc::new(opsgate_gateway::FederatedSurface::new(Arc::new(NoSurface), catalog.clone())),
+            surface: Arc::new(surface),
             server_name: "opsgate".to_string(),
             instructions: Some(INSTRUCTIONS.to_string()),
         });
@@ -149,15 +151,19 @@ impl App {
     }
 
     /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
-    /// the global `mcp.json` (once); their tools join the registry as they connect. Entries that
+    /// the global `mcp.json` (once), or only for the server `only` (a one-shot command about one
+    /// server starts no other); their tools join the registry as they connect. Entries that
     /// cannot be used are logged with file, server and reason, and the rest start.
-    pub fn start_gateway(&mut self, env: &impl Env) -> anyhow::Result<&opsgate_gateway::Gateway> {
+    pub fn start_gateway(&mut self, env: &impl Env, only: Option<&str>) -> anyhow::Result<&opsgate_gateway::Gateway> {
         if self.gateway.is_none() {
-            let loaded = load_federation(env)?;
+            let mut loaded = load_federation(env)?;
             for problem in &loaded.problems {
                 tracing::warn!(%problem, "federated MCP server configuration");
             }
             self.federation_problems = loaded.problems;
+            if let Some(only) = only {
+                loaded.servers.retain(|server| server.name == only);
+            }
             self.gateway = Some(opsgate_gateway::Gateway::start(
                 self.mcp.pipeline.registry(),
                 &self.store,
@@ -168,11 +174,11 @@ impl App {
         Ok(self.gateway.as_ref().expect("started above"))
     }
 
-    /// For a one-shot command about `tool`: when it is federated, starts the servers and waits
-    /// until each has connected or failed once, so that the tool exists if its server is up.
+    /// For a one-shot command about `tool`: when it is federated, starts its server and waits
+    /// until it has connected or failed once, so that the tool exists if its server is up.
     pub async fn reach_tool(&mut self, tool: &str, env: &impl Env) -> anyhow::Result<()> {
-        if opsgate_core::split_federated_name(tool).is_some() {
-            self.start_gateway(env)?.settle().await;
+        if let Some((server, _)) = opsgate_core::split_federated_name(tool) {
+            self.start_gateway(env, Some(server))?.settle().await;
         }
         Ok(())
     }

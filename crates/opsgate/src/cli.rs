@@ -245,7 +245,7 @@ pub fn local_principal(config: &RuntimeConfig) -> Principal {
 
 async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     let mut app = App::build(&config, &ProcessEnv).await?;
-    app.start_gateway(&ProcessEnv)?;
+    app.start_gateway(&ProcessEnv, None)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -273,7 +273,7 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
 
 async fn stdio(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     let mut app = App::build(&config, &ProcessEnv).await?;
-    app.start_gateway(&ProcessEnv)?;
+    app.start_gateway(&ProcessEnv, None)?;
     let handler = OpsgateMcp::new(app.mcp.clone(), local_principal(&config));
     let service = handler.serve(rmcp::transport::stdio()).await.context("MCP handshake on stdio failed")?;
     tokio::select! {

@@ -89,7 +89,7 @@ pub async fn run(config: RuntimeConfig, command: McpCommand) -> anyhow::Result<E
 
 async fn list(config: &RuntimeConfig, project: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let mut app = App::build(config, &ProcessEnv).await?;
-    let gateway = app.start_gateway(&ProcessEnv)?;
+    let gateway = app.start_gateway(&ProcessEnv, None)?;
     gateway.settle().await;
     let statuses = gateway.statuses();
     let problems = app.federation_problems.clone();
@@ -147,13 +147,7 @@ async fn list(config: &RuntimeConfig, project: &Path, json: bool) -> anyhow::Res
     crate::cli::write_table(&mut stdout, &header, &rows)?;
     for status in &statuses {
         for quarantined in &status.quarantined {
-            writeln!(
-                stdout,
-                "quarantined: mcp__{}__{}: {}",
-                status.name,
-                quarantined.pinned.tool,
-                quarantined.reason()
-            )?;
+            writeln!(stdout, "quarantined: {}: {}", quarantined.tool_name(), quarantined.reason())?;
         }
     }
     for problem in &problems {
@@ -422,7 +416,7 @@ async fn trust_in(
     tool: Option<&str>,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let gateway = app.start_gateway(&ProcessEnv)?;
+    let gateway = app.start_gateway(&ProcessEnv, Some(server))?;
     gateway.settle().await;
     let Some(status) = gateway.statuses().into_iter().find(|status| status.name == server) else {
         bail!("no MCP server {server} is configured; opsgate mcp list shows the servers");
@@ -440,14 +434,18 @@ async fn trust_in(
         .filter(|quarantined| tool.is_none_or(|tool| quarantined.pinned.tool == tool))
         .collect();
     if chosen.is_empty() {
-        let what = tool.map_or(format!("server {server}"), |tool| format!("mcp__{server}__{tool}"));
+        let what = tool.map_or(format!("server {server}"), |tool| opsgate_core::federated_name(server, tool));
         println!("nothing to trust: {what} has no quarantined tool");
         return Ok(ExitCode::SUCCESS);
     }
     for quarantined in &chosen {
-        describe_change(&status, quarantined);
+        describe_change(quarantined);
     }
-    if !yes && let Some(mut prompter) = Prompter::for_terminal() {
+    // Trusting re-opens a tool to agents: a person says yes, in a terminal or with --yes.
+    if !yes {
+        let Some(mut prompter) = Prompter::for_terminal() else {
+            bail!("nothing trusted: pass --yes to trust the definitions above without being asked");
+        };
         let answer = prompter.ask(&format!("Trust {} changed tool(s) of {server}? [y/N]: ", chosen.len()))?;
         if !matches!(answer.as_str(), "y" | "Y" | "yes") {
             println!("nothing trusted");
@@ -485,17 +483,17 @@ async fn trust_in(
             duration_us: 0,
         };
         app.mcp.pipeline.audit_log().record(entry).await?;
-        println!("trusted mcp__{server}__{} as {}", pin.tool, principal.id);
+        println!("trusted {} as {}", quarantined.tool_name(), principal.id);
     }
     println!("a running opsgate lists the trusted tools again within a few seconds");
     Ok(ExitCode::SUCCESS)
 }
 
 /// What changed in a quarantined tool, field by field, for the person deciding.
-fn describe_change(status: &ServerStatus, quarantined: &Quarantined) {
+fn describe_change(quarantined: &Quarantined) {
     let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
     let (pinned, listed) = (parse(&quarantined.pinned.definition), parse(&quarantined.listed.definition));
-    println!("mcp__{}__{}: changed since {}", status.name, quarantined.pinned.tool, quarantined.pinned.pinned_at);
+    println!("{}: changed since {}", quarantined.tool_name(), quarantined.pinned.pinned_at);
     for field in &quarantined.changed {
         println!("  {field} was: {}", shorten(&pinned[field.as_str()]));
         println!("  {field} now: {}", shorten(&listed[field.as_str()]));

@@ -157,13 +157,7 @@ async fn doctor_mcp(store: &opsgate_store::Store, stdout: &mut impl Write) -> an
         }
         for quarantined in &status.quarantined {
             n_problems += 1;
-            writeln!(
-                stdout,
-                "mcp       FAIL  mcp__{}__{} quarantined: {}",
-                status.name,
-                quarantined.pinned.tool,
-                quarantined.reason()
-            )?;
+            writeln!(stdout, "mcp       FAIL  {} quarantined: {}", quarantined.tool_name(), quarantined.reason())?;
         }
     }
     Ok(n_problems)

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
+/// The fake GitHub token the Python test server puts in its on-call resource and triage prompt.
+const FAKE_TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
     serde_json::to_value(&result.content).unwrap_or_default()[0]["text"].as_str().unwrap_or_default().to_string()
 }
@@ -152,6 +155,14 @@ async fn a_client_lists_calls_and_reads_across_federated_servers_and_every_call_
         .with_context(|| format!("a server-everything resource in {resources:?}"))?;
     let read = client.read_resource(rmcp::model::ReadResourceRequestParams::new(document.uri.clone())).await?;
     assert!(!read.contents.is_empty(), "{read:?}");
+    // A URI no server listed goes to the server whose template it fits.
+    let templated = "demo://resource/dynamic/text/7";
+    let read = client.read_resource(rmcp::model::ReadResourceRequestParams::new(templated)).await?;
+    assert!(serde_json::to_string(&read.contents)?.contains("Resource 7"), "{read:?}");
+    // Secrets in a server's text are masked on the way through.
+    let read = client.read_resource(rmcp::model::ReadResourceRequestParams::new("runbooks://oncall")).await?;
+    let oncall = serde_json::to_string(&read.contents)?;
+    assert!(oncall.contains("pager.example") && !oncall.contains(FAKE_TOKEN), "{oncall}");
 
     // Prompts: prefixed names, got from their server.
     let prompts: Vec<String> = client.list_all_prompts().await?.into_iter().map(|prompt| prompt.name).collect();
@@ -160,8 +171,8 @@ async fn a_client_lists_calls_and_reads_across_federated_servers_and_every_call_
     }
     let mut triage = rmcp::model::GetPromptRequestParams::new("mcp__runbooks__triage");
     triage.arguments = Some(arguments(json!({"service": "checkout"})));
-    let triage = client.get_prompt(triage).await?;
-    assert!(serde_json::to_string(&triage.messages)?.contains("incident on checkout"), "{triage:?}");
+    let triage = serde_json::to_string(&client.get_prompt(triage).await?.messages)?;
+    assert!(triage.contains("incident on checkout") && !triage.contains(FAKE_TOKEN), "{triage}");
     let unknown = client.get_prompt(rmcp::model::GetPromptRequestParams::new("mcp__runbooks__nope")).await;
     assert!(unknown.is_err(), "{unknown:?}");
     client.cancel().await?;

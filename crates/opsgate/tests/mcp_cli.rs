@@ -272,6 +272,11 @@ async fn a_changed_tool_description_is_quarantined_until_trusted_and_denied_call
     wait_until_connected(&client).await?;
     assert!(!session_tools(&client).await?.contains(&"mcp__runbooks__get_runbook".to_string()));
 
+    // From a script, trusting needs an explicit --yes.
+    let unasked = project.run(&["mcp", "trust", "runbooks"])?;
+    assert!(!unasked.status.success(), "{}", stdout(&unasked));
+    assert!(stderr(&unasked).contains("pass --yes"), "{}", stderr(&unasked));
+    assert!(!session_tools(&client).await?.contains(&"mcp__runbooks__get_runbook".to_string()));
     let trusted = project.run(&["mcp", "trust", "runbooks", "--yes"])?;
     let trust_text = stdout(&trusted);
     assert!(trusted.status.success(), "{trust_text}{}", stderr(&trusted));
