@@ -22,6 +22,22 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Words that make a name a secret's (`DB_PASSWORD`, `api_key`, `clientSecret`), case-insensitive:
+/// one list for `name=value` in text and for keys of JSON objects, so the two cannot drift.
+macro_rules! secret_names {
+    () => {
+        "token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|account[_-]?key|private[_-]?key|client[_-]?secret"
+    };
+}
+
+/// Environment-style names ending in `_KEY` (`SIGNING_KEY`, `STRIPE_KEY`): upper case only, so that
+/// `cache_key` or `primary_key` survive.
+macro_rules! env_key_name {
+    () => {
+        "[A-Z0-9_]*_KEY"
+    };
+}
+
 /// Each pattern with the replacement that keeps the non-secret context (`$1`) readable.
 const PATTERNS: &[(&str, &str)] = &[
     // PEM private keys, whole block.
@@ -39,13 +55,9 @@ const PATTERNS: &[(&str, &str)] = &[
     // Passwords in URLs: scheme://user:password@host.
     (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", "$1***@"),
     // NAME_TOKEN=value, api_key: value, "password": "value" and friends.
-    (
-        r#"(?i)([A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|api[_-]?key|access[_-]?key|account[_-]?key|private[_-]?key|client[_-]?secret)["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#,
-        "$1***",
-    ),
-    // Environment-style names ending in _KEY (SIGNING_KEY=…, STRIPE_KEY: …): upper case only,
-    // so that `cache_key: user:42` or `primary_key=id` survive.
-    (r#"(\b[A-Z0-9_]*_KEY["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#, "$1***"),
+    (concat!(r#"(?i)([A-Za-z0-9_.-]*(?:"#, secret_names!(), r#")["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#), "$1***"),
+    // SIGNING_KEY=…, STRIPE_KEY: … (see `env_key_name`).
+    (concat!(r"(\b", env_key_name!(), r#"["']?\s*[=:]\s*["']?)[^\s"',;&}]+"#), "$1***"),
     // Cloud and SaaS keys with fixed prefixes.
     (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "***"),
     (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", "***"),
@@ -73,10 +85,10 @@ impl Redactor {
             .iter()
             .map(|(pattern, replacement)| (Regex::new(pattern).expect("redaction pattern compiles"), *replacement))
             .collect();
-        let secret_key = Regex::new(
-            r"(?i)(token|secret|passw(or)?d|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization|cookie)",
-        )
-        .expect("secret key pattern compiles");
+        // Keys also name headers and cookies, whose whole value is the secret.
+        let secret_key =
+            Regex::new(concat!("(?i:", secret_names!(), "|credential|authorization|cookie)|^", env_key_name!(), "$"))
+                .expect("secret key pattern compiles");
         let any = RegexSet::new(PATTERNS.iter().map(|(pattern, _)| *pattern)).expect("redaction patterns compile");
         Redactor { any, patterns, secret_key }
     }

@@ -339,8 +339,16 @@ impl ServerHandler for OpsgateMcp {
         Ok(ListToolsResult::with_all_items(tools))
     }
 
+    // rmcp validates `Mcp-Param-*` headers against this schema; a quarantined tool's schema is
+    // the changed, untrusted one, so none is given and the call reaches the pipeline, which
+    // denies and audits it.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.state.pipeline.registry().get(name).map(|tool| Tool::clone(&tool.mcp))
+        self.state
+            .pipeline
+            .registry()
+            .get(name)
+            .filter(|tool| tool.quarantine.is_none())
+            .map(|tool| Tool::clone(&tool.mcp))
     }
 
     async fn call_tool(

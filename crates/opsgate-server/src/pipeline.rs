@@ -375,10 +375,10 @@ impl Pipeline {
             ));
         };
         let spec = &registered.spec;
-        if let Some(reason) = &registered.quarantine {
+        if let Err(why) = registered.usable() {
             audit.decision = "deny".to_string();
-            audit.reason = Some(format!("quarantined: {reason}"));
-            return CallOutcome::Denied(format!("denied: {tool_name} is quarantined: {reason}"));
+            audit.reason = Some(why.clone());
+            return CallOutcome::Denied(format!("denied: {why}"));
         }
 
         // A retry: verify the state before anything reads it. Answers carried in the state come
@@ -715,11 +715,8 @@ impl Pipeline {
         let Some(registered) = self.registry.get(&request.tool) else {
             return CallOutcome::ToolError(format!("tool {} is no longer available", request.tool));
         };
-        if let Some(reason) = &registered.quarantine {
-            return CallOutcome::Denied(format!(
-                "{} is quarantined now: {reason}; the approved call was not run",
-                request.tool
-            ));
+        if let Err(why) = registered.usable() {
+            return CallOutcome::Denied(format!("{why}; the approved call was not run"));
         }
         let arguments = match serde_json::from_str::<Value>(&request.arguments) {
             Ok(Value::Object(arguments)) => arguments,

@@ -55,6 +55,16 @@ pub struct RegisteredTool {
     pub quarantine: Option<Arc<str>>,
 }
 
+impl RegisteredTool {
+    /// Whether calls may run it: not when it is quarantined, and the error says why.
+    pub fn usable(&self) -> Result<(), String> {
+        match &self.quarantine {
+            None => Ok(()),
+            Some(reason) => Err(format!("{} is quarantined: {reason}", self.spec.name)),
+        }
+    }
+}
+
 /// A federated server's tool as the gateway hands it over: the tool, and whether it is
 /// quarantined and why.
 pub struct ServerTool {
@@ -88,6 +98,8 @@ pub struct Registry {
 pub enum RegistryError {
     #[error("tool name {0:?} is invalid: use 1-128 characters of A-Z a-z 0-9 _ - .")]
     InvalidName(String),
+    #[error("tool name {0:?} starts with mcp__, which only federated servers' tools may")]
+    ReservedPrefix(String),
     #[error("tool {0} is registered twice")]
     Duplicate(String),
     #[error("tool {tool:?} of server {server:?} is not named mcp__{server}__<tool>")]
@@ -105,6 +117,10 @@ impl Registry {
         let mut spec = tool.spec().clone();
         if !opsgate_core::is_valid_tool_name(&spec.name) {
             return Err(RegistryError::InvalidName(spec.name));
+        }
+        // A built-in under the federated prefix would shadow a server's tool and pass for one.
+        if spec.name.starts_with(opsgate_core::FEDERATED_PREFIX) {
+            return Err(RegistryError::ReservedPrefix(spec.name));
         }
         if self.tools.contains_key(&spec.name) {
             return Err(RegistryError::Duplicate(spec.name));

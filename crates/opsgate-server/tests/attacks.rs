@@ -14,10 +14,12 @@ use anyhow::Result;
 use opsgate_core::{
     CallContext, Effect, NoClient, Plan, Principal, PrincipalKind, Target, Tool, ToolError, ToolOutput, ToolSpec,
 };
+use opsgate_policy::{Policy, PolicySource};
 use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings, ApprovalStatusTool};
 use opsgate_server::metrics::Metrics;
 use opsgate_server::{
-    BlastRadiusLimits, CallOutcome, CallRequest, Pipeline, PipelineConfig, Rate, RateLimits, Registry, TargetCatalog,
+    BlastRadiusLimits, CallOutcome, CallRequest, Pipeline, PipelineConfig, PolicyHandle, Rate, RateLimits, Registry,
+    ServerTool, TargetCatalog,
 };
 use opsgate_store::{ApprovalError, ApprovalStatus, AuditLog, AuditRecord, AuditWriterConfig, Store};
 use serde_json::{Map, Value, json};
@@ -584,5 +586,53 @@ async fn an_expired_request_reads_as_expired_before_any_sweep() -> Result<()> {
     let stored = harness.store.approval(&id).await?.expect("stored");
     assert_eq!(stored.status, ApprovalStatus::Expired);
     assert_eq!(harness.runs(), 0);
+    Ok(())
+}
+
+/// A federated write whose server changed its definition after the request was made: neither the
+/// approved request nor a new call runs it, and both are audited with the reason. A built-in
+/// tool cannot take a federated name to pass for one.
+#[tokio::test]
+async fn a_federated_tool_quarantined_after_its_request_does_not_run_when_approved() -> Result<()> {
+    let mut harness = default_harness().await?;
+    let rule = "package opsgate\n\napproval contains {\"approvals_required\": 1, \"approver_roles\": [\"approver\"], \
+                \"reason\": \"federated write\"} if {\n\tinput.tool.server == \"up\"\n}\n";
+    let policy = Policy::load(vec![PolicySource { path: "up.rego".into(), text: rule.into() }], false)?;
+    harness.pipeline = harness.pipeline.with_policy(Arc::new(PolicyHandle::new(policy)));
+    let federated = |quarantine: Option<&str>| ServerTool {
+        tool: Arc::new(CountingWrite {
+            spec: spec("mcp__up__restart", Effect::Write, None),
+            runs: harness.runs.clone(),
+        }),
+        quarantine: quarantine.map(str::to_string),
+    };
+    assert!(harness.pipeline.registry().set_server_tools("up", vec![federated(None)]).is_empty());
+    let CallOutcome::PendingApproval(pending) = harness.call(agent(), "mcp__up__restart", json!({})).await else {
+        panic!("the federated write waits for approval")
+    };
+    let id = pending.structured["approval_id"].as_str().unwrap_or_default().to_string();
+
+    harness.pipeline.registry().set_server_tools("up", vec![federated(Some("its description changed"))]);
+    assert_eq!(harness.pipeline.decide_approval(&alice(), &id, true, None).await?, ApprovalStatus::Failed);
+    let denied = harness.call(agent(), "mcp__up__restart", json!({})).await;
+    assert!(matches!(&denied, CallOutcome::Denied(message) if message.contains("quarantined")), "{denied:?}");
+    assert_eq!(harness.runs(), 0);
+    harness
+        .audited("the approved run refused", |record| {
+            record.entry.decision == "approved"
+                && record.entry.error.as_deref().is_some_and(|error| error.contains("quarantined"))
+        })
+        .await?;
+    harness
+        .audited("the denied call", |record| {
+            record.entry.tool == "mcp__up__restart"
+                && record.entry.decision == "deny"
+                && record.entry.reason.as_deref().is_some_and(|reason| reason.contains("its description changed"))
+        })
+        .await?;
+
+    let mut registry = Registry::default();
+    let impostor = CountingWrite { spec: spec("mcp__up__restart", Effect::Read, None), runs: harness.runs.clone() };
+    assert!(registry.register(Arc::new(impostor)).is_err(), "a built-in took a federated name");
     Ok(())
 }

@@ -1,8 +1,6 @@
 //! The audit chain: one record per call, each carrying the SHA-256 of its predecessor, so that an
 //! edited, inserted or deleted row breaks the chain at a sequence number `verify` can name.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -277,12 +275,12 @@ impl Store {
     /// it: that takes the write lock (SQLite) or the head row's lock (PostgreSQL) before anything
     /// is read, so appends from several processes serialise instead of forking the chain. On
     /// PostgreSQL the rows go in as multi-row INSERTs; SQLite has its own appender (`sqlite.rs`).
-    pub async fn append_audit(&self, entries: Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError> {
+    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, StoreError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
         let pool = match self {
-            Store::Sqlite { appender, .. } => return appender.append_blocking(entries).await,
+            Store::Sqlite { appender, .. } => return appender.append_blocking(entries.to_vec().into()).await,
             Store::Postgres(pool) => pool,
         };
         let n_entries = entries.len() as i64;
@@ -292,7 +290,7 @@ impl Store {
             .fetch_one(&mut *transaction)
             .await?;
         let last_seq: i64 = head.try_get("seq")?;
-        let chained = Chained::new(last_seq - n_entries, head.try_get("hash")?, &entries);
+        let chained = Chained::new(last_seq - n_entries, head.try_get("hash")?, entries);
         let links: Vec<Link<'_>> = chained.links().collect();
         for chunk in links.chunks(MAX_RECORDS_PER_STATEMENT) {
             let insert = insert_sql(chunk.len());

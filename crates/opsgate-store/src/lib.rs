@@ -97,8 +97,9 @@ impl Store {
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(SQLITE_FILE);
         let location = path.display().to_string();
-        // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable,
-        // which the audit promise needs (the group commit amortises the fsync).
+        // WAL lets readers run beside the writer; synchronous=FULL makes every commit of this
+        // pool (approvals, keys, pins) durable. Audit appends use their own connection, flushed
+        // by the audit writer before callers are answered (`sqlite.rs`, `writer.rs`).
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)

@@ -51,42 +51,43 @@ impl Store {
         Ok(pins)
     }
 
-    /// Pins tools seen for the first time; a tool that already has a pin keeps it (a second
-    /// opsgate racing to pin the same tool changes nothing either).
+    /// Pins tools seen for the first time, in one transaction; a tool that already has a pin
+    /// keeps it (a second opsgate racing to pin the same tool changes nothing either).
     pub async fn pin_new_tools(&self, pins: &[ToolPin]) -> Result<(), StoreError> {
-        for pin in pins {
-            self.insert_pin(pin, "DO NOTHING").await?;
-        }
-        Ok(())
+        self.insert_pins(pins, "DO NOTHING").await
     }
 
     /// Replaces a tool's pin with the definition someone trusted.
     pub async fn trust_tool(&self, pin: &ToolPin) -> Result<(), StoreError> {
-        self.insert_pin(
-            pin,
+        self.insert_pins(
+            std::slice::from_ref(pin),
             "DO UPDATE SET hash = excluded.hash, definition = excluded.definition, \
              pinned_at = excluded.pinned_at, trusted_by = excluded.trusted_by",
         )
         .await
     }
 
-    /// Inserts `pin`; on an existing pin of the same tool, does `on_conflict` (a fixed clause).
-    async fn insert_pin(&self, pin: &ToolPin, on_conflict: &'static str) -> Result<(), StoreError> {
+    /// Inserts `pins` in one transaction; on an existing pin of the same tool, does `on_conflict`
+    /// (a fixed clause).
+    async fn insert_pins(&self, pins: &[ToolPin], on_conflict: &'static str) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO mcp_tool_pins (server, tool, hash, definition, pinned_at, trusted_by) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server, tool) {on_conflict}"
         );
         on_pool!(self, pool => {
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(&pin.server)
-                .bind(&pin.tool)
-                .bind(&pin.hash)
-                .bind(&pin.definition)
-                .bind(&pin.pinned_at)
-                .bind(&pin.trusted_by)
-                .execute(pool)
-                .await
-                .map(|_| ())
+            let mut transaction = pool.begin().await?;
+            for pin in pins {
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&pin.server)
+                    .bind(&pin.tool)
+                    .bind(&pin.hash)
+                    .bind(&pin.definition)
+                    .bind(&pin.pinned_at)
+                    .bind(&pin.trusted_by)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await
         })?;
         Ok(())
     }

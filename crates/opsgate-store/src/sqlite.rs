@@ -14,6 +14,7 @@
 //! another waits for the disk (the audit writer does exactly that; see `writer.rs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +33,11 @@ const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kin
 #[derive(Debug, Clone)]
 pub struct Appender {
     connection: Arc<Mutex<Option<Connection>>>,
-    /// The database's write-ahead log, `<database>-wal`: what `sync` flushes.
+    /// The database's write-ahead log, `<database>-wal` where SQLite put the database (through
+    /// any symbolic link): what `sync` flushes.
     wal: Arc<PathBuf>,
+    /// Set by `close`: only then may the log be gone.
+    closed: Arc<AtomicBool>,
 }
 
 impl Appender {
@@ -47,9 +51,16 @@ impl Appender {
         connection.busy_timeout(busy_timeout)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
-        let mut wal = path.as_os_str().to_owned();
+        // SQLite's own name for the file, not ours: it follows symbolic links, and so does the
+        // log's place. Flushing a log at the link's side would find nothing there.
+        let database = connection.path().map(PathBuf::from).unwrap_or_else(|| path.to_path_buf());
+        let mut wal = database.into_os_string();
         wal.push("-wal");
-        Ok(Appender { connection: Arc::new(Mutex::new(Some(connection))), wal: Arc::new(PathBuf::from(wal)) })
+        Ok(Appender {
+            connection: Arc::new(Mutex::new(Some(connection))),
+            wal: Arc::new(PathBuf::from(wal)),
+            closed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Appends `entries` in one transaction and waits until they are on disk. Blocking.
@@ -66,8 +77,9 @@ impl Appender {
         match std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data()) {
             Ok(()) => Ok(()),
             // SQLite deletes the log only when its last connection closes, after checkpointing
-            // every committed transaction into the database file and flushing that file.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // every committed transaction into the database file and flushing that file. While
+            // this appender's connection is open the log exists, so a missing one is an error.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && self.closed.load(Ordering::Acquire) => Ok(()),
             Err(source) => Err(StoreError::Sync { path: self.wal.display().to_string(), source }),
         }
     }
@@ -130,6 +142,7 @@ impl Appender {
     pub fn close(&self) {
         let connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         drop(connection);
+        self.closed.store(true, Ordering::Release);
     }
 
     /// `append` on a blocking thread.
@@ -170,6 +183,37 @@ mod tests {
         // A log path under a regular file cannot be opened (ENOTDIR): reported, not ignored.
         let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), ..appender };
         assert!(matches!(broken.sync(), Err(StoreError::Sync { .. })));
+        Ok(())
+    }
+
+    /// A database reached through a symbolic link has its log beside the link's target; the
+    /// flush must find it there, and a log missing while the connection is open is an error,
+    /// never "nothing to flush".
+    #[test]
+    fn the_log_is_found_through_a_symbolic_link_and_never_missing_while_open() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("real"))?;
+        let target = dir.path().join("real/audit.db");
+        Connection::open(&target)?.pragma_update(None, "journal_mode", "WAL")?;
+        let link = dir.path().join("audit.db");
+        std::os::unix::fs::symlink(&target, &link)?;
+        let appender = Appender::open(&link, Duration::from_secs(1))?;
+        appender
+            .connection
+            .lock()
+            .map_err(|_| "poisoned")?
+            .as_ref()
+            .ok_or("open")?
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+        assert!(dir.path().join("real/audit.db-wal").exists());
+        assert!(!dir.path().join("audit.db-wal").exists());
+        assert!(appender.wal.starts_with(dir.path().join("real").canonicalize()?), "{}", appender.wal.display());
+        appender.sync()?;
+
+        let wrong = Appender { wal: Arc::new(dir.path().join("audit.db-wal")), ..appender.clone() };
+        assert!(matches!(wrong.sync(), Err(StoreError::Sync { .. })), "a missing log while open is not flushed");
+        appender.close();
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The audit writer: one task that appends records in batches (group commit), so a call waits for
-//! its own record to be durable without paying one fsync per call.
+//! The audit writer: appends records in batches (group commit), so a call waits for its own record
+//! to be durable without paying one fsync per call.
 
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ impl AuditLog {
             Store::Sqlite { appender, .. } => {
                 let (committed, to_flush) = std::sync::mpsc::channel::<Committed>();
                 let flusher = appender.clone();
-                let flushing = runtime.spawn_blocking(move || flush_loop(&flusher, &to_flush));
+                let flushing = runtime.spawn_blocking(move || flush_loop(|| flusher.sync(), &to_flush));
                 write_loop(
                     receiver,
                     config.max_batch,
@@ -77,7 +77,7 @@ impl AuditLog {
             store => write_loop(
                 receiver,
                 config.max_batch,
-                |entries| runtime.block_on(store.append_audit(entries.to_vec().into())),
+                |entries| runtime.block_on(store.append_audit(entries)),
                 reply_all,
             ),
         });
@@ -140,18 +140,31 @@ fn write_loop(
 /// Callers of one committed batch and where their records landed, waiting for a flush.
 type Committed = (Vec<Reply>, Vec<AuditReceipt>);
 
-/// Waits for committed batches, flushes the write-ahead log once for all of those that arrived
-/// meanwhile, then answers their callers; until the writer is gone and everything is answered.
-fn flush_loop(appender: &crate::sqlite::Appender, committed: &std::sync::mpsc::Receiver<Committed>) {
+/// Waits for committed batches, flushes the write-ahead log once (`sync`) for all of those that
+/// arrived meanwhile, then answers their callers; until the writer is gone and everything is
+/// answered.
+///
+/// A failed flush is final: after it, a later flush that succeeds proves nothing (the kernel may
+/// have dropped the pages that failed, and SQLite's recovery discards every frame after a lost
+/// one), so every later batch fails too, until opsgate restarts and SQLite recovers the log.
+fn flush_loop(mut sync: impl FnMut() -> Result<(), StoreError>, committed: &std::sync::mpsc::Receiver<Committed>) {
     let mut pending: Vec<Committed> = Vec::new();
+    let mut failed: Option<String> = None;
     while let Ok(first) = committed.recv() {
         pending.push(first);
         pending.extend(committed.try_iter());
-        let flushed = appender.sync();
+        if failed.is_none()
+            && let Err(error) = sync()
+        {
+            tracing::error!(%error, "the audit log could not be flushed; every later call fails until opsgate restarts");
+            failed = Some(error.to_string());
+        }
         for (replies, receipts) in pending.drain(..) {
-            let result = match &flushed {
-                Ok(()) => Ok(receipts),
-                Err(error) => Err(StoreError::Internal(error.to_string())),
+            let result = match &failed {
+                None => Ok(receipts),
+                Some(error) => {
+                    Err(StoreError::Internal(format!("the audit log is not durable since a flush failed: {error}")))
+                }
             };
             reply_all(replies, result);
         }
@@ -190,5 +203,57 @@ fn is_transient(error: &StoreError) -> bool {
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+
+    /// A committed batch of one record, and where its caller's answer arrives.
+    fn batch(seq: i64) -> (Committed, oneshot::Receiver<Result<AuditReceipt, String>>) {
+        let (reply, answer) = oneshot::channel();
+        ((vec![reply], vec![AuditReceipt { seq, hash: format!("h{seq}") }]), answer)
+    }
+
+    #[test]
+    fn callers_are_answered_only_after_the_flush_and_a_failed_flush_fails_every_later_batch() {
+        let (committed, to_flush) = std_mpsc::channel::<Committed>();
+        let (flush_started, flushes) = std_mpsc::channel::<()>();
+        let (release, released) = std_mpsc::channel::<Result<(), StoreError>>();
+        let flusher = std::thread::spawn(move || {
+            flush_loop(
+                || {
+                    let _ = flush_started.send(());
+                    released.recv().unwrap_or(Ok(()))
+                },
+                &to_flush,
+            )
+        });
+
+        // No answer while the flush is still under way.
+        let (first, mut first_answer) = batch(1);
+        committed.send(first).expect("send");
+        flushes.recv().expect("a flush started");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(first_answer.try_recv().is_err(), "answered before the flush returned");
+        release.send(Ok(())).expect("release");
+        assert_eq!(first_answer.blocking_recv().expect("answered").expect("ok").seq, 1);
+
+        // A failed flush fails its batch, and every batch after it, even when flushing works again.
+        let (second, second_answer) = batch(2);
+        committed.send(second).expect("send");
+        flushes.recv().expect("a flush started");
+        release.send(Err(StoreError::Internal("EIO".to_string()))).expect("release");
+        assert!(second_answer.blocking_recv().expect("answered").is_err());
+        let (third, third_answer) = batch(3);
+        committed.send(third).expect("send");
+        let third = third_answer.blocking_recv().expect("answered");
+        assert!(third.as_ref().is_err_and(|error| error.contains("not durable")), "{third:?}");
+        assert!(flushes.try_recv().is_err(), "no flush is attempted after a failed one");
+        drop(committed);
+        flusher.join().expect("the flush thread ends when the writer is gone");
     }
 }

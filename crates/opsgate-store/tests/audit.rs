@@ -41,8 +41,8 @@ async fn execute(store: &Store, sql: &'static str) -> Result<()> {
 #[tokio::test]
 async fn records_chain_and_verify_intact() -> Result<()> {
     for (store, _dir) in stores("chain_intact").await? {
-        let records = store.append_audit(vec![entry(1), entry(2)].into()).await?;
-        let more = store.append_audit(vec![entry(3)].into()).await?;
+        let records = store.append_audit(&[entry(1), entry(2)]).await?;
+        let more = store.append_audit(&[entry(3)]).await?;
         assert_eq!(records.iter().chain(&more).map(|record| record.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         let stored = store.audit_tail(3).await?;
         let hashes: Vec<&str> = records.iter().chain(&more).map(|receipt| receipt.hash.as_str()).collect();
@@ -59,7 +59,7 @@ async fn records_chain_and_verify_intact() -> Result<()> {
 #[tokio::test]
 async fn verify_names_the_first_edited_record() -> Result<()> {
     for (store, _dir) in stores("chain_edited").await? {
-        store.append_audit((1..=5).map(entry).collect()).await?;
+        store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>()).await?;
         execute(&store, "UPDATE audit_log SET decision = 'deny' WHERE seq = 3").await?;
         let report = store.verify_audit().await?;
         let (seq, why) = report.first_bad.expect("tampering detected");
@@ -72,7 +72,7 @@ async fn verify_names_the_first_edited_record() -> Result<()> {
 #[tokio::test]
 async fn verify_names_a_deleted_record_in_the_middle_and_at_the_end() -> Result<()> {
     for (store, _dir) in stores("chain_deleted").await? {
-        store.append_audit((1..=5).map(entry).collect()).await?;
+        store.append_audit(&(1..=5).map(entry).collect::<Vec<_>>()).await?;
         execute(&store, "DELETE FROM audit_log WHERE seq = 5").await?;
         assert_eq!(store.verify_audit().await?.first_bad.map(|(seq, _)| seq), Some(5), "{}", store.backend());
         execute(&store, "DELETE FROM audit_log WHERE seq = 2").await?;
@@ -114,7 +114,7 @@ async fn two_stores_on_one_postgres_database_share_one_chain() -> Result<()> {
     let mut calls = Vec::new();
     for index in 0..40 {
         let store = if index % 2 == 0 { first.clone() } else { second.clone() };
-        calls.push(tokio::spawn(async move { store.append_audit(vec![entry(index)].into()).await }));
+        calls.push(tokio::spawn(async move { store.append_audit(&[entry(index)]).await }));
     }
     for call in calls {
         call.await??;
@@ -127,7 +127,7 @@ async fn two_stores_on_one_postgres_database_share_one_chain() -> Result<()> {
 #[tokio::test]
 async fn a_batch_larger_than_one_statement_chains_across_statements() -> Result<()> {
     for (store, _dir) in stores("chain_large_batch").await? {
-        let records = store.append_audit((0..1_100).map(entry).collect()).await?;
+        let records = store.append_audit(&(0..1_100).map(entry).collect::<Vec<_>>()).await?;
         assert_eq!(records.last().map(|record| record.seq), Some(1_100));
         let report = store.verify_audit().await?;
         assert_eq!((report.n_records, report.first_bad), (1_100, None), "{}", store.backend());

@@ -43,6 +43,25 @@ fn masks_values_under_secret_keys_but_not_numbers() {
     assert_eq!(value, json!({"env": {"DB_PASSWORD": "***", "token_count": 3}, "list": ["Bearer ***"]}));
 }
 
+/// A name the text rules treat as a secret's is one as a JSON key too: the two lists are one.
+#[test]
+fn secret_names_are_masked_alike_in_text_and_as_json_keys() {
+    let redactor = Redactor::new();
+    let value = "Zx9-signing-material";
+    for name in ["JWT_SIGNING_KEY", "AccountKey", "account_key", "client_secret", "clientSecret", "DB_PASSWORD"] {
+        let text = format!("{name}={value}");
+        assert!(!redactor.redact_text(&text).contains(value), "{text}");
+        let mut object = json!({ name: value });
+        redactor.redact_value(&mut object);
+        assert_eq!(object, json!({ name: MASK }), "{name} as a JSON key");
+    }
+    for name in ["cache_key", "primary_key"] {
+        let mut object = json!({ name: "user:42" });
+        redactor.redact_value(&mut object);
+        assert_eq!(object, json!({ name: "user:42" }), "{name} is not a secret's name");
+    }
+}
+
 #[test]
 fn needs_redaction_agrees_with_redact_value() {
     let redactor = Redactor::new();
