@@ -12,13 +12,15 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rmcp::RoleClient;
+use rmcp::model::ProtocolVersion;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{Peer, RunningService};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, Peer, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -30,7 +32,8 @@ use crate::upstream;
 
 /// The upstream's name in `mcp.json`, and so the prefix of its tools behind opsgate.
 const SERVER: &str = "up";
-pub const FEDERATED_ECHO: &str = "mcp__up__echo";
+/// `echo` as opsgate names it, `mcp__up__echo`.
+pub static FEDERATED_ECHO: LazyLock<String> = LazyLock::new(|| opsgate_core::federated_name(SERVER, ECHO));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -105,13 +108,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn pairs(&self) -> [Pair; 4] {
-        [
+    /// Each pair once (a throughput pair of one connection is the latency pair).
+    pub fn pairs(&self) -> Vec<Pair> {
+        let mut pairs = vec![
             Pair { transport: Transport::Http, in_flight: 1 },
             Pair { transport: Transport::Http, in_flight: self.connections },
             Pair { transport: Transport::Stdio, in_flight: 1 },
             Pair { transport: Transport::Stdio, in_flight: self.stdio_in_flight },
-        ]
+        ];
+        pairs.dedup();
+        pairs
     }
 }
 
@@ -152,17 +158,26 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
     for round in 1..=settings.rounds {
         let mut runs = Vec::new();
         for pair in settings.pairs() {
-            let (direct, through) = match pair.transport {
-                Transport::Http => {
-                    let direct = http.load(&settings, pair, Route::Direct)?;
-                    (direct, http.load(&settings, pair, Route::Through)?)
+            let run = |route: Route| -> Result<LoadReport> {
+                match pair.transport {
+                    Transport::Http => http.load(&settings, pair, route),
+                    Transport::Stdio => {
+                        let (peer, tool) = match route {
+                            Route::Direct => (stdio.direct.peer(), ECHO),
+                            Route::Through => (stdio.through.peer(), FEDERATED_ECHO.as_str()),
+                        };
+                        runtime.block_on(stdio_load(peer, tool, pair.in_flight, &settings))
+                    }
                 }
-                Transport::Stdio => {
-                    let direct = runtime.block_on(stdio_load(stdio.direct.peer(), ECHO, pair.in_flight, &settings));
-                    let through =
-                        runtime.block_on(stdio_load(stdio.through.peer(), FEDERATED_ECHO, pair.in_flight, &settings));
-                    (direct?, through?)
-                }
+            };
+            // Direct first in odd rounds, through opsgate first in even ones, so that drift on
+            // the machine does not always favour the same side.
+            let (direct, through) = if round % 2 == 1 {
+                let direct = run(Route::Direct)?;
+                (direct, run(Route::Through)?)
+            } else {
+                let through = run(Route::Through)?;
+                (run(Route::Direct)?, through)
             };
             let label = format!("{} with {} in flight", pair.transport.label(), pair.in_flight);
             no_errors(&direct, &format!("{label}, direct"))?;
@@ -260,7 +275,7 @@ impl HttpSetup {
             &sandbox,
             opsgate_address,
             Some(authorization.clone()),
-            Some(FEDERATED_ECHO),
+            Some(FEDERATED_ECHO.as_str()),
         )
         .await
         .context("waiting for opsgate serve to list the federated echo")?;
@@ -271,7 +286,7 @@ impl HttpSetup {
     fn load(&self, settings: &Settings, pair: Pair, route: Route) -> Result<LoadReport> {
         let (address, tool, authorization) = match route {
             Route::Direct => (self.upstream_address, ECHO, None),
-            Route::Through => (self.opsgate_address, FEDERATED_ECHO, Some(self.authorization.clone())),
+            Route::Through => (self.opsgate_address, FEDERATED_ECHO.as_str(), Some(self.authorization.clone())),
         };
         load::run(&LoadConfig {
             address,
@@ -294,6 +309,15 @@ impl HttpSetup {
     }
 }
 
+/// How the stdio clients start: the newest revision first, as opsgate's own upstream client
+/// does, so that every stdio hop speaks the same revision (2026-07-28 with this upstream).
+fn lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    }
+}
+
 /// The stdio pair: an MCP client of the upstream it started, and one of `opsgate stdio`, which
 /// starts its own upstream.
 struct StdioSetup {
@@ -310,7 +334,8 @@ impl StdioSetup {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("spawning {} --upstream {}", upstream_exe.display(), upstream::STDIO))?;
-        let direct = ().serve(transport).await.context("MCP handshake with the stdio upstream")?;
+        let direct =
+            ().serve_with_lifecycle(transport, lifecycle()).await.context("MCP handshake with the stdio upstream")?;
         wait_until_listed(direct.peer(), ECHO).await.context("the stdio upstream")?;
 
         let sandbox = Sandbox::new(Config::None)?;
@@ -324,11 +349,11 @@ impl StdioSetup {
             .stderr(sandbox.log_file()?)
             .spawn()
             .with_context(|| format!("spawning {} stdio", bin.display()))?;
-        let through = match ().serve(transport).await {
+        let through = match ().serve_with_lifecycle(transport, lifecycle()).await {
             Ok(through) => through,
             Err(error) => bail!("MCP handshake with opsgate stdio: {error}; stderr:\n{}", sandbox.log_tail()),
         };
-        if let Err(error) = wait_until_listed(through.peer(), FEDERATED_ECHO).await {
+        if let Err(error) = wait_until_listed(through.peer(), &FEDERATED_ECHO).await {
             return Err(error.context(format!("opsgate stdio; stderr:\n{}", sandbox.log_tail())));
         }
         Ok(StdioSetup { direct, through, sandbox })
@@ -457,6 +482,8 @@ fn check_echo(result: &CallToolResult, expected: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use rmcp::ServiceExt;
+
     use super::*;
     use crate::servers::BareEcho;
 

@@ -492,11 +492,14 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
         out,
         "One upstream MCP server, section 1's bare rmcp `echo` server (annotated `readOnlyHint: true`) run as a \
          process of its own (`opsgate-bench --upstream http|stdio`, multi-threaded tokio runtime), is called \
-         directly as `echo` and through opsgate as `mcp__up__echo`, in the same run. Every process starts once, \
-         before the first round, and serves every round; in each round each pair runs direct, then through \
-         opsgate, back to back. Through opsgate each call passes the whole pipeline as a user's would: identity, \
+         directly as `echo` and through opsgate as `{federated}`, in the same run. Every process starts once, \
+         before the first round, and serves every round; in each round each pair runs direct and through \
+         opsgate back to back, direct first in odd rounds and through opsgate first in even ones. Every hop \
+         speaks MCP 2026-07-28: the load generator sends its stateless wire, and the stdio clients, like \
+         opsgate's own client of the upstream, negotiate it (`server/discover`). Through opsgate each call passes the whole pipeline as a user's would: identity, \
          the default policy (the annotation makes the call a read), rate limits, redaction, the output budget \
-         and the durable SQLite audit log, then opsgate's rmcp client to the upstream.\n"
+         and the durable SQLite audit log, then opsgate's rmcp client to the upstream.\n",
+        federated = crate::federation::FEDERATED_ECHO.as_str()
     );
     let _ = writeln!(
         out,

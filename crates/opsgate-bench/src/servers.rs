@@ -143,9 +143,14 @@ fn echo_schema() -> JsonObject {
 
 /// Annotated read-only, as a well-behaved server marks a tool that changes nothing: behind opsgate
 /// that makes it a read, which the default policy allows without approval or a rate limit.
-fn bare_echo_tool() -> rmcp::model::Tool {
+/// Built once: rmcp asks for it on every call (`get_tool`), and the clone is cheap.
+static ECHO_TOOL: LazyLock<rmcp::model::Tool> = LazyLock::new(|| {
     rmcp::model::Tool::new(ECHO, "Returns its text unchanged.", ECHO_SCHEMA.clone())
         .annotate(ToolAnnotations::new().read_only(true))
+});
+
+fn bare_echo_tool() -> rmcp::model::Tool {
+    ECHO_TOOL.clone()
 }
 
 impl ServerHandler for BareEcho {
