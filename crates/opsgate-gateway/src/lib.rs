@@ -8,9 +8,11 @@
 //! - `pin`: tool definitions pinned on first sight; a changed one is quarantined.
 //! - `surface`: the servers' resources and prompts beside opsgate's own.
 //! - `env`: what a stdio child inherits.
+//! - `http_client`: the pooling HTTP client for Streamable HTTP upstreams.
 
 pub mod config;
 pub mod env;
+mod http_client;
 pub mod pin;
 pub mod supervisor;
 pub mod surface;

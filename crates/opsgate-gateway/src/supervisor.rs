@@ -397,8 +397,9 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
                 custom.insert(name, value);
             }
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone()).custom_headers(custom);
+            let transport = StreamableHttpClientTransport::with_client(crate::http_client::upstream_client()?, transport_config);
             handler
-                .serve_with_lifecycle(StreamableHttpClientTransport::from_config(transport_config), lifecycle())
+                .serve_with_lifecycle(transport, lifecycle())
                 .await
                 .map_err(|error| format!("initialize failed: {error}"))
         }
