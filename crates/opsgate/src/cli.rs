@@ -275,7 +275,9 @@ async fn stdio(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     let mut app = App::build(&config, &ProcessEnv).await?;
     app.start_gateway(&ProcessEnv, None)?;
     let handler = OpsgateMcp::new(app.mcp.clone(), local_principal(&config));
-    let service = handler.serve(rmcp::transport::stdio()).await.context("MCP handshake on stdio failed")?;
+    // Pipes (how MCP clients start a stdio server) are read on the IO reactor, not through a
+    // blocking thread per read; a terminal or a file falls back to the blocking handles.
+    let service = handler.serve(rmcp::transport::stdio_pipes()).await.context("MCP handshake on stdio failed")?;
     tokio::select! {
         result = service.waiting() => {
             if let Err(error) = result {
