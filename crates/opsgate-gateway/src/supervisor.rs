@@ -397,7 +397,8 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
                 custom.insert(name, value);
             }
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone()).custom_headers(custom);
-            let transport = StreamableHttpClientTransport::with_client(crate::http_client::upstream_client()?, transport_config);
+            let transport =
+                StreamableHttpClientTransport::with_client(crate::http_client::upstream_client()?, transport_config);
             handler
                 .serve_with_lifecycle(transport, lifecycle())
                 .await

@@ -58,13 +58,9 @@ async fn list(
         Ok(status) => status,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match state.store.approvals(status, 200).await {
+    match state.store.approvals_where(status, 200, |approval| may_see(approval, &principal)).await {
         Ok(approvals) => {
-            let approvals: Vec<Approval> = approvals
-                .into_iter()
-                .filter(|approval| may_see(approval, &principal))
-                .map(|approval| redacted(&state, approval))
-                .collect();
+            let approvals: Vec<Approval> = approvals.into_iter().map(|approval| redacted(&state, approval)).collect();
             Json(json!({ "approvals": approvals })).into_response()
         }
         Err(store_error) => error(StatusCode::SERVICE_UNAVAILABLE, store_error.to_string()),

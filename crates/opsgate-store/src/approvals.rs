@@ -292,15 +292,59 @@ impl Store {
 
     /// Requests, newest first, optionally of one status. Decisions are not loaded here.
     pub async fn approvals(&self, status: Option<ApprovalStatus>, limit: i64) -> Result<Vec<Approval>, StoreError> {
-        let order = "ORDER BY created_at DESC, id";
-        let sql = match status {
-            Some(_) => format!("SELECT {COLUMNS} FROM approvals WHERE status = $2 {order} LIMIT $1"),
-            None => format!("SELECT {COLUMNS} FROM approvals {order} LIMIT $1"),
-        };
+        self.approvals_where(status, limit, |_| true).await
+    }
+
+    /// Up to `limit` requests for which `keep` holds, newest first, optionally of one status:
+    /// read page by page until `limit` are kept or none are left, so a caller who may see few of
+    /// the requests still gets its newest `limit`, not what survives of everybody's newest.
+    pub async fn approvals_where(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: i64,
+        keep: impl Fn(&Approval) -> bool,
+    ) -> Result<Vec<Approval>, StoreError> {
+        const PAGE: i64 = 256;
+        let wanted = usize::try_from(limit).unwrap_or(0);
+        let mut kept = Vec::new();
+        // The last row read: the next page starts after it in (created_at DESC, id) order.
+        let mut after: Option<(String, String)> = None;
+        while kept.len() < wanted {
+            let page = self.approvals_page(status, after.as_ref(), PAGE).await?;
+            let n_read = page.len();
+            after = page.last().map(|last| (last.request.created_at.clone(), last.request.id.clone()));
+            kept.extend(page.into_iter().filter(|approval| keep(approval)));
+            if n_read < PAGE as usize {
+                break;
+            }
+        }
+        kept.truncate(wanted);
+        Ok(kept)
+    }
+
+    async fn approvals_page(
+        &self,
+        status: Option<ApprovalStatus>,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let mut conditions = Vec::new();
+        if status.is_some() {
+            conditions.push("status = $2".to_string());
+        }
+        if after.is_some() {
+            let (at, id) = if status.is_some() { ("$3", "$4") } else { ("$2", "$3") };
+            conditions.push(format!("(created_at < {at} OR (created_at = {at} AND id > {id}))"));
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!("SELECT {COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id LIMIT $1");
         on_pool!(self, pool => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(limit);
             if let Some(status) = status {
                 query = query.bind(status.as_str());
+            }
+            if let Some((at, id)) = after {
+                query = query.bind(at).bind(id);
             }
             let rows = query.fetch_all(pool).await?;
             Ok(rows.iter().map(decode_approval).collect::<Result<_, _>>()?)

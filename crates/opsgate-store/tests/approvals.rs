@@ -139,3 +139,30 @@ async fn a_pending_request_survives_reopening_the_store() -> Result<()> {
     assert_eq!((reloaded.status, reloaded.request), (ApprovalStatus::Pending, pending));
     Ok(())
 }
+
+/// A caller who may see only a few old requests still gets them all when many newer ones belong
+/// to others: the filter runs before the limit, across pages (more requests than one page).
+#[tokio::test]
+async fn a_filtered_listing_reaches_past_other_principals_newer_requests() -> Result<()> {
+    for (store, _dir) in stores("approvals_filtered").await? {
+        let mut mine = Vec::new();
+        for minute in 0..3 {
+            let mut own = request(1);
+            own.requester = "key:quiet".into();
+            own.created_at = format!("2026-11-21T11:0{minute}:00.000Z");
+            store.create_approval(&own).await?;
+            mine.push(own.id);
+        }
+        for _ in 0..300 {
+            store.create_approval(&request(1)).await?;
+        }
+        let listed = store.approvals_where(None, 200, |approval| approval.request.requester == "key:quiet").await?;
+        let listed: Vec<String> = listed.into_iter().map(|approval| approval.request.id).collect();
+        mine.reverse();
+        assert_eq!(listed, mine, "{}: newest first, none missing", store.backend());
+        let everything = store.approvals_where(Some(ApprovalStatus::Pending), 1_000, |_| true).await?;
+        assert_eq!(everything.len(), 303, "{}: every row once across pages", store.backend());
+        assert_eq!(store.approvals_where(None, 2, |_| true).await?.len(), 2);
+    }
+    Ok(())
+}
