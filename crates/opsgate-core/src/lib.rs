@@ -1,11 +1,13 @@
 //! opsgate's vocabulary: the types every other crate speaks. No IO, no clock, nothing spawned.
 
+pub mod event;
 pub mod input;
 pub mod output;
 pub mod principal;
 pub mod secret;
 pub mod tool;
 
+pub use event::{Event, EventKind};
 pub use input::{AskMode, CallInput, ClientCapability, InputRequest, InputRequired};
 pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};

@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod approvals_api;
 pub mod changes;
+pub mod hooks;
 pub mod http;
 pub mod identity;
 pub mod limits;

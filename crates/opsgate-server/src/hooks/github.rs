@@ -1,0 +1,205 @@
+//! `/hooks/github`: GitHub webhooks, signed with `X-Hub-Signature-256` (HMAC-SHA256 of the body
+//! under the webhook's secret). Kept: `deployment`, `deployment_status`, `workflow_run`
+//! (requested and completed), `push`, `pull_request` closed and merged, `release` published.
+//! `X-GitHub-Delivery` is the delivery id (a redelivery keeps it). The service defaults to the
+//! repository's name, the environment to the deployment's.
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::{Event, EventKind, HookError, Ingest, first_line, header, normalize_time, parse_json, text_at};
+
+pub const SOURCE: &str = "github";
+
+pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), HookError> {
+    super::verify_hmac_sha256(secret.as_bytes(), header(headers, "x-hub-signature-256"), body, "X-Hub-Signature-256")
+}
+
+pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, HookError> {
+    let kind = header(headers, "x-github-event")
+        .ok_or_else(|| HookError::BadRequest("missing X-GitHub-Event header".to_string()))?
+        .to_string();
+    let payload = parse_json(body, SOURCE)?;
+    let delivery = header(headers, "x-github-delivery")
+        .map(str::to_string)
+        .unwrap_or_else(|| super::digest_id(&[&kind, &String::from_utf8_lossy(body)]));
+    let action = text_at(&payload, "/action").unwrap_or_default();
+    let event = match kind.as_str() {
+        "ping" => return Ok(Ingest::Ignored("ping: the webhook works".to_string())),
+        "deployment" => deployment(&payload, None),
+        "deployment_status" => deployment(&payload, payload.get("deployment_status")),
+        "workflow_run" if action == "requested" || action == "completed" => workflow_run(&payload, &action),
+        "workflow_run" => {
+            return Ok(Ingest::Ignored(format!("workflow_run {action}: only requested and completed runs are kept")));
+        }
+        "push" => push(&payload),
+        "pull_request" if action == "closed" && payload.pointer("/pull_request/merged") == Some(&Value::Bool(true)) => {
+            merged(&payload)
+        }
+        "pull_request" => {
+            return Ok(Ingest::Ignored(format!("pull_request {action}: only merged pull requests are kept")));
+        }
+        "release" if action == "published" => release(&payload),
+        "release" => return Ok(Ingest::Ignored(format!("release {action}: only published releases are kept"))),
+        other => return Ok(Ingest::Ignored(format!("GitHub event {other:?} is not kept"))),
+    }?;
+    let mut event = event;
+    event.delivery_id = delivery;
+    if event.time.is_empty() {
+        event.time = now.to_string();
+    }
+    event.service = event.service.take().or_else(|| text_at(&payload, "/repository/name"));
+    event.attribute("repository", text_at(&payload, "/repository/full_name"));
+    event.attribute("sender", text_at(&payload, "/sender/login"));
+    event.attribute("github_event", Some(kind));
+    Ok(Ingest::Events(vec![event]))
+}
+
+fn time_at(payload: &Value, pointer: &str) -> String {
+    text_at(payload, pointer).and_then(|time| normalize_time(&time)).unwrap_or_default()
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn missing(what: &str) -> HookError {
+    HookError::BadRequest(format!("github payload has no {what}"))
+}
+
+fn deployment(payload: &Value, status: Option<&Value>) -> Result<Event, HookError> {
+    let deployment = payload.get("deployment").ok_or_else(|| missing("deployment"))?;
+    let sha = text_at(deployment, "/sha").unwrap_or_default();
+    let environment = text_at(deployment, "/environment");
+    let reference = text_at(deployment, "/ref").unwrap_or_else(|| short(&sha).to_string());
+    let repository = text_at(payload, "/repository/full_name").unwrap_or_else(|| "a repository".to_string());
+    let target = environment.as_deref().unwrap_or("an environment");
+    let (summary, time, state) = match status {
+        Some(status) => {
+            let state = text_at(status, "/state").ok_or_else(|| missing("deployment_status.state"))?;
+            (
+                format!("deploy of {repository} {reference} to {target}: {state}"),
+                time_at(status, "/created_at"),
+                Some(state),
+            )
+        }
+        None => (
+            format!("deploy of {repository} {reference} to {target} created"),
+            time_at(deployment, "/created_at"),
+            None,
+        ),
+    };
+    let mut event = Event::new(time, SOURCE, EventKind::Deploy, summary, String::new());
+    event.environment = environment;
+    event.attribute("sha", Some(sha));
+    event.attribute("ref", text_at(deployment, "/ref"));
+    event.attribute("state", state);
+    event.attribute("deployment_id", text_at(deployment, "/id"));
+    event.attribute("creator", text_at(deployment, "/creator/login"));
+    event.attribute("description", text_at(deployment, "/description"));
+    if let Some(status) = status {
+        event.link(text_at(status, "/target_url").or_else(|| text_at(status, "/log_url")));
+    }
+    event.link(text_at(deployment, "/url"));
+    Ok(event)
+}
+
+fn workflow_run(payload: &Value, action: &str) -> Result<Event, HookError> {
+    let run = payload.get("workflow_run").ok_or_else(|| missing("workflow_run"))?;
+    let name = text_at(run, "/name").unwrap_or_else(|| "workflow".to_string());
+    let number = text_at(run, "/run_number").map(|number| format!(" #{number}")).unwrap_or_default();
+    let branch = text_at(run, "/head_branch").unwrap_or_default();
+    let outcome = if action == "completed" {
+        text_at(run, "/conclusion").unwrap_or_else(|| "completed".to_string())
+    } else {
+        "started".to_string()
+    };
+    let time = if action == "completed" { time_at(run, "/updated_at") } else { time_at(run, "/run_started_at") };
+    let summary = format!("workflow {name}{number} on {branch}: {outcome}");
+    let mut event = Event::new(time, SOURCE, EventKind::Pipeline, summary, String::new());
+    event.attribute("workflow", Some(name));
+    event.attribute("run_id", text_at(run, "/id"));
+    event.attribute("branch", Some(branch));
+    event.attribute("sha", text_at(run, "/head_sha"));
+    event.attribute("status", text_at(run, "/status"));
+    event.attribute("conclusion", text_at(run, "/conclusion"));
+    event.attribute("trigger", text_at(run, "/event"));
+    event.link(text_at(run, "/html_url"));
+    Ok(event)
+}
+
+fn push(payload: &Value) -> Result<Event, HookError> {
+    let reference = text_at(payload, "/ref").ok_or_else(|| missing("ref"))?;
+    let branch = reference.strip_prefix("refs/heads/").unwrap_or(&reference).to_string();
+    let commits = payload.get("commits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let pusher = text_at(payload, "/pusher/name").unwrap_or_else(|| "someone".to_string());
+    let head = payload.get("head_commit").filter(|head| !head.is_null());
+    let message = head.and_then(|head| text_at(head, "/message")).map(|message| first_line(&message, 120));
+    let mut summary =
+        format!("{} commit{} pushed to {branch} by {pusher}", commits.len(), if commits.len() == 1 { "" } else { "s" });
+    if let Some(message) = &message {
+        summary.push_str(": ");
+        summary.push_str(message);
+    }
+    let time = head.map(|head| time_at(head, "/timestamp")).unwrap_or_default();
+    let mut event = Event::new(time, SOURCE, EventKind::Push, summary, String::new());
+    event.attribute("branch", Some(branch));
+    event.attribute("before", text_at(payload, "/before"));
+    event.attribute("sha", text_at(payload, "/after"));
+    event.attribute("pusher", Some(pusher));
+    event.attribute("n_commits", Some(commits.len().to_string()));
+    // The commit list, newest last, one line each: what `what_changed` shows for a push.
+    let lines: Vec<String> = commits
+        .iter()
+        .take(20)
+        .filter_map(|commit| {
+            let id = text_at(commit, "/id")?;
+            let message = text_at(commit, "/message").unwrap_or_default();
+            Some(format!("{} {}", short(&id), first_line(&message, 100)))
+        })
+        .collect();
+    event.attribute("commits", Some(lines.join("\n")));
+    event.link(text_at(payload, "/compare"));
+    Ok(event)
+}
+
+fn merged(payload: &Value) -> Result<Event, HookError> {
+    let pull = payload.get("pull_request").ok_or_else(|| missing("pull_request"))?;
+    let number = text_at(pull, "/number").unwrap_or_default();
+    let title = text_at(pull, "/title").map(|title| first_line(&title, 120)).unwrap_or_default();
+    let base = text_at(pull, "/base/ref").unwrap_or_default();
+    let summary = format!("pull request #{number} merged into {base}: {title}");
+    let mut event = Event::new(time_at(pull, "/merged_at"), SOURCE, EventKind::Merge, summary, String::new());
+    event.attribute("number", Some(number));
+    event.attribute("title", Some(title));
+    event.attribute("branch", Some(base));
+    event.attribute("head_branch", text_at(pull, "/head/ref"));
+    event.attribute("sha", text_at(pull, "/merge_commit_sha"));
+    event.attribute("author", text_at(pull, "/user/login"));
+    event.attribute("merged_by", text_at(pull, "/merged_by/login"));
+    let changes = [("additions", "+"), ("deletions", "-"), ("changed_files", "files ")]
+        .iter()
+        .filter_map(|(field, sign)| text_at(pull, &format!("/{field}")).map(|n| format!("{sign}{n}")))
+        .collect::<Vec<_>>();
+    if !changes.is_empty() {
+        event.attribute("diff", Some(changes.join(" ")));
+    }
+    event.link(text_at(pull, "/html_url"));
+    Ok(event)
+}
+
+fn release(payload: &Value) -> Result<Event, HookError> {
+    let release = payload.get("release").ok_or_else(|| missing("release"))?;
+    let tag = text_at(release, "/tag_name").unwrap_or_default();
+    let name = text_at(release, "/name").filter(|name| !name.is_empty() && *name != tag);
+    let summary = match &name {
+        Some(name) => format!("release {tag} published: {name}"),
+        None => format!("release {tag} published"),
+    };
+    let mut event = Event::new(time_at(release, "/published_at"), SOURCE, EventKind::Release, summary, String::new());
+    event.attribute("tag", Some(tag));
+    event.attribute("sha", text_at(release, "/target_commitish"));
+    event.attribute("author", text_at(release, "/author/login"));
+    event.link(text_at(release, "/html_url"));
+    Ok(event)
+}

@@ -1,0 +1,172 @@
+//! Event ingestion from webhooks: `/hooks/<source>` verifies the delivery (a bearer token, a
+//! shared token or an HMAC signature, per source), turns the payload into `Event`s, maps service
+//! and environment, and stores them; a delivery seen before is stored once.
+//!
+//! One module per source, each with the same two functions: `verify(secret, headers, body)` and
+//! `normalize(headers, body, now) -> Ingest`. Normalising is pure: no IO, the time passed in.
+
+pub mod alertmanager;
+pub mod github;
+
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+pub use opsgate_core::{Event, EventKind};
+
+/// What a delivery became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingest {
+    Events(Vec<Event>),
+    /// A well-formed delivery opsgate does not keep (a `ping`, an event type it does not know,
+    /// a pull request closed without merging): answered 202 with this reason.
+    Ignored(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The signature or token is missing or wrong: 401, nothing stored.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The payload is not what the source sends: 400.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// A header's value as text, if present and printable.
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim)
+}
+
+/// Checks `Authorization: Bearer <token>` against `expected`, in constant time.
+pub fn verify_bearer(expected: &str, headers: &HeaderMap) -> Result<(), HookError> {
+    let given = header(headers, "authorization")
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .ok_or_else(|| HookError::Unauthorized("missing Authorization: Bearer token".to_string()))?;
+    verify_token(expected, given.trim(), "Authorization bearer token")
+}
+
+/// Compares a shared token in constant time (both sides hashed first, so the length leaks
+/// nothing either). `what` names the header in the error.
+pub fn verify_token(expected: &str, given: &str, what: &str) -> Result<(), HookError> {
+    let expected = Sha256::digest(expected.as_bytes());
+    let given = Sha256::digest(given.as_bytes());
+    let difference = expected.iter().zip(given.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if difference == 0 { Ok(()) } else { Err(HookError::Unauthorized(format!("the {what} is wrong"))) }
+}
+
+/// Checks a hex HMAC-SHA256 of `body` under `secret` (constant time). `signature` may carry a
+/// `sha256=` prefix, as GitHub's `X-Hub-Signature-256` and Flux's `X-Signature` do. `what`
+/// names the header in the error.
+pub fn verify_hmac_sha256(secret: &[u8], signature: Option<&str>, body: &[u8], what: &str) -> Result<(), HookError> {
+    let signature = signature.ok_or_else(|| HookError::Unauthorized(format!("missing {what} header")))?;
+    let hex_digest = signature.strip_prefix("sha256=").unwrap_or(signature);
+    let given = hex::decode(hex_digest)
+        .map_err(|_| HookError::Unauthorized(format!("{what} is not a hex SHA-256 signature")))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+        .map_err(|_| HookError::Unauthorized("the signing secret is unusable".to_string()))?;
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| HookError::Unauthorized(format!("{what} does not match the body")))
+}
+
+/// A delivery id for sources that send none: the SHA-256 of the parts that make the event
+/// unique, so a retried delivery maps to the same id.
+pub fn digest_id(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Parses a JSON body, naming the source in the error.
+pub fn parse_json(body: &[u8], source: &str) -> Result<serde_json::Value, HookError> {
+    serde_json::from_slice(body)
+        .map_err(|error| HookError::BadRequest(format!("{source} payload is not valid JSON: {error}")))
+}
+
+/// Any RFC 3339 time (any offset, any precision) as the store's format: UTC, milliseconds.
+/// `None` for text that is not one, and for Go's zero time (`0001-01-01T00:00:00Z`), which
+/// Alertmanager sends for an unset end.
+pub fn normalize_time(text: &str) -> Option<String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&chrono::Utc);
+    if chrono::Datelike::year(&parsed) <= 1 {
+        return None;
+    }
+    Some(opsgate_store::rfc3339(parsed))
+}
+
+/// The string at a JSON pointer, if it is one (numbers are written out).
+pub fn text_at(value: &serde_json::Value, pointer: &str) -> Option<String> {
+    match value.pointer(pointer)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+/// The first line of `text`, at most `max` characters, for summaries built from commit messages.
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(secret: &[u8], body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn an_hmac_signature_must_match_the_exact_body() {
+        let body = br#"{"zen":"Design for failure."}"#;
+        let good = signed(b"s3cret", body);
+        assert_eq!(verify_hmac_sha256(b"s3cret", Some(&good), body, "X-Hub-Signature-256"), Ok(()));
+        let tampered = br#"{"zen":"Design for failure!"}"#;
+        assert!(matches!(
+            verify_hmac_sha256(b"s3cret", Some(&good), tampered, "X-Hub-Signature-256"),
+            Err(HookError::Unauthorized(_))
+        ));
+        assert!(verify_hmac_sha256(b"other", Some(&good), body, "X").is_err(), "another secret");
+        assert!(verify_hmac_sha256(b"s3cret", None, body, "X").is_err(), "no signature");
+        assert!(verify_hmac_sha256(b"s3cret", Some("sha256=zz"), body, "X").is_err(), "not hex");
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert_eq!(verify_token("abc", "abc", "X-Gitlab-Token"), Ok(()));
+        assert!(verify_token("abc", "abcd", "X-Gitlab-Token").is_err());
+        assert!(verify_token("abc", "", "X-Gitlab-Token").is_err());
+        let mut headers = HeaderMap::new();
+        assert!(verify_bearer("t0k", &headers).is_err(), "no header");
+        headers.insert("authorization", "Bearer t0k".parse().expect("header"));
+        assert_eq!(verify_bearer("t0k", &headers), Ok(()));
+        headers.insert("authorization", "Basic t0k".parse().expect("header"));
+        assert!(verify_bearer("t0k", &headers).is_err(), "not a bearer token");
+    }
+
+    #[test]
+    fn times_become_utc_milliseconds_and_go_zero_time_is_none() {
+        assert_eq!(normalize_time("2026-11-21T13:00:00+01:00").as_deref(), Some("2026-11-21T12:00:00.000Z"));
+        assert_eq!(normalize_time("2026-11-21T12:00:00.123456789Z").as_deref(), Some("2026-11-21T12:00:00.123Z"));
+        assert_eq!(normalize_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(normalize_time("yesterday"), None);
+    }
+
+    #[test]
+    fn summaries_take_one_bounded_line() {
+        assert_eq!(first_line("Fix the retry loop\n\nLong body", 80), "Fix the retry loop");
+        assert_eq!(first_line("abcdef", 4), "abc…");
+    }
+}
