@@ -1,10 +1,11 @@
 //! opsgate's durable state over SQLite (the default, embedded) and PostgreSQL (for several
-//! replicas): the audit chain, API keys, approval requests and federated tools' pins. One set of
+//! replicas): the audit chain, API keys, approval requests, federated tools' pins and operational events. One set of
 //! migrations serves both; each operation is one function that matches on the pool.
 
 pub mod api_keys;
 pub mod approvals;
 pub mod audit;
+pub mod events;
 pub mod pins;
 mod sqlite;
 pub mod writer;
@@ -20,6 +21,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKey, ApiKeyError, NewApiKey, Revocation};
 pub use approvals::{Approval, ApprovalDecision, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval};
 pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
+pub use events::{EventQuery, StoredEvent};
 pub use pins::ToolPin;
 pub use writer::{AuditLog, AuditWriterConfig};
 

@@ -1,0 +1,144 @@
+//! Operational events: stored once per delivery, read back by time window, service, environment
+//! and kind, newest first.
+
+use opsgate_core::{Event, EventKind};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError, on_pool};
+
+/// An event as stored: the event and where it landed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// The store's id (a UUIDv7: time-ordered).
+    pub id: String,
+    /// When opsgate received it.
+    pub received_at: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Which events to read. Empty lists and `None` match everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Any of these services.
+    pub services: Vec<String>,
+    pub environment: Option<String>,
+    /// From this time on (inclusive), RFC 3339 in the store's format.
+    pub since: Option<String>,
+    /// Before this time (exclusive).
+    pub until: Option<String>,
+    /// Any of these kinds.
+    pub kinds: Vec<EventKind>,
+    /// The most events returned; the newest are kept.
+    pub limit: i64,
+}
+
+const COLUMNS: &str =
+    "id, time, received_at, source, kind, service, environment, summary, attributes, links, delivery_id";
+
+fn decode_event<R: Row>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: String = row.try_get("kind")?;
+    let attributes: String = row.try_get("attributes")?;
+    let links: String = row.try_get("links")?;
+    let corrupt = |what: &str, detail: String| StoreError::Internal(format!("stored event has a bad {what}: {detail}"));
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        received_at: row.try_get("received_at")?,
+        event: Event {
+            time: row.try_get("time")?,
+            source: row.try_get("source")?,
+            kind: EventKind::parse(&kind).ok_or_else(|| corrupt("kind", kind.clone()))?,
+            service: row.try_get("service")?,
+            environment: row.try_get("environment")?,
+            summary: row.try_get("summary")?,
+            attributes: serde_json::from_str(&attributes).map_err(|error| corrupt("attributes", error.to_string()))?,
+            links: serde_json::from_str(&links).map_err(|error| corrupt("links", error.to_string()))?,
+            delivery_id: row.try_get("delivery_id")?,
+        },
+    })
+}
+
+impl Store {
+    /// Stores `events` in one transaction, each unless its delivery (`source`, `delivery_id`)
+    /// is stored already. Returns the events that were new, as stored, in the order given.
+    pub async fn insert_events(&self, events: &[Event], received_at: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (source, delivery_id) DO NOTHING"
+        );
+        let mut stored = Vec::new();
+        on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            for event in events {
+                let id = uuid::Uuid::now_v7().to_string();
+                let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".to_string());
+                let links = serde_json::to_string(&event.links).unwrap_or_else(|_| "[]".to_string());
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&id)
+                    .bind(&event.time)
+                    .bind(received_at)
+                    .bind(&event.source)
+                    .bind(event.kind.as_str())
+                    .bind(&event.service)
+                    .bind(&event.environment)
+                    .bind(&event.summary)
+                    .bind(&attributes)
+                    .bind(&links)
+                    .bind(&event.delivery_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                if result.rows_affected() == 1 {
+                    stored.push(StoredEvent { id, received_at: received_at.to_string(), event: event.clone() });
+                }
+            }
+            transaction.commit().await?;
+        });
+        Ok(stored)
+    }
+
+    /// Events matching `query`, newest first (by event time, then id).
+    pub async fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<String> = Vec::new();
+        fn placeholder(value: String, values: &mut Vec<String>) -> String {
+            values.push(value);
+            format!("${}", values.len() + 1)
+        }
+        if !query.services.is_empty() {
+            let list: Vec<String> =
+                query.services.iter().map(|service| placeholder(service.clone(), &mut values)).collect();
+            conditions.push(format!("service IN ({})", list.join(", ")));
+        }
+        if let Some(environment) = &query.environment {
+            conditions.push(format!("environment = {}", placeholder(environment.clone(), &mut values)));
+        }
+        if let Some(since) = &query.since {
+            conditions.push(format!("time >= {}", placeholder(since.clone(), &mut values)));
+        }
+        if let Some(until) = &query.until {
+            conditions.push(format!("time < {}", placeholder(until.clone(), &mut values)));
+        }
+        if !query.kinds.is_empty() {
+            let list: Vec<String> =
+                query.kinds.iter().map(|kind| placeholder(kind.as_str().to_string(), &mut values)).collect();
+            conditions.push(format!("kind IN ({})", list.join(", ")));
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        // $1 is the limit; the filter's values follow from $2.
+        let sql = format!("SELECT {COLUMNS} FROM events {filter} ORDER BY time DESC, id DESC LIMIT $1");
+        let events = on_pool!(self, pool => {
+            let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(query.limit);
+            for value in &values {
+                statement = statement.bind(value);
+            }
+            statement.fetch_all(pool).await?.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(events)
+    }
+}
