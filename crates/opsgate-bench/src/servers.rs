@@ -213,7 +213,7 @@ async fn opsgate_app(http: HttpConfig) -> Result<(axum::Router, Store, tempfile:
     });
     // With a key in the store, anonymous requests are refused: every call is authenticated.
     let identity = Arc::new(Identity::new(IdentityConfig::default(), store.clone()).context("identity")?);
-    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new() };
+    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new(), hooks: None };
     Ok((opsgate_server::http::app(state), store, data_dir, key.secret))
 }
 

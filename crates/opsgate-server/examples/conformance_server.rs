@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         http: HttpConfig::for_listen_address(bound),
         identity: Arc::new(identity),
         streams: CancellationToken::new(),
+        hooks: None,
     };
     {
         // A script waits for this line; say it only once the socket accepts connections.

@@ -1,6 +1,6 @@
-//! The HTTP surface: `/mcp` (Streamable HTTP, both MCP revisions), `/healthz`, `/metrics` and
-//! `/.well-known/oauth-protected-resource`. The caller binds the listener (`run` takes it), so
-//! tests bind `127.0.0.1:0`.
+//! The HTTP surface: `/mcp` (Streamable HTTP, both MCP revisions), `/healthz`, `/metrics`,
+//! `/.well-known/oauth-protected-resource` and `/hooks/<source>`. The caller binds the listener
+//! (`run` takes it), so tests bind `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +72,8 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// Cancelled at shutdown to close open MCP streams and sessions.
     pub streams: CancellationToken,
+    /// `/hooks/<source>` (event ingestion), when the context store is on.
+    pub hooks: Option<(crate::events::EventSink, crate::hooks_api::HooksConfig)>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -93,6 +95,12 @@ pub fn app(state: AppState) -> Router {
     // config with its host and origin lists included), which costs more than the call itself.
     let endpoint = Arc::new(McpEndpoint { service, state: state.clone() });
     let mcp = Router::new().route("/mcp", any(serve_mcp)).route("/mcp/{*rest}", any(serve_mcp)).with_state(endpoint);
+    // Webhooks authenticate themselves (a signature or a token per source), not with opsgate's
+    // identities, so they sit outside the identity middleware.
+    let hooks = match &state.hooks {
+        Some((sink, config)) => crate::hooks_api::routes(sink.clone(), config.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -101,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
         .merge(mcp)
+        .merge(hooks)
 }
 
 /// What `/mcp` needs on every request, shared.

@@ -5,7 +5,10 @@
 pub mod approvals;
 pub mod approvals_api;
 pub mod changes;
+pub mod context_tools;
+pub mod events;
 pub mod hooks;
+pub mod hooks_api;
 pub mod http;
 pub mod identity;
 pub mod limits;

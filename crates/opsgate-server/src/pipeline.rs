@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::approvals::{ApprovalQueue, PendingCall, pending_output, stored_result};
+use crate::events::{ActionFacts, EventSink, approval_event};
 use crate::limits::{BlastRadiusLimits, RateLimiter, RateLimits};
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
@@ -167,6 +168,8 @@ pub struct Pipeline {
     policy: Arc<PolicyHandle>,
     rate_limiter: RateLimiter,
     approvals: Option<ApprovalQueue>,
+    /// Where executed writes and approval decisions are recorded as events, when context is on.
+    events: Option<EventSink>,
 }
 
 /// Arguments the pipeline consumes itself; tools never see them.
@@ -189,6 +192,23 @@ impl Pipeline {
             tasks: Tasks::default(),
             policy: Arc::new(policy),
             approvals: None,
+            events: None,
+        }
+    }
+
+    /// Records every executed write and every approval decision as an event in `sink`.
+    pub fn with_events(mut self, sink: EventSink) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Stores an event the pipeline made; a failure is logged, never the call's: the audit log
+    /// already holds the durable record of what happened.
+    async fn emit(&self, event: Option<opsgate_core::Event>) {
+        if let (Some(sink), Some(event)) = (&self.events, event)
+            && let Err(error) = sink.ingest(vec![event]).await
+        {
+            tracing::warn!(%error, "could not record the call as an event");
         }
     }
 
@@ -303,7 +323,7 @@ impl Pipeline {
             arguments = map;
         }
 
-        let mut audit = AuditEntry {
+        let audit = AuditEntry {
             time,
             principal: principal.id.clone(),
             principal_kind: principal.kind.as_str().to_string(),
@@ -330,7 +350,9 @@ impl Pipeline {
             tool_name: &tool_name,
             binding: Binding { principal: &principal.id, tool: &tool_name, arguments_hash: &arguments_hash },
         };
-        let outcome = self.run_stages(stages, &mut arguments, round, channel, cancel, &mut audit).await;
+        let mut record = CallRecord { audit, effect: None };
+        let outcome = self.run_stages(stages, &mut arguments, round, channel, cancel, &mut record).await;
+        let CallRecord { mut audit, effect } = record;
         let outcome = match outcome {
             CallOutcome::ToolError(message) => CallOutcome::ToolError(self.redactor.redact_text(&message).into_owned()),
             other => other,
@@ -344,10 +366,21 @@ impl Pipeline {
         audit.duration_us = elapsed.as_micros() as i64;
         let decision = decision_label(&audit.decision);
 
+        let executed_write = matches!(outcome, CallOutcome::Ok(_))
+            && effect.is_some_and(|effect| effect != opsgate_core::Effect::Read)
+            && self.events.is_some();
+        let action = match &outcome {
+            CallOutcome::Ok(rendered) if executed_write => Some(ActionFacts::of(&audit, &rendered.text)),
+            _ => None,
+        };
+
         // Audit: the record is committed before the response leaves. If it cannot be, the
         // result is withheld: an unaudited call must not look like a successful one.
         let outcome = match self.audit.record(audit).await {
-            Ok(_) => outcome,
+            Ok(receipt) => {
+                self.emit(action.map(|action| action.event(receipt.seq))).await;
+                outcome
+            }
             Err(error) => {
                 tracing::error!(tool = %tool_name, %error, "audit record not written; result withheld");
                 CallOutcome::ToolError(format!(
@@ -366,15 +399,17 @@ impl Pipeline {
         round: RoundInput,
         channel: Arc<dyn ClientChannel>,
         cancel: CancellationToken,
-        audit: &mut AuditEntry,
+        record: &mut CallRecord,
     ) -> CallOutcome {
         let Stages { principal, client, tool_name, binding } = stages;
+        let CallRecord { audit, effect } = record;
         let Some(registered) = self.registry.get(tool_name) else {
             return CallOutcome::UnknownTool(format!(
                 "unknown tool {tool_name:?}; call tools/list for the tools available"
             ));
         };
         let spec = &registered.spec;
+        *effect = Some(spec.effect);
         if let Err(why) = registered.usable() {
             audit.decision = "deny".to_string();
             audit.reason = Some(why.clone());
@@ -629,8 +664,25 @@ impl Pipeline {
         };
         audit.arguments = self.redactor.redact_text(&audit.arguments).into_owned();
         audit.arguments_hash = sha256_hex(&audit.arguments);
-        self.audit.record(audit).await.map_err(ApprovalError::Store)?;
+        let receipt = self.audit.record(audit).await.map_err(ApprovalError::Store)?;
         let status = decided?;
+        if let Some(sink) = &self.events {
+            match sink.store().approval(id).await {
+                Ok(Some(approval)) => {
+                    let event = approval_event(
+                        &now_rfc3339(),
+                        &principal.id,
+                        &approval.request,
+                        approve,
+                        status.as_str(),
+                        receipt.seq,
+                    );
+                    self.emit(Some(event)).await;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, approval = %id, "could not record the decision as an event"),
+            }
+        }
         if status == ApprovalStatus::Approved {
             return Ok(self.run_approved(id).await);
         }
@@ -691,9 +743,16 @@ impl Pipeline {
             result_bytes: outcome.result_bytes(),
             duration_us: started.elapsed().as_micros() as i64,
         };
+        let action = match &outcome {
+            CallOutcome::Ok(rendered) if self.events.is_some() => Some(ActionFacts::of(&audit, &rendered.text)),
+            _ => None,
+        };
         // The audit record first: a result nobody can account for is not stored as executed.
         let (status, result, error) = match self.audit.record(audit).await {
-            Ok(_) => (status, result, error),
+            Ok(receipt) => {
+                self.emit(action.map(|action| action.event(receipt.seq))).await;
+                (status, result, error)
+            }
             Err(audit_error) => {
                 (ApprovalStatus::Failed, None, Some(format!("the audit log could not be written: {audit_error}")))
             }
@@ -749,6 +808,13 @@ impl Pipeline {
             Binding { principal: &request.requester, tool: &request.tool, arguments_hash: &request.arguments_hash };
         self.execute(&registered, context, arguments, &CancellationToken::new(), binding, 0).await
     }
+}
+
+/// What the stages learn about a call for after it: its audit record, and the tool's effect once
+/// the tool is known (an executed write becomes an event).
+struct CallRecord {
+    audit: AuditEntry,
+    effect: Option<opsgate_core::Effect>,
 }
 
 /// Who is calling what, and the binding of any state handed out for this call.

@@ -22,6 +22,8 @@ const BINARY_NAMES: [&str; 2] = ["prometheus-alertmanager", "alertmanager"];
 pub struct AlertmanagerOptions {
     /// Where the default receiver posts notifications; without it, alerts are only stored.
     pub webhook_url: Option<String>,
+    /// Sent as `Authorization: Bearer …` with each notification.
+    pub webhook_bearer: Option<String>,
     /// Defaults to 1 s (upstream: 30 s) so notifications leave quickly.
     pub group_wait: Duration,
     /// Defaults to 1 s (upstream: 5 m).
@@ -34,6 +36,7 @@ impl Default for AlertmanagerOptions {
     fn default() -> Self {
         AlertmanagerOptions {
             webhook_url: None,
+            webhook_bearer: None,
             group_wait: Duration::from_secs(1),
             group_interval: Duration::from_secs(1),
             repeat_interval: Duration::from_secs(3600),
@@ -45,6 +48,12 @@ impl AlertmanagerOptions {
     /// Sends notifications to `url`.
     pub fn webhook(mut self, url: impl Into<String>) -> Self {
         self.webhook_url = Some(url.into());
+        self
+    }
+
+    /// Sends notifications with this bearer token.
+    pub fn webhook_bearer(mut self, token: impl Into<String>) -> Self {
+        self.webhook_bearer = Some(token.into());
         self
     }
 }
@@ -186,6 +195,11 @@ fn render_config(options: &AlertmanagerOptions, marker: &str) -> String {
         let _ = writeln!(yaml, "    webhook_configs:");
         let _ = writeln!(yaml, "      - url: {}", yaml_string(url));
         let _ = writeln!(yaml, "        send_resolved: true");
+        if let Some(token) = &options.webhook_bearer {
+            let _ = writeln!(yaml, "        http_config:");
+            let _ = writeln!(yaml, "          authorization:");
+            let _ = writeln!(yaml, "            credentials: {}", yaml_string(token));
+        }
     }
     yaml
 }

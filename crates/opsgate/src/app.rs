@@ -36,6 +36,31 @@ pub struct App {
     pub catalog: opsgate_gateway::Catalog,
     /// What could not be used in the `mcp.json` files, once `start_gateway` read them.
     pub federation_problems: Vec<opsgate_gateway::Problem>,
+    /// Where webhooks and the pipeline store events.
+    pub events: opsgate_server::events::EventSink,
+    /// `/hooks/<source>` with the secrets resolved.
+    pub hooks: opsgate_server::hooks_api::HooksConfig,
+}
+
+/// Reads each configured hook's secret; a reference that cannot be read stops start-up, naming
+/// the key.
+fn hooks_config(
+    settings: &crate::config::HooksSettings,
+    env: &impl Env,
+) -> anyhow::Result<opsgate_server::hooks_api::HooksConfig> {
+    let mut config =
+        opsgate_server::hooks_api::HooksConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
+    for (source, reference) in &settings.secrets {
+        let secret = crate::config::resolve_secret_text(Some(reference), env)
+            .with_context(|| format!("hooks.{source}.secret"))?
+            .map(opsgate_core::Secret::new);
+        match *source {
+            "alertmanager" => config.alertmanager = secret,
+            "github" => config.github = secret,
+            other => anyhow::bail!("hooks.{other}: no such webhook source"),
+        }
+    }
+    Ok(config)
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
@@ -109,6 +134,10 @@ impl App {
         let policy = Arc::new(PolicyHandle::shared(policy_files::load(config)?));
         let store = open_store(config).await?;
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
+        registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
+        registry.register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone())))?;
+        let events = opsgate_server::events::EventSink::new(store.clone(), config.hooks.mapping.clone());
+        let hooks = hooks_config(&config.hooks, env)?;
         let webhook = crate::config::resolve_secret_text(config.approval_webhook.as_deref(), env)
             .context("approvals.webhook_url")?;
         let approvals = ApprovalQueue::new(store.clone(), ApprovalSettings { expiry: config.approval_expiry, webhook });
@@ -127,7 +156,8 @@ impl App {
             Arc::new(Metrics::default()),
         )
         .with_policy(policy.clone())
-        .with_approvals(approvals);
+        .with_approvals(approvals)
+        .with_events(events.clone());
         let surface =
             opsgate_gateway::FederatedSurface::new(Arc::new(NoSurface), catalog.clone(), pipeline.redactor().clone());
         let mcp = Arc::new(McpState {
@@ -147,6 +177,8 @@ impl App {
             gateway: None,
             catalog,
             federation_problems: Vec::new(),
+            events,
+            hooks,
         })
     }
 

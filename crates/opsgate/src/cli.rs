@@ -262,8 +262,14 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
         http.public_url = public_url.clone();
     }
     let identity = Arc::new(Identity::new(config.identity.clone(), app.store.clone())?);
-    let state =
-        AppState { mcp: app.mcp.clone(), store: app.store.clone(), http, identity, streams: CancellationToken::new() };
+    let state = AppState {
+        mcp: app.mcp.clone(),
+        store: app.store.clone(),
+        http,
+        identity,
+        streams: CancellationToken::new(),
+        hooks: Some((app.events.clone(), app.hooks.clone())),
+    };
     tracing::info!(%address, store = app.store.backend(), n_tools = app.mcp.pipeline.registry().len(), "opsgate serving MCP at /mcp");
     opsgate_server::http::run(listener, state, shutdown_signal()).await.context("HTTP server failed")?;
     app.finish().await;

@@ -72,6 +72,8 @@ pub struct FileConfig {
     pub rate_limits: RateLimitsSection,
     #[serde(default)]
     pub approvals: ApprovalsSection,
+    #[serde(default)]
+    pub hooks: HooksSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +207,75 @@ pub struct ApprovalsSection {
     pub webhook_url: Option<String>,
 }
 
+/// `/hooks/<source>`: a source is on when its secret is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksSection {
+    /// The largest delivery accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    pub alertmanager: Option<HookSection>,
+    pub github: Option<HookSection>,
+    /// Service and environment mapping, tried in order: `[[hooks.mapping]]`.
+    #[serde(default)]
+    pub mapping: Vec<MappingSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSection {
+    /// A secret reference: Alertmanager's bearer token, GitHub's webhook secret (HMAC key).
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSection {
+    pub source: Option<String>,
+    pub attribute: String,
+    pub pattern: String,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+}
+
+/// What `[hooks]` resolves to; the secrets stay references until `App::build` reads them.
+#[derive(Debug, Clone, Default)]
+pub struct HooksSettings {
+    pub max_body_bytes: usize,
+    /// Source name → secret reference.
+    pub secrets: Vec<(&'static str, String)>,
+    pub mapping: Vec<opsgate_server::events::MappingRule>,
+}
+
+impl HooksSection {
+    fn resolve(self) -> Result<HooksSettings, (String, String)> {
+        let max_body_bytes = self.max_body_bytes.unwrap_or(1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(("hooks.max_body_bytes".to_string(), "must be between 1024 and 67108864".to_string()));
+        }
+        let mut secrets = Vec::new();
+        for (name, section) in [("alertmanager", self.alertmanager), ("github", self.github)] {
+            if let Some(section) = section {
+                check_secret_reference(Some(&section.secret))
+                    .map_err(|reason| (format!("hooks.{name}.secret"), reason))?;
+                secrets.push((name, section.secret));
+            }
+        }
+        let mut mapping = Vec::new();
+        for (index, rule) in self.mapping.into_iter().enumerate() {
+            let rule = opsgate_server::events::MappingRule::new(
+                rule.source,
+                rule.attribute,
+                &rule.pattern,
+                rule.service,
+                rule.environment,
+            )
+            .map_err(|reason| (format!("hooks.mapping[{index}]"), reason))?;
+            mapping.push(rule);
+        }
+        Ok(HooksSettings { max_body_bytes, secrets, mapping })
+    }
+}
+
 /// Settings given on the command line; they win over the environment and the file.
 #[derive(Debug, Default, Clone)]
 pub struct CliOverrides {
@@ -247,6 +318,7 @@ pub struct RuntimeConfig {
     pub approval_expiry: std::time::Duration,
     /// A secret reference (`env:`/`file:`), resolved when a request is posted.
     pub approval_webhook: Option<String>,
+    pub hooks: HooksSettings,
 }
 
 impl RuntimeConfig {
@@ -448,6 +520,7 @@ impl FileConfig {
         }
         check_secret_reference(self.approvals.webhook_url.as_deref())
             .map_err(|reason| invalid("approvals.webhook_url", reason))?;
+        let hooks = self.hooks.resolve().map_err(|(key, reason)| invalid(&key, reason))?;
         let public_url = match env.var("OPSGATE_PUBLIC_URL").or(server.public_url) {
             None => None,
             Some(url) => Some(
@@ -474,6 +547,7 @@ impl FileConfig {
             rate_limits,
             approval_expiry: std::time::Duration::from_secs(expiry_minutes * 60),
             approval_webhook: self.approvals.webhook_url,
+            hooks,
             source,
             listen,
             data_dir,

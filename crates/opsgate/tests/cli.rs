@@ -672,3 +672,204 @@ fn policy_test_runs_the_test_rules_and_policy_eval_prints_the_decision() -> Resu
     assert!(stderr(&not_json).contains("is not JSON"), "{}", stderr(&not_json));
     Ok(())
 }
+
+/// `opsgate call TOOL --arg …` against `config`, its text output.
+fn call_text(dir: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let mut full = vec!["--config", config.to_str().unwrap_or_default(), "call"];
+    full.extend_from_slice(args);
+    let output = opsgate(dir, &full)?;
+    anyhow::ensure!(output.status.success(), "opsgate call {args:?}: {}{}", stdout(&output), stderr(&output));
+    Ok(stdout(&output))
+}
+
+/// Polls `timeline` until its text contains `needle`.
+async fn wait_for_timeline(dir: &Path, config: &Path, needle: &str, timeout: Duration) -> Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = call_text(dir, config, &["timeline", "--arg", "service=payments-api", "--arg", "since=1h"])?;
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the timeline after {timeout:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Must-show: a real Prometheus rule fires, the real Alertmanager posts to `/hooks/alertmanager`
+/// with its bearer token, and `timeline` shows the alert firing, then resolving once the
+/// signal is back to normal. A delivery with a wrong token is refused and stores nothing.
+#[tokio::test]
+async fn alertmanager_webhooks_put_an_alert_firing_and_resolving_on_the_timeline() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let token = "am-hook-0123456789";
+    std::fs::write(dir.path().join("am-token"), token)?;
+    let config = write_config(
+        dir.path(),
+        &format!("[hooks.alertmanager]\nsecret = \"file:{}\"\n", dir.path().join("am-token").display()),
+    )?;
+    let port = opsgate_testkit::free_port();
+    let served = Served::start(&config, dir.path(), port).await?;
+    let hook = format!("http://127.0.0.1:{port}/hooks/alertmanager");
+
+    let refused = reqwest::Client::new().post(&hook).bearer_auth("wrong").body(r#"{"alerts":[]}"#).send().await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let ratio = |value: f64| format!("payments_error_ratio{{service=\"payments-api\",env=\"staging\"}} {value}\n");
+    let exporter = opsgate_testkit::Exporter::start(ratio(0.2)).await?;
+    let alertmanager = opsgate_testkit::Alertmanager::start(
+        opsgate_testkit::AlertmanagerOptions::default().webhook(&hook).webhook_bearer(token),
+    )
+    .await?;
+    let rules = r#"groups:
+- name: payments
+  rules:
+  - alert: PaymentsErrors
+    expr: payments_error_ratio > 0.05
+    for: 0s
+    labels: {severity: critical}
+    annotations: {summary: "payments-api errors above 5%"}
+"#;
+    let _prometheus = opsgate_testkit::Prometheus::start(
+        opsgate_testkit::PrometheusOptions::default()
+            .scrape(opsgate_testkit::ScrapeTarget::new("payments", exporter.target()))
+            .rules(rules)
+            .alertmanager(alertmanager.url()),
+    )
+    .await?;
+
+    let firing = wait_for_timeline(dir.path(), &config, "FIRING PaymentsErrors", Duration::from_secs(60)).await?;
+    assert!(firing.contains("(critical): payments-api errors above 5%"), "{firing}");
+    assert!(firing.contains("staging"), "the env label is the environment: {firing}");
+    exporter.set(ratio(0.0));
+    let both = wait_for_timeline(dir.path(), &config, "RESOLVED PaymentsErrors", Duration::from_secs(60)).await?;
+    let resolved_at = both.find("RESOLVED PaymentsErrors").unwrap_or_default();
+    let firing_at = both.find("FIRING PaymentsErrors").unwrap_or_default();
+    assert!(resolved_at < firing_at, "newest first: the resolution above the firing\n{both}");
+    assert_eq!(both.matches("FIRING PaymentsErrors").count(), 1, "one firing event however often it was sent\n{both}");
+
+    let alerts = call_text(dir.path(), &config, &["timeline", "--arg", "kinds:=[\"alert\"]", "--json"])?;
+    let alerts: Value = serde_json::from_str(&alerts)?;
+    let items = alerts["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{alerts}");
+    assert!(items.iter().all(|item| item["source"] == "alertmanager" && item["service"] == "payments-api"), "{alerts}");
+    served.stop().await
+}
+
+fn github_signature(secret: &str, body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Must-show: `what_changed` for a service returns the deploy, the pipeline run and the silence
+/// opsgate executed in its window, newest first, and nothing from before the window or about
+/// another service. GitHub deliveries are signed; a tampered one is refused and stores nothing.
+#[tokio::test]
+async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silence_in_the_window() -> Result<()> {
+    let alertmanager = opsgate_testkit::Alertmanager::start(opsgate_testkit::AlertmanagerOptions::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let secret = "gh-webhook-secret";
+    std::fs::write(dir.path().join("gh-secret"), secret)?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[hooks.github]\nsecret = \"file:{}\"\n\
+             [connectors.alertmanager.staging]\nurl = \"{}\"\nenvironment = \"staging\"\n",
+            dir.path().join("gh-secret").display(),
+            alertmanager.url()
+        ),
+    )?;
+    let created = opsgate(
+        dir.path(),
+        &["--config", config.to_str().unwrap_or_default(), "keys", "create", "--name", "agent", "--roles", "operator"],
+    )?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_string();
+    let port = opsgate_testkit::free_port();
+    let served = Served::start(&config, dir.path(), port).await?;
+    let hook = format!("http://127.0.0.1:{port}/hooks/github");
+    let http = reqwest::Client::new();
+    let ago = |minutes: i64| {
+        (chrono::Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let deployment_status = |repository: &str, minutes: i64, environment: &str| {
+        json!({
+            "action": "created",
+            "deployment_status": {"state": "success", "created_at": ago(minutes), "target_url": "https://ci.example/deploy/1"},
+            "deployment": {"id": 42, "sha": "4f2a9c1e0b7d", "ref": "v1.8.0", "environment": environment, "created_at": ago(minutes + 1)},
+            "repository": {"name": repository, "full_name": format!("acme/{repository}")},
+            "sender": {"login": "deploy-bot"}
+        })
+    };
+    let workflow_run = json!({
+        "action": "completed",
+        "workflow_run": {"id": 7, "name": "CI", "run_number": 311, "head_branch": "main", "head_sha": "4f2a9c1e0b7d",
+                         "status": "completed", "conclusion": "success", "event": "push",
+                         "run_started_at": ago(12), "updated_at": ago(8), "html_url": "https://github.com/acme/payments-api/actions/runs/7"},
+        "repository": {"name": "payments-api", "full_name": "acme/payments-api"},
+        "sender": {"login": "dev"}
+    });
+    let deliveries = [
+        ("deployment_status", "d-in-window", deployment_status("payments-api", 5, "staging")),
+        ("workflow_run", "d-pipeline", workflow_run),
+        ("deployment_status", "d-too-old", deployment_status("payments-api", 180, "staging")),
+        ("deployment_status", "d-other-service", deployment_status("checkout", 5, "staging")),
+    ];
+    for (event, delivery, payload) in &deliveries {
+        let body = payload.to_string();
+        let response = http
+            .post(&hook)
+            .header("X-GitHub-Event", *event)
+            .header("X-GitHub-Delivery", *delivery)
+            .header("X-Hub-Signature-256", github_signature(secret, &body))
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED, "{delivery}: {}", response.text().await?);
+    }
+    let tampered = deliveries[0].2.to_string().replace("v1.8.0", "v6.6.6");
+    let refused = http
+        .post(&hook)
+        .header("X-GitHub-Event", "deployment_status")
+        .header("X-GitHub-Delivery", "d-tampered")
+        .header("X-Hub-Signature-256", github_signature(secret, &deliveries[0].2.to_string()))
+        .body(tampered)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // The agent silences the service's alerts in staging (not protected: it runs at once).
+    let client = agent_client(&served.url, &key).await?;
+    let arguments = json!({"matchers": ["alertname=PaymentsErrors", "service=\"payments-api\""], "duration": "30m",
+                           "comment": "rolling back v1.8.0"});
+    let silenced = client
+        .call_tool(
+            CallToolRequestParams::new("silence_alert")
+                .with_arguments(arguments.as_object().cloned().unwrap_or_default()),
+        )
+        .await?;
+    assert_eq!(silenced.is_error, Some(false), "{}", structured(&silenced));
+
+    let changed = client
+        .call_tool(CallToolRequestParams::new("what_changed").with_arguments(
+            json!({"service": "payments-api", "window": "1h"}).as_object().cloned().unwrap_or_default(),
+        ))
+        .await?;
+    let fields = structured(&changed);
+    assert_eq!(changed.is_error, Some(false), "{fields}");
+    let items = fields["items"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = items.iter().filter_map(|item| item["kind"].as_str()).collect();
+    assert_eq!(kinds, ["action", "deploy", "pipeline"], "newest first, nothing else: {fields}");
+    assert!(items[0]["summary"].as_str().is_some_and(|summary| summary.contains("silence_alert")), "{fields}");
+    assert_eq!(items[0]["source"], "opsgate");
+    assert_eq!(items[1]["attributes"]["ref"], "v1.8.0", "the signed delivery, not the tampered one: {fields}");
+    assert!(
+        items.iter().all(|item| item["delivery_id"] != "d-too-old" && item["service"] == "payments-api"),
+        "{fields}"
+    );
+    served.stop().await
+}

@@ -187,7 +187,7 @@ pub async fn start_with_identity(
     http.max_body_bytes = 64 * 1024;
     http.shutdown_grace = Duration::from_secs(5);
     let identity = Arc::new(Identity::new(identity(&http.public_url), store.clone())?);
-    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new() };
+    let state = AppState { mcp, store: store.clone(), http, identity, streams: CancellationToken::new(), hooks: None };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let app_state = state.clone();

@@ -1,0 +1,323 @@
+//! The context tools over stored events: `timeline` (what happened, filtered) and `what_changed`
+//! (the changes to one service in a window: deploys, pipeline runs, pushes, merges, releases,
+//! config changes and the writes opsgate executed), newest first.
+
+use chrono::{DateTime, Utc};
+use opsgate_core::{CallContext, Effect, EventKind, Row, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments};
+use opsgate_store::{EventQuery, Store, StoredEvent};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Events one call reads at most; the output budget then decides how many are shown.
+const MAX_EVENTS: i64 = 1_000;
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Both tools answer a window and the events in it (each as stored, with attributes and links).
+fn events_output_schema() -> Option<Map<String, Value>> {
+    Some(object(json!({
+        "type": "object",
+        "properties": {
+            "service": {"type": "string"},
+            "since": {"type": "string"},
+            "until": {"type": "string"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "time": {"type": "string"}, "kind": {"enum": kind_names()}, "source": {"type": "string"},
+                "service": {"type": ["string", "null"]}, "environment": {"type": ["string", "null"]},
+                "summary": {"type": "string"}, "attributes": {"type": "object"},
+                "links": {"type": "array", "items": {"type": "string"}}
+            }}},
+            "truncated": {"type": "boolean"}
+        },
+        "required": ["since", "until", "items"]
+    })))
+}
+
+fn kind_names() -> Vec<&'static str> {
+    EventKind::ALL.iter().map(|kind| kind.as_str()).collect()
+}
+
+/// `1h`, `30m`, `2d`, `90s`, `1w` back from `now`, or an RFC 3339 time; in the store's format.
+pub fn parse_time(text: &str, now: DateTime<Utc>, name: &str) -> Result<String, ToolError> {
+    let text = text.trim();
+    if let Some(absolute) = crate::hooks::normalize_time(text) {
+        return Ok(absolute);
+    }
+    let duration = parse_duration(text).ok_or_else(|| {
+        ToolError::InvalidArguments(format!(
+            "{name} must be a duration back from now (30m, 1h, 2d, 1w) or an RFC 3339 time, not {text:?}"
+        ))
+    })?;
+    Ok(opsgate_store::rfc3339(now - duration))
+}
+
+fn parse_duration(text: &str) -> Option<chrono::Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    // More than ten years back is a typo, not a question.
+    (number > 0 && number <= 3_650 * 86_400 / seconds).then(|| chrono::Duration::seconds(number * seconds))
+}
+
+fn parse_kinds(kinds: &[String]) -> Result<Vec<EventKind>, ToolError> {
+    kinds
+        .iter()
+        .map(|kind| {
+            EventKind::parse(kind).ok_or_else(|| {
+                ToolError::InvalidArguments(format!("unknown kind {kind:?}; kinds are {}", kind_names().join(", ")))
+            })
+        })
+        .collect()
+}
+
+fn unavailable(error: opsgate_store::StoreError) -> ToolError {
+    ToolError::Unavailable(format!("the event store is unavailable: {error}"))
+}
+
+/// The detail column: what changed, when the source said (the commits of a push, a pull
+/// request's diff size, a deploy's state and revision).
+fn detail(event: &opsgate_core::Event) -> String {
+    let attributes = &event.attributes;
+    let pick = |names: &[&str]| -> Vec<String> {
+        names.iter().filter_map(|name| attributes.get(*name).map(|value| format!("{name} {value}"))).collect()
+    };
+    let mut parts = match event.kind {
+        EventKind::Push => attributes
+            .get("commits")
+            .map(|commits| commits.lines().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default(),
+        EventKind::Merge => pick(&["diff", "sha"]),
+        EventKind::Action => pick(&["arguments"]),
+        _ => pick(&["state", "status", "sha", "revision"]),
+    };
+    parts.truncate(5);
+    parts.join("; ")
+}
+
+fn event_row(stored: &StoredEvent, with_service: bool) -> Row {
+    let event = &stored.event;
+    let mut cells = vec![event.time.clone(), event.kind.as_str().to_string()];
+    if with_service {
+        cells.push(event.service.clone().unwrap_or_default());
+        cells.push(event.environment.clone().unwrap_or_default());
+    }
+    cells.push(event.source.clone());
+    cells.push(event.summary.clone());
+    if !with_service {
+        cells.push(detail(event));
+    }
+    Row { cells, item: serde_json::to_value(stored).unwrap_or(Value::Null) }
+}
+
+pub struct TimelineTool {
+    spec: ToolSpec,
+    store: Store,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimelineArguments {
+    service: Option<String>,
+    environment: Option<String>,
+    #[serde(default = "default_since")]
+    since: String,
+    until: Option<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+}
+
+fn default_since() -> String {
+    "24h".to_string()
+}
+
+impl TimelineTool {
+    pub fn new(store: Store) -> TimelineTool {
+        let spec = ToolSpec {
+            name: "timeline".to_string(),
+            title: "Timeline".to_string(),
+            description: "Events newest first: deploys, pipeline runs, pushes, merges, releases, config changes, \
+                          alerts firing/resolving, executed actions, approvals. Filter by service, environment, \
+                          kinds and window (since/until: 30m, 2h, 7d or RFC 3339; default since 24h)."
+                .to_string(),
+            input_schema: object(json!({
+                "type": "object",
+                "properties": {
+                    "service": {"type": "string"},
+                    "environment": {"type": "string"},
+                    "since": {"type": "string", "description": "default 24h"},
+                    "until": {"type": "string", "description": "default now"},
+                    "kinds": {"type": "array", "items": {"enum": kind_names()}}
+                },
+                "additionalProperties": false
+            })),
+            output_schema: events_output_schema(),
+            effect: Effect::Read,
+            target_kind: None,
+            idempotent: true,
+            open_world: false,
+        };
+        TimelineTool { spec, store }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for TimelineTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, _context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError> {
+        let arguments: TimelineArguments = parse_arguments(arguments)?;
+        let now = Utc::now();
+        let since = parse_time(&arguments.since, now, "since")?;
+        let until = arguments.until.as_deref().map(|until| parse_time(until, now, "until")).transpose()?;
+        let query = EventQuery {
+            services: arguments.service.clone().into_iter().collect(),
+            environment: arguments.environment.clone(),
+            since: Some(since.clone()),
+            until: until.clone(),
+            kinds: parse_kinds(&arguments.kinds)?,
+            limit: MAX_EVENTS,
+        };
+        let events = self.store.events(&query).await.map_err(unavailable)?;
+        let scope = arguments.service.as_deref().map(|service| format!(" for {service}")).unwrap_or_default();
+        let until_text = until.clone().unwrap_or_else(|| "now".to_string());
+        let mut output = ToolOutput::text(format!("{} events{scope} from {since} to {until_text}", events.len()))
+            .field("since", since)
+            .field("until", until_text);
+        if events.len() as i64 == MAX_EVENTS {
+            output.footer.push(format!("only the newest {MAX_EVENTS} events were read; narrow the window"));
+        }
+        output.columns = ["time", "kind", "service", "env", "source", "summary"].map(str::to_string).to_vec();
+        output.rows = events.iter().map(|event| event_row(event, true)).collect();
+        Ok(output)
+    }
+}
+
+pub struct WhatChangedTool {
+    spec: ToolSpec,
+    store: Store,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhatChangedArguments {
+    service: String,
+    #[serde(default = "default_window")]
+    window: String,
+    environment: Option<String>,
+}
+
+fn default_window() -> String {
+    "1h".to_string()
+}
+
+impl WhatChangedTool {
+    pub fn new(store: Store) -> WhatChangedTool {
+        let spec = ToolSpec {
+            name: "what_changed".to_string(),
+            title: "What changed".to_string(),
+            description: "Changes to a service in a window, newest first: deploys, pipeline runs, pushes (commit \
+                          list), merges (diff size), releases, config changes and writes opsgate executed. window: \
+                          30m, 2h, 1d back from now, or START/END in RFC 3339 (default 1h)."
+                .to_string(),
+            input_schema: object(json!({
+                "type": "object",
+                "properties": {
+                    "service": {"type": "string"},
+                    "window": {"type": "string", "description": "default 1h"},
+                    "environment": {"type": "string"}
+                },
+                "required": ["service"],
+                "additionalProperties": false
+            })),
+            output_schema: events_output_schema(),
+            effect: Effect::Read,
+            target_kind: None,
+            idempotent: true,
+            open_world: false,
+        };
+        WhatChangedTool { spec, store }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for WhatChangedTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, _context: CallContext, arguments: Map<String, Value>) -> Result<ToolOutput, ToolError> {
+        let arguments: WhatChangedArguments = parse_arguments(arguments)?;
+        let now = Utc::now();
+        let (since, until) = match arguments.window.split_once('/') {
+            Some((start, end)) => (parse_time(start, now, "window start")?, Some(parse_time(end, now, "window end")?)),
+            None => (parse_time(&arguments.window, now, "window")?, None),
+        };
+        let query = EventQuery {
+            services: vec![arguments.service.clone()],
+            environment: arguments.environment.clone(),
+            since: Some(since.clone()),
+            until: until.clone(),
+            kinds: EventKind::ALL.into_iter().filter(|kind| kind.is_change()).collect(),
+            limit: MAX_EVENTS,
+        };
+        let events = self.store.events(&query).await.map_err(unavailable)?;
+        let until_text = until.unwrap_or_else(|| "now".to_string());
+        let headline = if events.is_empty() {
+            format!("no changes recorded for {} from {since} to {until_text}", arguments.service)
+        } else {
+            format!("{} changes to {} from {since} to {until_text}", events.len(), arguments.service)
+        };
+        let mut output = ToolOutput::text(headline)
+            .field("service", arguments.service.clone())
+            .field("since", since)
+            .field("until", until_text);
+        output.columns = ["time", "kind", "source", "summary", "detail"].map(str::to_string).to_vec();
+        output.rows = events.iter().map(|event| event_row(event, false)).collect();
+        output.footer.push("changes to its dependencies are not included yet (no service catalog)".to_string());
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_durations_back_or_rfc3339() {
+        let now =
+            DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").map(|time| time.with_timezone(&Utc)).expect("time");
+        assert_eq!(parse_time("90m", now, "since").ok().as_deref(), Some("2026-11-21T10:30:00.000Z"));
+        assert_eq!(parse_time("1w", now, "since").ok().as_deref(), Some("2026-11-14T12:00:00.000Z"));
+        assert_eq!(
+            parse_time("2026-11-21T11:00:00+01:00", now, "since").ok().as_deref(),
+            Some("2026-11-21T10:00:00.000Z")
+        );
+        for bad in ["", "h", "0h", "5y", "-1h", "yesterday", "99999999d"] {
+            match parse_time(bad, now, "since") {
+                Err(ToolError::InvalidArguments(message)) => assert!(message.starts_with("since must be"), "{message}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_named() {
+        let error = parse_kinds(&["deploy".to_string(), "deploys".to_string()]).err().map(|error| error.to_string());
+        assert!(error.is_some_and(|message| message.contains("\"deploys\"") && message.contains("pipeline")));
+    }
+}

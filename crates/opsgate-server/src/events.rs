@@ -1,0 +1,316 @@
+//! Where events enter the store: webhooks and the pipeline hand them to `EventSink::ingest`,
+//! which maps service and environment through the configured rules, stores each delivery once
+//! and tells subscribers about the new ones.
+
+use opsgate_core::{Event, EventKind};
+use opsgate_store::{AuditEntry, Store, StoreError, StoredEvent};
+use regex::Regex;
+use tokio::sync::broadcast;
+
+/// Sets an event's service and/or environment when one of its attributes matches.
+///
+/// `attribute` names a key of the event's attributes, or `service` / `environment` (what the
+/// source's normaliser chose). A match sets `service` and `environment` from the pattern's
+/// named groups of those names, else from the rule's fixed values.
+#[derive(Debug, Clone)]
+pub struct MappingRule {
+    /// Only events from this source; `None` for every source.
+    pub source: Option<String>,
+    pub attribute: String,
+    pub pattern: Regex,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl MappingRule {
+    /// A rule from configuration; the error says what is wrong with it.
+    pub fn new(
+        source: Option<String>,
+        attribute: String,
+        pattern: &str,
+        service: Option<String>,
+        environment: Option<String>,
+    ) -> Result<MappingRule, String> {
+        if attribute.trim().is_empty() {
+            return Err("attribute must name an event attribute (or service / environment)".to_string());
+        }
+        let pattern =
+            Regex::new(pattern).map_err(|error| format!("pattern is not a valid regular expression: {error}"))?;
+        let names: Vec<&str> = pattern.capture_names().flatten().collect();
+        let sets_service = service.is_some() || names.contains(&"service");
+        let sets_environment = environment.is_some() || names.contains(&"environment");
+        if !sets_service && !sets_environment {
+            return Err(
+                "sets nothing: give service and/or environment, or name a group (?P<service>…) or (?P<environment>…) \
+                 in the pattern"
+                    .to_string(),
+            );
+        }
+        Ok(MappingRule { source, attribute, pattern, service, environment })
+    }
+
+    /// What this rule sets on `event`: (service, environment), either `None` when it does not
+    /// say or does not match.
+    fn apply(&self, event: &Event) -> (Option<String>, Option<String>) {
+        if self.source.as_ref().is_some_and(|source| *source != event.source) {
+            return (None, None);
+        }
+        let value = match self.attribute.as_str() {
+            "service" => event.service.as_deref(),
+            "environment" => event.environment.as_deref(),
+            name => event.attributes.get(name).map(String::as_str),
+        };
+        let Some(captures) = value.and_then(|value| self.pattern.captures(value)) else {
+            return (None, None);
+        };
+        let group =
+            |name: &str| captures.name(name).map(|found| found.as_str().to_string()).filter(|text| !text.is_empty());
+        (group("service").or_else(|| self.service.clone()), group("environment").or_else(|| self.environment.clone()))
+    }
+}
+
+/// Applies `rules` in order: for service and for environment separately, the first rule that
+/// sets it wins; the normaliser's choice stands when none does.
+pub fn map_event(rules: &[MappingRule], event: &mut Event) {
+    let (mut service, mut environment) = (None, None);
+    for rule in rules {
+        let (rule_service, rule_environment) = rule.apply(event);
+        service = service.or(rule_service);
+        environment = environment.or(rule_environment);
+        if service.is_some() && environment.is_some() {
+            break;
+        }
+    }
+    if service.is_some() {
+        event.service = service;
+    }
+    if environment.is_some() {
+        event.environment = environment;
+    }
+}
+
+/// What an ingest stored: the new events, and how many were deliveries seen before.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub stored: Vec<StoredEvent>,
+    pub n_duplicates: usize,
+}
+
+/// Events subscribers can still catch up on; a slower one is told it lagged.
+const SUBSCRIBER_BACKLOG: usize = 1_024;
+
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    store: Store,
+    rules: std::sync::Arc<Vec<MappingRule>>,
+    new_events: broadcast::Sender<StoredEvent>,
+}
+
+impl EventSink {
+    pub fn new(store: Store, rules: Vec<MappingRule>) -> EventSink {
+        let (new_events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+        EventSink { store, rules: std::sync::Arc::new(rules), new_events }
+    }
+
+    /// Maps, stores (each delivery once) and announces `events`.
+    pub async fn ingest(&self, mut events: Vec<Event>) -> Result<Ingested, StoreError> {
+        for event in &mut events {
+            map_event(&self.rules, event);
+        }
+        let stored = self.store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
+        for event in &stored {
+            // No subscriber is not an error.
+            let _ = self.new_events.send(event.clone());
+        }
+        Ok(Ingested { n_duplicates: events.len() - stored.len(), stored })
+    }
+
+    /// Every event stored from now on, in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredEvent> {
+        self.new_events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Events opsgate makes itself carry this source.
+pub const OPSGATE_SOURCE: &str = "opsgate";
+
+/// What an executed write's event says, taken from its audit record (whose arguments are
+/// already redacted) and the first line of its result.
+#[derive(Debug, Clone)]
+pub struct ActionFacts {
+    time: String,
+    principal: String,
+    tool: String,
+    target: Option<String>,
+    environment: Option<String>,
+    arguments: String,
+    approval_id: Option<String>,
+    approvers: Option<String>,
+    result: String,
+}
+
+impl ActionFacts {
+    pub fn of(audit: &AuditEntry, result_text: &str) -> ActionFacts {
+        ActionFacts {
+            time: audit.time.clone(),
+            principal: audit.principal.clone(),
+            tool: audit.tool.clone(),
+            target: audit.target.clone(),
+            environment: audit.environment.clone(),
+            arguments: audit.arguments.clone(),
+            approval_id: audit.approval_id.clone(),
+            approvers: audit.approvers.clone(),
+            result: result_text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default().trim().to_string(),
+        }
+    }
+
+    /// The event, identified by the audit record's sequence number.
+    pub fn event(self, audit_seq: i64) -> Event {
+        let target = self.target.as_deref().map(|target| format!(" on {target}")).unwrap_or_default();
+        let mut summary = format!("{} ran {}{target}", self.principal, self.tool);
+        if !self.result.is_empty() {
+            summary.push_str(": ");
+            summary.push_str(&crate::hooks::first_line(&self.result, 160));
+        }
+        let arguments: serde_json::Value = serde_json::from_str(&self.arguments).unwrap_or_default();
+        let mut event = Event::new(self.time, OPSGATE_SOURCE, EventKind::Action, summary, format!("audit:{audit_seq}"));
+        event.service = service_in_arguments(&arguments);
+        event.environment = self.environment;
+        event.attribute("tool", Some(self.tool));
+        event.attribute("principal", Some(self.principal));
+        event.attribute("target", self.target);
+        event.attribute("approval_id", self.approval_id);
+        event.attribute("approvers", self.approvers);
+        event.attribute("audit_seq", Some(audit_seq.to_string()));
+        event.attribute("arguments", Some(crate::hooks::first_line(&self.arguments, 500)));
+        event
+    }
+}
+
+/// The service a call is about, read from its arguments: a `service` argument, else a
+/// `service="name"` (or `=`, `=~` with a literal name) label matcher in any string argument,
+/// as in `silence_alert`'s matchers.
+pub fn service_in_arguments(arguments: &serde_json::Value) -> Option<String> {
+    if let Some(service) = arguments.get("service").and_then(serde_json::Value::as_str) {
+        return Some(service.to_string());
+    }
+    let mut strings = Vec::new();
+    collect_strings(arguments, &mut strings);
+    strings.into_iter().find_map(|text| {
+        let rest = text.trim().strip_prefix("service")?.trim_start();
+        let rest = rest.strip_prefix("=~").or_else(|| rest.strip_prefix('='))?.trim();
+        let name = rest.trim_matches('"');
+        let literal = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        literal.then(|| name.to_string())
+    })
+}
+
+fn collect_strings<'a>(value: &'a serde_json::Value, into: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(text) => into.push(text),
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_strings(item, into)),
+        serde_json::Value::Object(map) => map.values().for_each(|item| collect_strings(item, into)),
+        _ => {}
+    }
+}
+
+/// A human's decision on an approval request, as an event about the request's service.
+pub fn approval_event(
+    time: &str,
+    principal: &str,
+    request: &opsgate_store::NewApproval,
+    approve: bool,
+    status: &str,
+    audit_seq: i64,
+) -> Event {
+    let verb = if approve { "approved" } else { "rejected" };
+    let summary = format!("{principal} {verb} {} request {} (now {status})", request.tool, request.id);
+    let arguments: serde_json::Value = serde_json::from_str(&request.arguments).unwrap_or_default();
+    let mut event = Event::new(time, OPSGATE_SOURCE, EventKind::Approval, summary, format!("audit:{audit_seq}"));
+    event.service = service_in_arguments(&arguments);
+    event.environment = request.environment.clone();
+    event.attribute("approval_id", Some(request.id.clone()));
+    event.attribute("tool", Some(request.tool.clone()));
+    event.attribute("requester", Some(request.requester.clone()));
+    event.attribute("decided_by", Some(principal));
+    event.attribute("decision", Some(verb));
+    event.attribute("status", Some(status));
+    event.attribute("target", request.target.clone());
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use opsgate_core::EventKind;
+
+    use super::*;
+
+    fn rule(
+        source: Option<&str>,
+        attribute: &str,
+        pattern: &str,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> MappingRule {
+        MappingRule {
+            source: source.map(str::to_string),
+            attribute: attribute.to_string(),
+            pattern: Regex::new(pattern).expect("test pattern"),
+            service: service.map(str::to_string),
+            environment: environment.map(str::to_string),
+        }
+    }
+
+    fn push(repository: &str) -> Event {
+        let mut event = Event::new("2026-11-21T12:00:00.000Z", "github", EventKind::Push, "pushed", "d");
+        event.service = Some("payments".to_string());
+        event.attribute("repository", Some(repository));
+        event.attribute("branch", Some("main"));
+        event
+    }
+
+    #[test]
+    fn named_groups_and_fixed_values_set_service_and_environment_first_rule_wins() {
+        let rules = vec![
+            rule(Some("gitlab"), "repository", ".*", Some("never"), None),
+            rule(Some("github"), "repository", r"^acme/(?P<service>[a-z-]+)-svc$", None, None),
+            rule(None, "branch", "^main$", None, Some("production")),
+            rule(None, "branch", ".*", Some("ignored"), Some("ignored")),
+        ];
+        let mut event = push("acme/payments-api-svc");
+        map_event(&rules, &mut event);
+        assert_eq!(event.service.as_deref(), Some("payments-api"), "the github rule, not the gitlab one");
+        assert_eq!(event.environment.as_deref(), Some("production"));
+
+        let mut unmatched = push("other/thing");
+        map_event(&rules[..3], &mut unmatched);
+        assert_eq!(unmatched.service.as_deref(), Some("payments"), "the normaliser's choice stands");
+    }
+
+    #[test]
+    fn the_service_comes_from_a_service_argument_or_a_literal_matcher() {
+        let found = |arguments: serde_json::Value| service_in_arguments(&arguments);
+        assert_eq!(found(serde_json::json!({"service": "checkout"})).as_deref(), Some("checkout"));
+        let matchers = serde_json::json!({"matchers": ["alertname=HighErrorRate", "service=\"payments-api\""]});
+        assert_eq!(found(matchers).as_deref(), Some("payments-api"));
+        assert_eq!(
+            found(serde_json::json!({"matchers": ["service=~\"pay.*\""]})),
+            None,
+            "a pattern names no one service"
+        );
+        assert_eq!(found(serde_json::json!({"matchers": ["servicename=x"]})), None);
+    }
+
+    #[test]
+    fn a_rule_can_rename_the_normalisers_service() {
+        let rules = vec![rule(None, "service", "^payments$", Some("payments-api"), None)];
+        let mut event = push("acme/payments");
+        map_event(&rules, &mut event);
+        assert_eq!(event.service.as_deref(), Some("payments-api"));
+        assert_eq!(event.environment, None);
+    }
+}
