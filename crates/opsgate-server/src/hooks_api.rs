@@ -109,3 +109,55 @@ async fn receive(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn app(dir: &std::path::Path) -> (Router, opsgate_store::Store) {
+        let store = opsgate_store::Store::open_sqlite(dir).await.expect("store");
+        let config =
+            HooksConfig { max_body_bytes: 2048, alertmanager: Some(Secret::new("t0ken")), ..HooksConfig::default() };
+        (routes(EventSink::new(store.clone(), Vec::new()), config), store)
+    }
+
+    async fn post(app: &Router, path: &str, token: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let request = Request::post(path).header("authorization", format!("Bearer {token}")).body(body.into());
+        let response = app.clone().oneshot(request.expect("request")).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    const FIRING: &str = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Down","service":"api"},"annotations":{},"startsAt":"2026-11-21T12:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f1"}]}"#;
+
+    #[tokio::test]
+    async fn bad_deliveries_get_the_status_that_names_the_problem_and_store_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (app, store) = app(dir.path()).await;
+        let (status, body) = post(&app, "/hooks/alertmanager", "wrong", FIRING).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, body) = post(&app, "/hooks/alertmanager", "t0ken", "{not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().is_some_and(|error| error.contains("not valid JSON")), "{body}");
+        let (status, _) = post(&app, "/hooks/alertmanager", "t0ken", vec![b' '; 4096]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = post(&app, "/hooks/github", "t0ken", "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().is_some_and(|error| error.contains("configured: alertmanager")), "{body}");
+        let everything = opsgate_store::EventQuery { limit: 10, ..Default::default() };
+        assert!(store.events(&everything).await.expect("read").is_empty(), "nothing stored");
+
+        let (status, body) = post(&app, "/hooks/alertmanager", "t0ken", FIRING).await;
+        assert_eq!(
+            (status, body["stored"].clone(), body["duplicates"].clone()),
+            (StatusCode::ACCEPTED, 1.into(), 0.into())
+        );
+        let (_, body) = post(&app, "/hooks/alertmanager", "t0ken", FIRING).await;
+        assert_eq!((body["stored"].clone(), body["duplicates"].clone()), (0.into(), 1.into()), "a redelivery: {body}");
+        assert_eq!(store.events(&everything).await.expect("read").len(), 1);
+    }
+}
