@@ -38,6 +38,21 @@ fn events_output_schema() -> Option<Map<String, Value>> {
     })))
 }
 
+/// A read-only, idempotent tool over the event store that answers `events_output_schema`.
+fn read_spec(name: &str, title: &str, description: &str, input_schema: Map<String, Value>) -> ToolSpec {
+    ToolSpec {
+        name: name.to_string(),
+        title: title.to_string(),
+        description: description.to_string(),
+        input_schema,
+        output_schema: events_output_schema(),
+        effect: Effect::Read,
+        target_kind: None,
+        idempotent: true,
+        open_world: false,
+    }
+}
+
 fn kind_names() -> Vec<&'static str> {
     EventKind::ALL.iter().map(|kind| kind.as_str()).collect()
 }
@@ -145,14 +160,13 @@ fn default_since() -> String {
 
 impl TimelineTool {
     pub fn new(store: Store) -> TimelineTool {
-        let spec = ToolSpec {
-            name: "timeline".to_string(),
-            title: "Timeline".to_string(),
-            description: "Events newest first: deploys, pipeline runs, pushes, merges, releases, config changes, \
+        let spec = read_spec(
+            "timeline",
+            "Timeline",
+            "Events newest first: deploys, pipeline runs, pushes, merges, releases, config changes, \
                           alerts firing/resolving, executed actions, approvals. Filter by service, environment, \
-                          kinds and window (since/until: 30m, 2h, 7d or RFC 3339; default since 24h)."
-                .to_string(),
-            input_schema: object(json!({
+                          kinds and window (since/until: 30m, 2h, 7d or RFC 3339; default since 24h).",
+            object(json!({
                 "type": "object",
                 "properties": {
                     "service": {"type": "string"},
@@ -163,12 +177,7 @@ impl TimelineTool {
                 },
                 "additionalProperties": false
             })),
-            output_schema: events_output_schema(),
-            effect: Effect::Read,
-            target_kind: None,
-            idempotent: true,
-            open_world: false,
-        };
+        );
         TimelineTool { spec, store }
     }
 }
@@ -227,14 +236,13 @@ fn default_window() -> String {
 
 impl WhatChangedTool {
     pub fn new(store: Store) -> WhatChangedTool {
-        let spec = ToolSpec {
-            name: "what_changed".to_string(),
-            title: "What changed".to_string(),
-            description: "Changes to a service in a window, newest first: deploys, pipeline runs, pushes (commit \
+        let spec = read_spec(
+            "what_changed",
+            "What changed",
+            "Changes to a service in a window, newest first: deploys, pipeline runs, pushes (commit \
                           list), merges (diff size), releases, config changes and writes opsgate executed. window: \
-                          30m, 2h, 1d back from now, or START/END in RFC 3339 (default 1h)."
-                .to_string(),
-            input_schema: object(json!({
+                          30m, 2h, 1d back from now, or START/END in RFC 3339 (default 1h).",
+            object(json!({
                 "type": "object",
                 "properties": {
                     "service": {"type": "string"},
@@ -244,12 +252,7 @@ impl WhatChangedTool {
                 "required": ["service"],
                 "additionalProperties": false
             })),
-            output_schema: events_output_schema(),
-            effect: Effect::Read,
-            target_kind: None,
-            idempotent: true,
-            open_world: false,
-        };
+        );
         WhatChangedTool { spec, store }
     }
 }

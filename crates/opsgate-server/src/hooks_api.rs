@@ -1,9 +1,11 @@
-//! `/hooks/<source>`: webhook deliveries in. Each source is on only when its secret is
+//! `/hooks/<source>` (alertmanager, github, gitlab, argocd, flux, cloudevents): webhook
+//! deliveries in. Each source is on only when its secret is
 //! configured; the delivery is verified before anything is parsed, normalised (`hooks/`), mapped
 //! and stored once (`EventSink`). Answers: 202 with what was stored or why nothing was; 401 for
 //! a bad signature or token (nothing stored); 400 for a payload the source would not send; 413
 //! over the size limit; 404 for a source that is not configured; 503 when the store fails.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,25 +20,50 @@ use serde_json::json;
 use crate::events::EventSink;
 use crate::hooks::{self, HookError, Ingest};
 
-/// The sources and their secrets (a bearer token, a shared token or an HMAC key, per source).
+/// Every source `/hooks/<source>` knows.
+pub const SOURCES: [&str; 6] = [
+    hooks::alertmanager::SOURCE,
+    hooks::github::SOURCE,
+    hooks::gitlab::SOURCE,
+    hooks::argocd::SOURCE,
+    hooks::flux::SOURCE,
+    hooks::cloudevents::SOURCE,
+];
+
+/// The sources that are on, each with its secret: a bearer token (Alertmanager, Argo CD,
+/// CloudEvents), a shared token (GitLab's `X-Gitlab-Token`) or an HMAC key (GitHub, Flux).
 #[derive(Debug, Clone)]
 pub struct HooksConfig {
     pub max_body_bytes: usize,
-    pub alertmanager: Option<Secret>,
-    pub github: Option<Secret>,
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl Default for HooksConfig {
     fn default() -> Self {
-        HooksConfig { max_body_bytes: 1024 * 1024, alertmanager: None, github: None }
+        HooksConfig { max_body_bytes: 1024 * 1024, secrets: BTreeMap::new() }
     }
 }
 
 impl HooksConfig {
     /// The sources that are on, by name.
-    pub fn enabled(&self) -> Vec<&'static str> {
-        let sources = [(hooks::alertmanager::SOURCE, &self.alertmanager), (hooks::github::SOURCE, &self.github)];
-        sources.into_iter().filter(|(_, secret)| secret.is_some()).map(|(name, _)| name).collect()
+    pub fn enabled(&self) -> Vec<&str> {
+        self.secrets.keys().map(String::as_str).collect()
+    }
+}
+
+/// Verifies a delivery to `source`, then normalises it.
+fn ingest(source: &str, secret: &str, headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, HookError> {
+    use hooks::{alertmanager, argocd, cloudevents, flux, github, gitlab};
+    match source {
+        alertmanager::SOURCE => alertmanager::verify(secret, headers).and_then(|()| alertmanager::normalize(body, now)),
+        github::SOURCE => github::verify(secret, headers, body).and_then(|()| github::normalize(headers, body, now)),
+        gitlab::SOURCE => gitlab::verify(secret, headers).and_then(|()| gitlab::normalize(headers, body, now)),
+        argocd::SOURCE => argocd::verify(secret, headers).and_then(|()| argocd::normalize(body, now)),
+        flux::SOURCE => flux::verify(secret, headers, body).and_then(|()| flux::normalize(body, now)),
+        cloudevents::SOURCE => {
+            cloudevents::verify(secret, headers).and_then(|()| cloudevents::normalize(headers, body, now))
+        }
+        other => Err(HookError::BadRequest(format!("hook {other:?} has no handler"))),
     }
 }
 
@@ -60,15 +87,11 @@ async fn receive(
     body: Body,
 ) -> Response {
     let config = &state.config;
-    let secret = match source.as_str() {
-        hooks::alertmanager::SOURCE => &config.alertmanager,
-        hooks::github::SOURCE => &config.github,
-        _ => &None,
-    };
-    let Some(secret) = secret else {
+    let Some(secret) = config.secrets.get(&source) else {
+        let enabled = config.enabled();
         let message = format!(
             "hook {source:?} is not configured; configured: {}",
-            if config.enabled().is_empty() { "none".to_string() } else { config.enabled().join(", ") }
+            if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") }
         );
         return answer(StatusCode::NOT_FOUND, json!({ "error": message }));
     };
@@ -76,16 +99,8 @@ async fn receive(
         let message = format!("the body is larger than {} bytes or could not be read", config.max_body_bytes);
         return answer(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": message }));
     };
-    let secret = secret.expose();
     let now = opsgate_store::now_rfc3339();
-    let ingest = match source.as_str() {
-        hooks::alertmanager::SOURCE => {
-            hooks::alertmanager::verify(secret, &headers).and_then(|()| hooks::alertmanager::normalize(&body, &now))
-        }
-        hooks::github::SOURCE => hooks::github::verify(secret, &headers, &body)
-            .and_then(|()| hooks::github::normalize(&headers, &body, &now)),
-        _ => Err(HookError::BadRequest(format!("hook {source:?} has no handler"))),
-    };
+    let ingest = ingest(&source, secret.expose(), &headers, &body, &now);
     match ingest {
         Err(HookError::Unauthorized(reason)) => {
             tracing::warn!(%source, %reason, "webhook delivery refused");
@@ -119,8 +134,10 @@ mod tests {
 
     async fn app(dir: &std::path::Path) -> (Router, opsgate_store::Store) {
         let store = opsgate_store::Store::open_sqlite(dir).await.expect("store");
-        let config =
-            HooksConfig { max_body_bytes: 2048, alertmanager: Some(Secret::new("t0ken")), ..HooksConfig::default() };
+        let config = HooksConfig {
+            max_body_bytes: 2048,
+            secrets: BTreeMap::from([("alertmanager".to_string(), Secret::new("t0ken"))]),
+        };
         (routes(EventSink::new(store.clone(), Vec::new()), config), store)
     }
 
@@ -159,5 +176,62 @@ mod tests {
         let (_, body) = post(&app, "/hooks/alertmanager", "t0ken", FIRING).await;
         assert_eq!((body["stored"].clone(), body["duplicates"].clone()), (0.into(), 1.into()), "a redelivery: {body}");
         assert_eq!(store.events(&everything).await.expect("read").len(), 1);
+    }
+
+    fn testdata(path: &str) -> Vec<u8> {
+        let file = format!("{}/../../testdata/hooks/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&file).unwrap_or_else(|error| panic!("{file}: {error}"))
+    }
+
+    /// Every source is routed to its own check and normaliser: a real payload of each, with its
+    /// own kind of credential, is stored; the same payload with a bad credential is refused.
+    #[tokio::test]
+    async fn each_source_checks_its_own_credential_and_stores_its_events() {
+        use hmac::Mac;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = opsgate_store::Store::open_sqlite(dir.path()).await.expect("store");
+        let secrets =
+            SOURCES.iter().map(|source| (source.to_string(), Secret::new(format!("{source}-secret")))).collect();
+        let app = routes(EventSink::new(store.clone(), Vec::new()), HooksConfig { max_body_bytes: 1 << 20, secrets });
+        let sign = |key: &str, body: &[u8]| {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let cases: [(&str, &str, &str, &str); 4] = [
+            ("gitlab", "gitlab/pipeline.json", "x-gitlab-token", ""),
+            ("argocd", "argocd/guestbook-succeeded.json", "authorization", "Bearer "),
+            ("flux", "flux/kustomization-progressing.json", "x-signature", ""),
+            ("cloudevents", "cloudevents/cdevents-service-deployed.structured.json", "authorization", "Bearer "),
+        ];
+        for (source, file, header, prefix) in cases {
+            let body = testdata(file);
+            let secret = format!("{source}-secret");
+            let credential = if source == "flux" { sign(&secret, &body) } else { format!("{prefix}{secret}") };
+            let wrong = if source == "flux" { sign("wrong", &body) } else { format!("{prefix}wrong") };
+            for (value, expected) in [(wrong, StatusCode::UNAUTHORIZED), (credential, StatusCode::ACCEPTED)] {
+                let mut request = Request::post(format!("/hooks/{source}")).header(header, value);
+                if source == "gitlab" {
+                    request = request.header("x-gitlab-event", "Pipeline Hook");
+                }
+                if source == "cloudevents" {
+                    request = request.header("content-type", "application/cloudevents+json");
+                }
+                let response = app.clone().oneshot(request.body(Body::from(body.clone())).expect("request")).await;
+                let response = response.expect("infallible");
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                assert_eq!(status, expected, "{source}: {answer}");
+                if expected == StatusCode::ACCEPTED {
+                    assert_eq!(answer["stored"], 1, "{source}: {answer}");
+                }
+            }
+        }
+        let everything = opsgate_store::EventQuery { limit: 10, ..Default::default() };
+        let stored = store.events(&everything).await.expect("read");
+        let mut sources: Vec<&str> = stored.iter().map(|stored| stored.event.source.as_str()).collect();
+        sources.sort_unstable();
+        assert_eq!(sources, ["argocd", "cloudevents", "flux", "gitlab"]);
     }
 }

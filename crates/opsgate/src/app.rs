@@ -51,13 +51,10 @@ fn hooks_config(
     let mut config =
         opsgate_server::hooks_api::HooksConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
     for (source, reference) in &settings.secrets {
-        let secret = crate::config::resolve_secret_text(Some(reference), env)
+        if let Some(secret) = crate::config::resolve_secret_text(Some(reference), env)
             .with_context(|| format!("hooks.{source}.secret"))?
-            .map(opsgate_core::Secret::new);
-        match *source {
-            "alertmanager" => config.alertmanager = secret,
-            "github" => config.github = secret,
-            other => anyhow::bail!("hooks.{other}: no such webhook source"),
+        {
+            config.secrets.insert(source.to_string(), opsgate_core::Secret::new(secret));
         }
     }
     Ok(config)

@@ -215,6 +215,10 @@ pub struct HooksSection {
     pub max_body_bytes: Option<usize>,
     pub alertmanager: Option<HookSection>,
     pub github: Option<HookSection>,
+    pub gitlab: Option<HookSection>,
+    pub argocd: Option<HookSection>,
+    pub flux: Option<HookSection>,
+    pub cloudevents: Option<HookSection>,
     /// Service and environment mapping, tried in order: `[[hooks.mapping]]`.
     #[serde(default)]
     pub mapping: Vec<MappingSection>,
@@ -223,7 +227,8 @@ pub struct HooksSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookSection {
-    /// A secret reference: Alertmanager's bearer token, GitHub's webhook secret (HMAC key).
+    /// A secret reference: the bearer token Alertmanager, Argo CD or a CloudEvents sender
+    /// sends; GitLab's `X-Gitlab-Token`; the HMAC key of GitHub's or Flux's signature.
     pub secret: String,
 }
 
@@ -253,7 +258,15 @@ impl HooksSection {
             return Err(("hooks.max_body_bytes".to_string(), "must be between 1024 and 67108864".to_string()));
         }
         let mut secrets = Vec::new();
-        for (name, section) in [("alertmanager", self.alertmanager), ("github", self.github)] {
+        let sources = [
+            ("alertmanager", self.alertmanager),
+            ("github", self.github),
+            ("gitlab", self.gitlab),
+            ("argocd", self.argocd),
+            ("flux", self.flux),
+            ("cloudevents", self.cloudevents),
+        ];
+        for (name, section) in sources {
             if let Some(section) = section {
                 check_secret_reference(Some(&section.secret))
                     .map_err(|reason| (format!("hooks.{name}.secret"), reason))?;

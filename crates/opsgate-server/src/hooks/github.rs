@@ -106,7 +106,12 @@ fn deployment(payload: &Value, status: Option<&Value>) -> Result<Event, HookErro
 
 fn workflow_run(payload: &Value, action: &str) -> Result<Event, HookError> {
     let run = payload.get("workflow_run").ok_or_else(|| missing("workflow_run"))?;
-    let name = text_at(run, "/name").unwrap_or_else(|| "workflow".to_string());
+    // A run's `name` can be empty (GitHub's own documented `workflow_run` example has `""`): the
+    // workflow's name then.
+    let name = text_at(run, "/name")
+        .filter(|name| !name.is_empty())
+        .or_else(|| text_at(payload, "/workflow/name"))
+        .unwrap_or_else(|| "workflow".to_string());
     let number = text_at(run, "/run_number").map(|number| format!(" #{number}")).unwrap_or_default();
     let branch = text_at(run, "/head_branch").unwrap_or_default();
     let outcome = if action == "completed" {
@@ -202,4 +207,156 @@ fn release(payload: &Value) -> Result<Event, HookError> {
     event.attribute("author", text_at(release, "/author/login"));
     event.link(text_at(release, "/html_url"));
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    use super::*;
+
+    const NOW: &str = "2026-11-21T12:30:00.000Z";
+
+    /// A payload from `testdata/hooks/github/` (GitHub's documented examples, see the README there).
+    fn testdata(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../testdata/hooks/github/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    fn headers(event: &str, delivery: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", event.parse().expect("header"));
+        headers.insert("x-github-delivery", delivery.parse().expect("header"));
+        headers
+    }
+
+    fn one(result: Result<Ingest, HookError>) -> Event {
+        match result {
+            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
+            other => panic!("expected one event, got {other:?}"),
+        }
+    }
+
+    fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+        event.attributes.get(name).map(String::as_str)
+    }
+
+    #[test]
+    fn a_push_lists_its_commits() {
+        let event = one(normalize(&headers("push", "d-push"), &testdata("push.json"), NOW));
+        assert_eq!(event.kind, EventKind::Push);
+        assert_eq!(event.source, SOURCE);
+        assert_eq!(event.service.as_deref(), Some("Hello-World"));
+        assert_eq!(event.summary, "1 commit pushed to master by Codertocat: Initial commit");
+        assert_eq!(event.time, "2019-05-15T15:19:25.000Z");
+        assert_eq!(event.delivery_id, "d-push");
+        assert_eq!(attribute(&event, "branch"), Some("master"));
+        assert_eq!(attribute(&event, "sha"), Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
+        assert_eq!(attribute(&event, "commits"), Some("6113728 Initial commit"));
+        assert_eq!(attribute(&event, "repository"), Some("Codertocat/Hello-World"));
+    }
+
+    #[test]
+    fn a_deployment_status_is_a_deploy_to_its_environment() {
+        let event = one(normalize(&headers("deployment_status", "d-ds"), &testdata("deployment_status.json"), NOW));
+        assert_eq!(event.kind, EventKind::Deploy);
+        assert_eq!(event.service.as_deref(), Some("Hello-World"));
+        assert_eq!(event.environment.as_deref(), Some("production"));
+        assert_eq!(event.summary, "deploy of Codertocat/Hello-World master to production: success");
+        assert_eq!(event.time, "2019-05-15T15:20:55.000Z", "the status's time, not the deployment's");
+        assert_eq!(attribute(&event, "state"), Some("success"));
+        assert_eq!(attribute(&event, "sha"), Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e"));
+        assert_eq!(event.links, vec!["https://api.github.com/repos/Codertocat/Hello-World/deployments/145988746"]);
+    }
+
+    #[test]
+    fn a_completed_workflow_run_is_a_pipeline_named_after_its_workflow() {
+        let event = one(normalize(&headers("workflow_run", "d-wr"), &testdata("workflow_run.completed.json"), NOW));
+        assert_eq!(event.kind, EventKind::Pipeline);
+        assert_eq!(event.service.as_deref(), Some("octo-repo"));
+        // The documented run has `"name": ""`: the workflow's name stands in.
+        assert_eq!(event.summary, "workflow test #163 on master: success");
+        assert_eq!(event.time, "2020-10-05T16:33:49.000Z");
+        assert_eq!(attribute(&event, "conclusion"), Some("success"));
+        assert_eq!(attribute(&event, "sha"), Some("3484a3fb816e0859fd6e1cea078d76385ff50625"));
+        assert_eq!(event.links, vec!["https://github.com/octo-org/octo-repo/actions/runs/289782451"]);
+    }
+
+    #[test]
+    fn only_a_merged_pull_request_is_kept() {
+        let closed = normalize(&headers("pull_request", "d-pr1"), &testdata("pull_request.closed.json"), NOW);
+        assert_eq!(closed, Ok(Ingest::Ignored("pull_request closed: only merged pull requests are kept".to_string())));
+        let event =
+            one(normalize(&headers("pull_request", "d-pr2"), &testdata("pull_request.closed.merged.json"), NOW));
+        assert_eq!(event.kind, EventKind::Merge);
+        assert_eq!(event.summary, "pull request #2 merged into master: Update the README with new information.");
+        assert_eq!(event.time, "2019-05-15T15:21:18.000Z");
+        assert_eq!(attribute(&event, "merged_by"), Some("Codertocat"));
+        assert_eq!(attribute(&event, "sha"), Some("c4295bd74fb0f4fda03689c3df3f2803b658fd85"));
+        assert_eq!(attribute(&event, "diff"), Some("+1 -1 files 1"));
+    }
+
+    #[test]
+    fn a_published_release_is_kept_and_a_ping_is_not() {
+        let event = one(normalize(&headers("release", "d-rel"), &testdata("release.published.json"), NOW));
+        assert_eq!(event.kind, EventKind::Release);
+        assert_eq!(event.summary, "release 0.0.1 published", "an empty release name is left out");
+        assert_eq!(event.time, "2019-05-15T15:20:53.000Z");
+        assert_eq!(attribute(&event, "tag"), Some("0.0.1"));
+        assert_eq!(
+            normalize(&headers("ping", "d-ping"), &testdata("ping.json"), NOW),
+            Ok(Ingest::Ignored("ping: the webhook works".to_string()))
+        );
+    }
+
+    #[test]
+    fn unknown_events_are_ignored_and_a_missing_event_header_refused() {
+        let body = testdata("ping.json");
+        assert!(matches!(
+            normalize(&headers("star", "d-star"), &body, NOW),
+            Ok(Ingest::Ignored(reason)) if reason.contains("\"star\"")
+        ));
+        assert!(matches!(
+            normalize(&HeaderMap::new(), &body, NOW),
+            Err(HookError::BadRequest(reason)) if reason.contains("X-GitHub-Event")
+        ));
+        assert!(matches!(
+            normalize(&headers("push", "d-bad"), b"{\"ref\": 1", NOW),
+            Err(HookError::BadRequest(reason)) if reason.contains("not valid JSON")
+        ));
+    }
+
+    #[test]
+    fn without_a_delivery_header_the_id_is_a_digest_of_the_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", "push".parse().expect("header"));
+        let body = testdata("push.json");
+        // The same JSON written compactly: other bytes, so another delivery.
+        let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).expect("JSON")).expect("serialise");
+        let first = one(normalize(&headers, &body, NOW));
+        let again = one(normalize(&headers, &body, NOW));
+        let other = one(normalize(&headers, &compact, NOW));
+        assert_eq!(first.delivery_id, again.delivery_id);
+        assert_ne!(first.delivery_id, other.delivery_id);
+    }
+
+    #[test]
+    fn the_signature_must_match_the_exact_body() {
+        let body = testdata("push.json");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"It's a Secret to Everybody").expect("any key length");
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let mut headers = headers("push", "d-sig");
+        headers.insert("x-hub-signature-256", signature.parse().expect("header"));
+        assert_eq!(verify("It's a Secret to Everybody", &headers, &body), Ok(()));
+        let mut tampered = body.clone();
+        if let Some(byte) = tampered.iter_mut().find(|byte| **byte == b'1') {
+            *byte = b'2';
+        }
+        assert!(matches!(verify("It's a Secret to Everybody", &headers, &tampered), Err(HookError::Unauthorized(_))));
+        assert!(matches!(verify("another secret", &headers, &body), Err(HookError::Unauthorized(_))));
+        headers.remove("x-hub-signature-256");
+        assert!(matches!(verify("It's a Secret to Everybody", &headers, &body), Err(HookError::Unauthorized(_))));
+    }
 }

@@ -6,7 +6,11 @@
 //! `normalize(headers, body, now) -> Ingest`. Normalising is pure: no IO, the time passed in.
 
 pub mod alertmanager;
+pub mod argocd;
+pub mod cloudevents;
+pub mod flux;
 pub mod github;
+pub mod gitlab;
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
