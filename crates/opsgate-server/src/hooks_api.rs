@@ -131,6 +131,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::hooks::test_support::testdata;
 
     async fn app(dir: &std::path::Path) -> (Router, opsgate_store::Store) {
         let store = opsgate_store::Store::open_sqlite(dir).await.expect("store");
@@ -176,11 +177,6 @@ mod tests {
         let (_, body) = post(&app, "/hooks/alertmanager", "t0ken", FIRING).await;
         assert_eq!((body["stored"].clone(), body["duplicates"].clone()), (0.into(), 1.into()), "a redelivery: {body}");
         assert_eq!(store.events(&everything).await.expect("read").len(), 1);
-    }
-
-    fn testdata(path: &str) -> Vec<u8> {
-        let file = format!("{}/../../testdata/hooks/{path}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&file).unwrap_or_else(|error| panic!("{file}: {error}"))
     }
 
     /// Every source is routed to its own check and normaliser: a real payload of each, with its

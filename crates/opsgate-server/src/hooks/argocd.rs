@@ -131,26 +131,17 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::hooks::test_support::one;
 
     const NOW: &str = "2026-11-21T12:30:00.000Z";
 
     /// A body rendered by the opsgate template (see `testdata/hooks/README.md`).
     fn testdata(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../testdata/hooks/argocd/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
-    }
-
-    fn one(result: Result<Ingest, HookError>) -> Event {
-        match result {
-            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
-            other => panic!("expected one event, got {other:?}"),
-        }
+        crate::hooks::test_support::testdata(&format!("argocd/{name}"))
     }
 
     fn edited(name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-        let mut value: Value = serde_json::from_slice(&testdata(name)).expect("JSON");
-        edit(&mut value);
-        serde_json::to_vec(&value).expect("serialise")
+        crate::hooks::test_support::edited(&format!("argocd/{name}"), edit)
     }
 
     #[test]

@@ -441,13 +441,13 @@ impl<'a> CdEvent<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::{attribute, one};
 
     const NOW: &str = "2026-11-21T12:30:00.000Z";
 
     /// A payload from `testdata/hooks/cloudevents/` (see the README there).
     fn testdata(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../testdata/hooks/cloudevents/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+        crate::hooks::test_support::testdata(&format!("cloudevents/{name}"))
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -486,17 +486,6 @@ mod tests {
             ("ce-subject", &subject),
             ("content-type", "application/json; charset=utf-8"),
         ])
-    }
-
-    fn one(result: Result<Ingest, HookError>) -> Event {
-        match result {
-            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
-            other => panic!("expected one event, got {other:?}"),
-        }
-    }
-
-    fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
-        event.attributes.get(name).map(String::as_str)
     }
 
     #[test]

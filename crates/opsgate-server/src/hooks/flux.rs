@@ -179,30 +179,17 @@ mod tests {
     use sha2::Sha256;
 
     use super::*;
+    use crate::hooks::test_support::{attribute, one};
 
     const NOW: &str = "2026-11-21T12:30:00.000Z";
 
     /// An event from `testdata/hooks/flux/` (Flux's documented examples, see the README there).
     fn testdata(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../testdata/hooks/flux/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
-    }
-
-    fn one(result: Result<Ingest, HookError>) -> Event {
-        match result {
-            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
-            other => panic!("expected one event, got {other:?}"),
-        }
+        crate::hooks::test_support::testdata(&format!("flux/{name}"))
     }
 
     fn edited(name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-        let mut value: Value = serde_json::from_slice(&testdata(name)).expect("JSON");
-        edit(&mut value);
-        serde_json::to_vec(&value).expect("serialise")
-    }
-
-    fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
-        event.attributes.get(name).map(String::as_str)
+        crate::hooks::test_support::edited(&format!("flux/{name}"), edit)
     }
 
     #[test]

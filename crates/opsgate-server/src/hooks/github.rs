@@ -215,13 +215,13 @@ mod tests {
     use sha2::Sha256;
 
     use super::*;
+    use crate::hooks::test_support::{attribute, one};
 
     const NOW: &str = "2026-11-21T12:30:00.000Z";
 
     /// A payload from `testdata/hooks/github/` (GitHub's documented examples, see the README there).
     fn testdata(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../testdata/hooks/github/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+        crate::hooks::test_support::testdata(&format!("github/{name}"))
     }
 
     fn headers(event: &str, delivery: &str) -> HeaderMap {
@@ -229,17 +229,6 @@ mod tests {
         headers.insert("x-github-event", event.parse().expect("header"));
         headers.insert("x-github-delivery", delivery.parse().expect("header"));
         headers
-    }
-
-    fn one(result: Result<Ingest, HookError>) -> Event {
-        match result {
-            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
-            other => panic!("expected one event, got {other:?}"),
-        }
-    }
-
-    fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
-        event.attributes.get(name).map(String::as_str)
     }
 
     #[test]

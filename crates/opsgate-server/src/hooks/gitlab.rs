@@ -265,12 +265,12 @@ fn merge_request(payload: &Value) -> Result<Option<Event>, HookError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::one;
 
     const NOW: &str = "2026-11-21T12:30:00.000Z";
 
     fn testdata(name: &str) -> Value {
-        let path = format!("{}/../../testdata/hooks/gitlab/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+        let text = crate::hooks::test_support::testdata(&format!("gitlab/{name}"));
         serde_json::from_slice(&text).expect("testdata is JSON")
     }
 
@@ -281,13 +281,6 @@ mod tests {
             headers.insert("x-gitlab-event-uuid", uuid.parse().expect("header"));
         }
         headers
-    }
-
-    fn one(result: Result<Ingest, HookError>) -> Event {
-        match result {
-            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
-            other => panic!("expected one event, got {other:?}"),
-        }
     }
 
     fn body(value: &Value) -> Vec<u8> {

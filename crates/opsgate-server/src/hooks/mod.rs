@@ -122,6 +122,37 @@ pub fn first_line(text: &str, max: usize) -> String {
     }
 }
 
+/// What the normalisers' tests share: the payloads under `testdata/hooks/` and small checks.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Event, HookError, Ingest};
+
+    /// A payload from `testdata/hooks/<path>` (where each comes from: the README there).
+    pub fn testdata(path: &str) -> Vec<u8> {
+        let file = format!("{}/../../testdata/hooks/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&file).unwrap_or_else(|error| panic!("{file}: {error}"))
+    }
+
+    /// The one event a delivery became.
+    pub fn one(result: Result<Ingest, HookError>) -> Event {
+        match result {
+            Ok(Ingest::Events(mut events)) if events.len() == 1 => events.remove(0),
+            other => panic!("expected one event, got {other:?}"),
+        }
+    }
+
+    /// A JSON payload from `testdata/hooks/<path>`, changed by `edit`.
+    pub fn edited(path: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut value: serde_json::Value = serde_json::from_slice(&testdata(path)).expect("JSON");
+        edit(&mut value);
+        serde_json::to_vec(&value).expect("serialise")
+    }
+
+    pub fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+        event.attributes.get(name).map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
