@@ -318,6 +318,23 @@ mod tests {
         }
     }
 
+    /// `what_changed`'s detail column is the commit list of a push, a merge's diff size, or a
+    /// deploy's state and revision.
+    #[test]
+    fn the_detail_says_what_changed() {
+        let mut push = opsgate_core::Event::new("t", "github", EventKind::Push, "pushed", "d");
+        push.attribute("commits", Some("4f2a9c1 Fix the retry loop\n9b1e22d Bump the client"));
+        assert_eq!(detail(&push), "4f2a9c1 Fix the retry loop; 9b1e22d Bump the client");
+        let mut merge = opsgate_core::Event::new("t", "github", EventKind::Merge, "merged", "d");
+        merge.attribute("diff", Some("+120 -30 files 4"));
+        merge.attribute("sha", Some("4f2a9c1"));
+        assert_eq!(detail(&merge), "diff +120 -30 files 4; sha 4f2a9c1");
+        let mut deploy = opsgate_core::Event::new("t", "argocd", EventKind::Deploy, "synced", "d");
+        deploy.attribute("state", Some("success"));
+        deploy.attribute("revision", Some("v1.8.0"));
+        assert_eq!(detail(&deploy), "state success; revision v1.8.0");
+    }
+
     #[test]
     fn unknown_kinds_are_named() {
         let error = parse_kinds(&["deploy".to_string(), "deploys".to_string()]).err().map(|error| error.to_string());

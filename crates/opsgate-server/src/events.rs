@@ -1,11 +1,10 @@
 //! Where events enter the store: webhooks and the pipeline hand them to `EventSink::ingest`,
-//! which maps service and environment through the configured rules, stores each delivery once
-//! and tells subscribers about the new ones.
+//! which maps service and environment through the configured rules and stores each delivery
+//! once.
 
 use opsgate_core::{Event, EventKind};
 use opsgate_store::{AuditEntry, Store, StoreError, StoredEvent};
 use regex::Regex;
-use tokio::sync::broadcast;
 
 /// Sets an event's service and/or environment when one of its attributes matches.
 ///
@@ -96,99 +95,56 @@ pub struct Ingested {
     pub n_duplicates: usize,
 }
 
-/// Events subscribers can still catch up on; a slower one is told it lagged.
-const SUBSCRIBER_BACKLOG: usize = 1_024;
-
 #[derive(Debug, Clone)]
 pub struct EventSink {
     store: Store,
     rules: std::sync::Arc<Vec<MappingRule>>,
-    new_events: broadcast::Sender<StoredEvent>,
 }
 
 impl EventSink {
     pub fn new(store: Store, rules: Vec<MappingRule>) -> EventSink {
-        let (new_events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
-        EventSink { store, rules: std::sync::Arc::new(rules), new_events }
+        EventSink { store, rules: std::sync::Arc::new(rules) }
     }
 
-    /// Maps, stores (each delivery once) and announces `events`.
+    /// Maps and stores `events`, each delivery once.
     pub async fn ingest(&self, mut events: Vec<Event>) -> Result<Ingested, StoreError> {
         for event in &mut events {
             map_event(&self.rules, event);
         }
         let stored = self.store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
-        for event in &stored {
-            // No subscriber is not an error.
-            let _ = self.new_events.send(event.clone());
-        }
         Ok(Ingested { n_duplicates: events.len() - stored.len(), stored })
-    }
-
-    /// Every event stored from now on, in order.
-    pub fn subscribe(&self) -> broadcast::Receiver<StoredEvent> {
-        self.new_events.subscribe()
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }
 
 /// Events opsgate makes itself carry this source.
 pub const OPSGATE_SOURCE: &str = "opsgate";
 
-/// What an executed write's event says, taken from its audit record (whose arguments are
-/// already redacted) and the first line of its result.
-#[derive(Debug, Clone)]
-pub struct ActionFacts {
-    time: String,
-    principal: String,
-    tool: String,
-    target: Option<String>,
-    environment: Option<String>,
-    arguments: String,
-    approval_id: Option<String>,
-    approvers: Option<String>,
-    result: String,
+/// The event of an executed write, from its audit record (whose arguments are already redacted)
+/// and the first line of its result. Its delivery id comes from the audit record's sequence
+/// number once the record is written (`audit_delivery_id`).
+pub fn action_event(audit: &AuditEntry, result_text: &str) -> Event {
+    let target = audit.target.as_deref().map(|target| format!(" on {target}")).unwrap_or_default();
+    let mut summary = format!("{} ran {}{target}", audit.principal, audit.tool);
+    if let Some(result) = result_text.lines().map(str::trim).find(|line| !line.is_empty()) {
+        summary.push_str(": ");
+        summary.push_str(&crate::hooks::first_line(result, 160));
+    }
+    let arguments: serde_json::Value = serde_json::from_str(&audit.arguments).unwrap_or_default();
+    let mut event = Event::new(audit.time.clone(), OPSGATE_SOURCE, EventKind::Action, summary, String::new());
+    event.service = service_in_arguments(&arguments);
+    event.environment = audit.environment.clone();
+    event.attribute("tool", Some(audit.tool.as_str()));
+    event.attribute("principal", Some(audit.principal.as_str()));
+    event.attribute("target", audit.target.as_deref());
+    event.attribute("approval_id", audit.approval_id.as_deref());
+    event.attribute("approvers", audit.approvers.as_deref());
+    event.attribute("arguments", Some(crate::hooks::first_line(&audit.arguments, 500)));
+    event
 }
 
-impl ActionFacts {
-    pub fn of(audit: &AuditEntry, result_text: &str) -> ActionFacts {
-        ActionFacts {
-            time: audit.time.clone(),
-            principal: audit.principal.clone(),
-            tool: audit.tool.clone(),
-            target: audit.target.clone(),
-            environment: audit.environment.clone(),
-            arguments: audit.arguments.clone(),
-            approval_id: audit.approval_id.clone(),
-            approvers: audit.approvers.clone(),
-            result: result_text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default().trim().to_string(),
-        }
-    }
-
-    /// The event, identified by the audit record's sequence number.
-    pub fn event(self, audit_seq: i64) -> Event {
-        let target = self.target.as_deref().map(|target| format!(" on {target}")).unwrap_or_default();
-        let mut summary = format!("{} ran {}{target}", self.principal, self.tool);
-        if !self.result.is_empty() {
-            summary.push_str(": ");
-            summary.push_str(&crate::hooks::first_line(&self.result, 160));
-        }
-        let arguments: serde_json::Value = serde_json::from_str(&self.arguments).unwrap_or_default();
-        let mut event = Event::new(self.time, OPSGATE_SOURCE, EventKind::Action, summary, format!("audit:{audit_seq}"));
-        event.service = service_in_arguments(&arguments);
-        event.environment = self.environment;
-        event.attribute("tool", Some(self.tool));
-        event.attribute("principal", Some(self.principal));
-        event.attribute("target", self.target);
-        event.attribute("approval_id", self.approval_id);
-        event.attribute("approvers", self.approvers);
-        event.attribute("audit_seq", Some(audit_seq.to_string()));
-        event.attribute("arguments", Some(crate::hooks::first_line(&self.arguments, 500)));
-        event
-    }
+/// The delivery id of an event opsgate made from the audit record `seq`: one event per record.
+pub fn audit_delivery_id(seq: i64) -> String {
+    format!("audit:{seq}")
 }
 
 /// The service a call is about, read from its arguments: a `service` argument, else a
@@ -218,19 +174,19 @@ fn collect_strings<'a>(value: &'a serde_json::Value, into: &mut Vec<&'a str>) {
     }
 }
 
-/// A human's decision on an approval request, as an event about the request's service.
+/// A human's decision on an approval request, as an event about the request's service; its
+/// delivery id, like an action's, comes from its audit record.
 pub fn approval_event(
     time: &str,
     principal: &str,
     request: &opsgate_store::NewApproval,
     approve: bool,
     status: &str,
-    audit_seq: i64,
 ) -> Event {
     let verb = if approve { "approved" } else { "rejected" };
     let summary = format!("{principal} {verb} {} request {} (now {status})", request.tool, request.id);
     let arguments: serde_json::Value = serde_json::from_str(&request.arguments).unwrap_or_default();
-    let mut event = Event::new(time, OPSGATE_SOURCE, EventKind::Approval, summary, format!("audit:{audit_seq}"));
+    let mut event = Event::new(time, OPSGATE_SOURCE, EventKind::Approval, summary, String::new());
     event.service = service_in_arguments(&arguments);
     event.environment = request.environment.clone();
     event.attribute("approval_id", Some(request.id.clone()));

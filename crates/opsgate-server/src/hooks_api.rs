@@ -63,6 +63,7 @@ fn ingest(source: &str, secret: &str, headers: &HeaderMap, body: &[u8], now: &st
         cloudevents::SOURCE => {
             cloudevents::verify(secret, headers).and_then(|()| cloudevents::normalize(headers, body, now))
         }
+        // `receive` answers only the configured sources, all of them in `SOURCES`.
         other => Err(HookError::BadRequest(format!("hook {other:?} has no handler"))),
     }
 }
@@ -88,11 +89,13 @@ async fn receive(
 ) -> Response {
     let config = &state.config;
     let Some(secret) = config.secrets.get(&source) else {
-        let enabled = config.enabled();
-        let message = format!(
-            "hook {source:?} is not configured; configured: {}",
-            if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") }
-        );
+        let message = if SOURCES.contains(&source.as_str()) {
+            let enabled = config.enabled();
+            let enabled = if enabled.is_empty() { "none".to_string() } else { enabled.join(", ") };
+            format!("hook {source:?} is not configured (set [hooks.{source}] secret); configured: {enabled}")
+        } else {
+            format!("there is no hook {source:?}; hooks are {}", SOURCES.join(", "))
+        };
         return answer(StatusCode::NOT_FOUND, json!({ "error": message }));
     };
     let Ok(body) = axum::body::to_bytes(body, config.max_body_bytes).await else {
@@ -131,7 +134,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::hooks::test_support::testdata;
+    use crate::hooks::test_support::{signature as sign, testdata};
 
     async fn app(dir: &std::path::Path) -> (Router, opsgate_store::Store) {
         let store = opsgate_store::Store::open_sqlite(dir).await.expect("store");
@@ -166,6 +169,9 @@ mod tests {
         let (status, body) = post(&app, "/hooks/github", "t0ken", "{}").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body["error"].as_str().is_some_and(|error| error.contains("configured: alertmanager")), "{body}");
+        let (status, body) = post(&app, "/hooks/jenkins", "t0ken", "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().is_some_and(|error| error.contains("hooks are alertmanager, github")), "{body}");
         let everything = opsgate_store::EventQuery { limit: 10, ..Default::default() };
         assert!(store.events(&everything).await.expect("read").is_empty(), "nothing stored");
 
@@ -183,17 +189,20 @@ mod tests {
     /// own kind of credential, is stored; the same payload with a bad credential is refused.
     #[tokio::test]
     async fn each_source_checks_its_own_credential_and_stores_its_events() {
-        use hmac::Mac;
         let dir = tempfile::tempdir().expect("dir");
         let store = opsgate_store::Store::open_sqlite(dir.path()).await.expect("store");
         let secrets =
             SOURCES.iter().map(|source| (source.to_string(), Secret::new(format!("{source}-secret")))).collect();
-        let app = routes(EventSink::new(store.clone(), Vec::new()), HooksConfig { max_body_bytes: 1 << 20, secrets });
-        let sign = |key: &str, body: &[u8]| {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
-            mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        };
+        // One mapping rule, applied on the way in: Flux's service renamed.
+        let rule = crate::events::MappingRule::new(
+            Some("flux".into()),
+            "service".into(),
+            ".+",
+            Some("webapp-prod".into()),
+            None,
+        );
+        let sink = EventSink::new(store.clone(), vec![rule.expect("valid rule")]);
+        let app = routes(sink, HooksConfig { max_body_bytes: 1 << 20, secrets });
         let cases: [(&str, &str, &str, &str); 4] = [
             ("gitlab", "gitlab/pipeline.json", "x-gitlab-token", ""),
             ("argocd", "argocd/guestbook-succeeded.json", "authorization", "Bearer "),
@@ -229,5 +238,7 @@ mod tests {
         let mut sources: Vec<&str> = stored.iter().map(|stored| stored.event.source.as_str()).collect();
         sources.sort_unstable();
         assert_eq!(sources, ["argocd", "cloudevents", "flux", "gitlab"]);
+        let flux = stored.iter().find(|stored| stored.event.source == "flux").map(|stored| &stored.event.service);
+        assert_eq!(flux, Some(&Some("webapp-prod".to_string())), "the mapping rule applied");
     }
 }

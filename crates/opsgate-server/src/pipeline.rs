@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::approvals::{ApprovalQueue, PendingCall, pending_output, stored_result};
-use crate::events::{ActionFacts, EventSink, approval_event};
+use crate::events::{EventSink, action_event, approval_event, audit_delivery_id};
 use crate::limits::{BlastRadiusLimits, RateLimiter, RateLimits};
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
@@ -202,10 +202,11 @@ impl Pipeline {
         self
     }
 
-    /// Stores an event the pipeline made; a failure is logged, never the call's: the audit log
-    /// already holds the durable record of what happened.
-    async fn emit(&self, event: Option<opsgate_core::Event>) {
-        if let (Some(sink), Some(event)) = (&self.events, event)
+    /// Stores an event the pipeline made of the audit record `audit_seq` (its delivery id); a
+    /// failure is logged, never the call's: the audit log holds the durable record.
+    async fn emit(&self, mut event: opsgate_core::Event, audit_seq: i64) {
+        event.delivery_id = audit_delivery_id(audit_seq);
+        if let Some(sink) = &self.events
             && let Err(error) = sink.ingest(vec![event]).await
         {
             tracing::warn!(%error, "could not record the call as an event");
@@ -366,11 +367,10 @@ impl Pipeline {
         audit.duration_us = elapsed.as_micros() as i64;
         let decision = decision_label(&audit.decision);
 
-        let executed_write = matches!(outcome, CallOutcome::Ok(_))
-            && effect.is_some_and(|effect| effect != opsgate_core::Effect::Read)
-            && self.events.is_some();
+        // An executed write becomes an event, made before the record moves into the audit log.
+        let wrote = effect.is_some_and(|effect| effect != opsgate_core::Effect::Read);
         let action = match &outcome {
-            CallOutcome::Ok(rendered) if executed_write => Some(ActionFacts::of(&audit, &rendered.text)),
+            CallOutcome::Ok(rendered) if wrote && self.events.is_some() => Some(action_event(&audit, &rendered.text)),
             _ => None,
         };
 
@@ -378,7 +378,9 @@ impl Pipeline {
         // result is withheld: an unaudited call must not look like a successful one.
         let outcome = match self.audit.record(audit).await {
             Ok(receipt) => {
-                self.emit(action.map(|action| action.event(receipt.seq))).await;
+                if let Some(event) = action {
+                    self.emit(event, receipt.seq).await;
+                }
                 outcome
             }
             Err(error) => {
@@ -666,18 +668,12 @@ impl Pipeline {
         audit.arguments_hash = sha256_hex(&audit.arguments);
         let receipt = self.audit.record(audit).await.map_err(ApprovalError::Store)?;
         let status = decided?;
-        if let Some(sink) = &self.events {
-            match sink.store().approval(id).await {
+        if self.events.is_some() {
+            match queue.store.approval(id).await {
                 Ok(Some(approval)) => {
-                    let event = approval_event(
-                        &now_rfc3339(),
-                        &principal.id,
-                        &approval.request,
-                        approve,
-                        status.as_str(),
-                        receipt.seq,
-                    );
-                    self.emit(Some(event)).await;
+                    let event =
+                        approval_event(&now_rfc3339(), &principal.id, &approval.request, approve, status.as_str());
+                    self.emit(event, receipt.seq).await;
                 }
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, approval = %id, "could not record the decision as an event"),
@@ -744,13 +740,15 @@ impl Pipeline {
             duration_us: started.elapsed().as_micros() as i64,
         };
         let action = match &outcome {
-            CallOutcome::Ok(rendered) if self.events.is_some() => Some(ActionFacts::of(&audit, &rendered.text)),
+            CallOutcome::Ok(rendered) if self.events.is_some() => Some(action_event(&audit, &rendered.text)),
             _ => None,
         };
         // The audit record first: a result nobody can account for is not stored as executed.
         let (status, result, error) = match self.audit.record(audit).await {
             Ok(receipt) => {
-                self.emit(action.map(|action| action.event(receipt.seq))).await;
+                if let Some(event) = action {
+                    self.emit(event, receipt.seq).await;
+                }
                 (status, result, error)
             }
             Err(audit_error) => {

@@ -625,6 +625,19 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
         "{trail:?}"
     );
     assert_eq!(records[3]["approvers"], local.as_str());
+
+    // Events: the human's decision and the write it let run, newest first; the agent's refused
+    // self-approval is no event.
+    let events = call_text(dir.path(), &config, &["timeline", "--arg", "kinds:=[\"approval\",\"action\"]", "--json"])?;
+    let events: Value = serde_json::from_str(&events)?;
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = items.iter().filter_map(|item| item["kind"].as_str()).collect();
+    assert_eq!(kinds, ["action", "approval"], "{events}");
+    assert_eq!(items[0]["attributes"]["approval_id"], id.as_str(), "{events}");
+    assert_eq!(items[0]["attributes"]["approvers"], local.as_str(), "{events}");
+    assert_eq!(items[0]["environment"], "production", "{events}");
+    assert_eq!(items[1]["attributes"]["decided_by"], local.as_str(), "{events}");
+    assert_eq!(items[1]["attributes"]["status"], "approved", "{events}");
     Ok(())
 }
 

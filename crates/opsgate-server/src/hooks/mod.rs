@@ -148,6 +148,14 @@ pub(crate) mod test_support {
         serde_json::to_vec(&value).expect("serialise")
     }
 
+    /// `sha256=<hex HMAC-SHA256 of body under secret>`, as GitHub and Flux sign.
+    pub fn signature(secret: &str, body: &[u8]) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
     pub fn attribute<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
         event.attributes.get(name).map(String::as_str)
     }
@@ -157,16 +165,10 @@ pub(crate) mod test_support {
 mod tests {
     use super::*;
 
-    fn signed(secret: &[u8], body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-        mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
     #[test]
     fn an_hmac_signature_must_match_the_exact_body() {
         let body = br#"{"zen":"Design for failure."}"#;
-        let good = signed(b"s3cret", body);
+        let good = test_support::signature("s3cret", body);
         assert_eq!(verify_hmac_sha256(b"s3cret", Some(&good), body, "X-Hub-Signature-256"), Ok(()));
         let tampered = br#"{"zen":"Design for failure!"}"#;
         assert!(matches!(

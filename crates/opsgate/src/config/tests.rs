@@ -222,3 +222,38 @@ fn governance_mistakes_name_the_key() {
     }
     assert!(error("[policy]\nfile = [\"x.rego\"]\n").contains("unknown field `file`"));
 }
+
+#[test]
+fn hooks_resolve_secrets_by_source_and_mapping_rules_in_order() {
+    let config = resolve(
+        "[hooks]\nmax_body_bytes = 65536\n[hooks.github]\nsecret = \"env:GH\"\n[hooks.flux]\nsecret = \"file:/run/flux\"\n\
+         [[hooks.mapping]]\nsource = \"github\"\nattribute = \"repository\"\npattern = \"^acme/(?P<service>.+)$\"\n\
+         [[hooks.mapping]]\nattribute = \"branch\"\npattern = \"^main$\"\nenvironment = \"production\"\n",
+        &[],
+    )
+    .expect("resolves");
+    assert_eq!(config.hooks.max_body_bytes, 65536);
+    assert_eq!(config.hooks.secrets, [("github", "env:GH".to_string()), ("flux", "file:/run/flux".to_string())]);
+    let attributes: Vec<&str> = config.hooks.mapping.iter().map(|rule| rule.attribute.as_str()).collect();
+    assert_eq!(attributes, ["repository", "branch"]);
+    assert!(resolve("", &[]).expect("resolves").hooks.secrets.is_empty(), "no hook is on by default");
+}
+
+#[test]
+fn hook_mistakes_name_the_key() {
+    for (text, key, reason) in [
+        ("[hooks.github]\nsecret = \"plain-value\"\n", "hooks.github.secret", "references"),
+        ("[hooks]\nmax_body_bytes = 10\n", "hooks.max_body_bytes", "between"),
+        (
+            "[[hooks.mapping]]\nattribute = \"repository\"\npattern = \"(\"\nservice = \"x\"\n",
+            "hooks.mapping[0]",
+            "regular expression",
+        ),
+        ("[[hooks.mapping]]\nattribute = \"repository\"\npattern = \".*\"\n", "hooks.mapping[0]", "sets nothing"),
+        ("[hooks.jenkins]\nsecret = \"env:J\"\n", "jenkins", "unknown field"),
+    ] {
+        let message = error(text);
+        assert!(message.contains(key) && message.contains(reason), "{text}: {message}");
+        assert!(!message.contains("plain-value"), "the secret is repeated: {message}");
+    }
+}
