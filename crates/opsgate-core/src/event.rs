@@ -108,6 +108,30 @@ pub struct Event {
     pub delivery_id: String,
 }
 
+/// The longest summary kept: one line a person reads in a timeline.
+pub const MAX_SUMMARY_CHARS: usize = 240;
+/// The longest attribute value kept (a commit list keeps its lines within it).
+pub const MAX_ATTRIBUTE_CHARS: usize = 2_000;
+/// The longest name kept: service, environment, attribute names, link, delivery id.
+pub const MAX_NAME_CHARS: usize = 500;
+pub const MAX_ATTRIBUTES: usize = 40;
+pub const MAX_LINKS: usize = 10;
+
+/// At most `max` characters of `text`, ending in `…` when cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The first non-empty line of `text`, at most `max` characters.
+pub fn first_line(text: &str, max: usize) -> String {
+    truncate_chars(text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default(), max)
+}
+
 impl Event {
     /// An event with no service, environment, attributes or links yet.
     pub fn new(
@@ -137,6 +161,33 @@ impl Event {
         }
     }
 
+    /// Cuts what came from a sender to size, whatever the source: the summary to one line, every
+    /// value to its limit, and at most `MAX_ATTRIBUTES` attributes and `MAX_LINKS` links. Every
+    /// event is bounded before it is stored, so a timeline costs an agent a known number of bytes.
+    pub fn bound(&mut self) {
+        self.summary = first_line(&self.summary, MAX_SUMMARY_CHARS);
+        for name in [&mut self.service, &mut self.environment].into_iter().flatten() {
+            *name = first_line(name, MAX_NAME_CHARS);
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES
+            || self.attributes.iter().any(|(name, value)| {
+                name.chars().count() > MAX_NAME_CHARS || value.chars().count() > MAX_ATTRIBUTE_CHARS
+            })
+        {
+            self.attributes = std::mem::take(&mut self.attributes)
+                .into_iter()
+                .take(MAX_ATTRIBUTES)
+                .map(|(name, value)| {
+                    (truncate_chars(&name, MAX_NAME_CHARS), truncate_chars(&value, MAX_ATTRIBUTE_CHARS))
+                })
+                .collect();
+        }
+        self.links.truncate(MAX_LINKS);
+        for link in &mut self.links {
+            *link = truncate_chars(link, MAX_NAME_CHARS);
+        }
+    }
+
     /// Adds a link when there is one.
     pub fn link(&mut self, url: Option<impl Into<String>>) {
         if let Some(url) = url.map(Into::into).filter(|url| !url.is_empty()) {
@@ -156,6 +207,37 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::String(kind.as_str().into())));
         }
         assert_eq!(EventKind::parse("Deploy"), None, "names are lowercase");
+    }
+
+    #[test]
+    fn summaries_take_the_first_line_bounded() {
+        assert_eq!(first_line("\n  Fix the retry loop\n\nLong body", 80), "Fix the retry loop");
+        assert_eq!(first_line("abcdef", 4), "abc…");
+        assert_eq!(truncate_chars("ünïcödé", 3), "ün…", "cut on characters, not bytes");
+    }
+
+    #[test]
+    fn bounding_cuts_everything_a_sender_controls() {
+        let mut event = Event::new("t", "github", EventKind::Release, "release x: a\nsecond line", "d");
+        event.summary = format!("{}\nsecond line", "a".repeat(1_000));
+        event.service = Some("svc\ninjected".to_string());
+        for index in 0..100 {
+            event.attribute(&format!("label.{index:03}"), Some("v".repeat(5_000)));
+        }
+        event.attribute("commits", Some("4f2a9c1 one\n9b1e22d two"));
+        event.links = vec!["https://example.com/run".to_string(); 50];
+        event.bound();
+        assert_eq!(event.summary.chars().count(), MAX_SUMMARY_CHARS);
+        assert!(event.summary.ends_with('…') && !event.summary.contains('\n'));
+        assert_eq!(event.service.as_deref(), Some("svc"));
+        assert_eq!(event.attributes.len(), MAX_ATTRIBUTES);
+        assert!(event.attributes.values().all(|value| value.chars().count() <= MAX_ATTRIBUTE_CHARS));
+        assert_eq!(event.links.len(), MAX_LINKS);
+        let mut small = Event::new("t", "github", EventKind::Push, "pushed", "d");
+        small.attribute("commits", Some("4f2a9c1 one\n9b1e22d two"));
+        let before = small.clone();
+        small.bound();
+        assert_eq!(small, before, "what fits is left as it is, lines of a commit list included");
     }
 
     #[test]

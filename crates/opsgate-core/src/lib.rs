@@ -7,7 +7,7 @@ pub mod principal;
 pub mod secret;
 pub mod tool;
 
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, first_line, truncate_chars};
 pub use input::{AskMode, CallInput, ClientCapability, InputRequest, InputRequired};
 pub use output::{OutputBudget, Rendered, Row, ToolOutput};
 pub use principal::{Principal, PrincipalKind};

@@ -106,9 +106,10 @@ impl EventSink {
         EventSink { store, rules: std::sync::Arc::new(rules) }
     }
 
-    /// Maps and stores `events`, each delivery once.
+    /// Bounds, maps and stores `events`, each delivery once.
     pub async fn ingest(&self, mut events: Vec<Event>) -> Result<Ingested, StoreError> {
         for event in &mut events {
+            event.bound();
             map_event(&self.rules, event);
         }
         let stored = self.store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
@@ -125,9 +126,10 @@ pub const OPSGATE_SOURCE: &str = "opsgate";
 pub fn action_event(audit: &AuditEntry, result_text: &str) -> Event {
     let target = audit.target.as_deref().map(|target| format!(" on {target}")).unwrap_or_default();
     let mut summary = format!("{} ran {}{target}", audit.principal, audit.tool);
-    if let Some(result) = result_text.lines().map(str::trim).find(|line| !line.is_empty()) {
+    let result = opsgate_core::first_line(result_text, 160);
+    if !result.is_empty() {
         summary.push_str(": ");
-        summary.push_str(&crate::hooks::first_line(result, 160));
+        summary.push_str(&result);
     }
     let arguments: serde_json::Value = serde_json::from_str(&audit.arguments).unwrap_or_default();
     let mut event = Event::new(audit.time.clone(), OPSGATE_SOURCE, EventKind::Action, summary, String::new());
@@ -138,7 +140,7 @@ pub fn action_event(audit: &AuditEntry, result_text: &str) -> Event {
     event.attribute("target", audit.target.as_deref());
     event.attribute("approval_id", audit.approval_id.as_deref());
     event.attribute("approvers", audit.approvers.as_deref());
-    event.attribute("arguments", Some(crate::hooks::first_line(&audit.arguments, 500)));
+    event.attribute("arguments", Some(opsgate_core::first_line(&audit.arguments, 500)));
     event
 }
 

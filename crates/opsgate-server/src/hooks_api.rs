@@ -183,10 +183,23 @@ mod tests {
         let (_, body) = post(&app, "/hooks/alertmanager", "t0ken", FIRING).await;
         assert_eq!((body["stored"].clone(), body["duplicates"].clone()), (0.into(), 1.into()), "a redelivery: {body}");
         assert_eq!(store.events(&everything).await.expect("read").len(), 1);
+
+        // Whatever a sender puts in a label, the stored event is bounded: one summary line.
+        let long = format!("{}\\nSecond line", "A".repeat(1_500));
+        let flood = FIRING.replace("\"Down\"", &format!("\"{long}\"")).replace("\"f1\"", "\"f2\"");
+        let (status, body) = post(&app, "/hooks/alertmanager", "t0ken", flood).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let newest = store.events(&everything).await.expect("read").remove(0).event;
+        assert_eq!(newest.summary.chars().count(), opsgate_core::event::MAX_SUMMARY_CHARS, "{}", newest.summary);
+        assert!(!newest.summary.contains('\n'));
+        assert!(
+            newest.attributes.values().all(|value| value.chars().count() <= opsgate_core::event::MAX_ATTRIBUTE_CHARS)
+        );
     }
 
     /// Every source is routed to its own check and normaliser: a real payload of each, with its
     /// own kind of credential, is stored; the same payload with a bad credential is refused.
+    /// (Alertmanager's route is the other test's.)
     #[tokio::test]
     async fn each_source_checks_its_own_credential_and_stores_its_events() {
         let dir = tempfile::tempdir().expect("dir");
@@ -203,7 +216,8 @@ mod tests {
         );
         let sink = EventSink::new(store.clone(), vec![rule.expect("valid rule")]);
         let app = routes(sink, HooksConfig { max_body_bytes: 1 << 20, secrets });
-        let cases: [(&str, &str, &str, &str); 4] = [
+        let cases: [(&str, &str, &str, &str); 5] = [
+            ("github", "github/push.json", "x-hub-signature-256", ""),
             ("gitlab", "gitlab/pipeline.json", "x-gitlab-token", ""),
             ("argocd", "argocd/guestbook-succeeded.json", "authorization", "Bearer "),
             ("flux", "flux/kustomization-progressing.json", "x-signature", ""),
@@ -212,12 +226,16 @@ mod tests {
         for (source, file, header, prefix) in cases {
             let body = testdata(file);
             let secret = format!("{source}-secret");
-            let credential = if source == "flux" { sign(&secret, &body) } else { format!("{prefix}{secret}") };
-            let wrong = if source == "flux" { sign("wrong", &body) } else { format!("{prefix}wrong") };
+            let signed = source == "flux" || source == "github";
+            let credential = if signed { sign(&secret, &body) } else { format!("{prefix}{secret}") };
+            let wrong = if signed { sign("wrong", &body) } else { format!("{prefix}wrong") };
             for (value, expected) in [(wrong, StatusCode::UNAUTHORIZED), (credential, StatusCode::ACCEPTED)] {
                 let mut request = Request::post(format!("/hooks/{source}")).header(header, value);
                 if source == "gitlab" {
                     request = request.header("x-gitlab-event", "Pipeline Hook");
+                }
+                if source == "github" {
+                    request = request.header("x-github-event", "push");
                 }
                 if source == "cloudevents" {
                     request = request.header("content-type", "application/cloudevents+json");
@@ -237,7 +255,7 @@ mod tests {
         let stored = store.events(&everything).await.expect("read");
         let mut sources: Vec<&str> = stored.iter().map(|stored| stored.event.source.as_str()).collect();
         sources.sort_unstable();
-        assert_eq!(sources, ["argocd", "cloudevents", "flux", "gitlab"]);
+        assert_eq!(sources, ["argocd", "cloudevents", "flux", "github", "gitlab"]);
         let flux = stored.iter().find(|stored| stored.event.source == "flux").map(|stored| &stored.event.service);
         assert_eq!(flux, Some(&Some("webapp-prod".to_string())), "the mapping rule applied");
     }

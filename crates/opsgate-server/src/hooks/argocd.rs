@@ -95,7 +95,7 @@ pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
     event.attribute("app", Some(app));
     event.attribute("project", field("project"));
     event.attribute("revision", revision.clone());
-    event.attribute("sha", revision.filter(|revision| is_commit(revision)));
+    event.attribute("sha", revision.filter(|revision| super::is_commit_sha(revision)));
     event.attribute("phase", Some(phase));
     event.attribute("status", Some(status));
     event.attribute("sync_status", field("syncStatus"));
@@ -117,13 +117,9 @@ fn missing(field: &str, template: &str) -> HookError {
     HookError::BadRequest(format!("argocd payload has no {field:?} (the opsgate template sends {template} there)"))
 }
 
-fn is_commit(revision: &str) -> bool {
-    revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit())
-}
-
 /// A Git commit shortened to 7 characters; a chart version or tag as it is.
 fn short_revision(revision: &str) -> &str {
-    if is_commit(revision) { &revision[..7] } else { revision }
+    if super::is_commit_sha(revision) { super::short_sha(revision) } else { revision }
 }
 
 #[cfg(test)]
@@ -158,7 +154,6 @@ mod tests {
     fn a_succeeded_sync_is_a_deploy_of_the_app_to_its_environment() {
         let event = one(normalize(&testdata("guestbook-succeeded.json"), NOW));
         assert_eq!(event.kind, EventKind::Deploy);
-        assert_eq!(event.source, SOURCE);
         assert_eq!(event.service.as_deref(), Some("guestbook"));
         assert_eq!(event.environment.as_deref(), Some("staging"), "the Application's environment label");
         assert_eq!(event.time, "2023-08-03T11:16:17.000Z", "finishedAt");

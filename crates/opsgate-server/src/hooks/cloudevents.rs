@@ -502,7 +502,6 @@ mod tests {
     fn a_structured_event_keeps_its_attributes_and_extensions() {
         let event = one(normalize(&structured(), &testdata("structured-json-data.json"), NOW));
         assert_eq!(event.kind, EventKind::Other, "com.example.someevent names no known kind");
-        assert_eq!(event.source, SOURCE);
         assert_eq!(event.delivery_id, "/mycontext|C234-1234-1234", "source|id");
         assert_eq!(event.time, "2018-04-05T17:31:00.000Z");
         assert_eq!(event.summary, "com.example.someevent from /mycontext");

@@ -113,10 +113,10 @@ pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
     event.attribute("revision", revision);
     event.attribute("origin_revision", meta(&metadata, "originRevision"));
     event.attribute("reporting_controller", text_at(&payload, "/reportingController"));
-    event.attribute("message", Some(bounded(&message, 2000)));
+    event.attribute("message", Some(super::truncate_chars(&message, 2000)));
     for (key, value) in metadata.iter().take(20) {
         if let Some(value) = value.as_str() {
-            event.attribute(&format!("metadata.{key}"), Some(bounded(value, 500)));
+            event.attribute(&format!("metadata.{key}"), Some(super::truncate_chars(value, 500)));
         }
     }
     Ok(Ingest::Events(vec![event]))
@@ -146,7 +146,7 @@ fn is_hex(text: &str) -> bool {
 fn commit_of(revision: &str) -> Option<String> {
     let tail =
         revision.rsplit_once("sha1:").map(|(_, tail)| tail).or_else(|| revision.rsplit_once('/').map(|(_, t)| t))?;
-    (tail.len() == 40 && is_hex(tail)).then(|| tail.to_string())
+    super::is_commit_sha(tail).then(|| tail.to_string())
 }
 
 /// A revision with its digest cut to 7 characters: `main@sha1:8027230`, `main/731f7ea`,
@@ -157,20 +157,10 @@ fn short_revision(revision: &str) -> String {
             && digest.len() > 12
             && is_hex(digest)
         {
-            return format!("{head}{separator}{}", &digest[..7]);
+            return format!("{head}{separator}{}", super::short_sha(digest));
         }
     }
     revision.to_string()
-}
-
-/// At most `max` characters of `text`.
-fn bounded(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }
 
 #[cfg(test)]
@@ -210,7 +200,6 @@ mod tests {
     fn a_reconciled_kustomization_is_a_deploy_stored_once_per_revision() {
         let event = one(normalize(&testdata("kustomization-reconciliation-succeeded.json"), NOW));
         assert_eq!(event.kind, EventKind::Deploy);
-        assert_eq!(event.source, SOURCE);
         assert_eq!(event.service.as_deref(), Some("flux-system"));
         assert_eq!(event.environment, None, "no environment unless the Alert sends one");
         assert_eq!(event.time, "2023-08-16T10:26:43.000Z");

@@ -59,10 +59,6 @@ fn time_at(payload: &Value, pointer: &str) -> String {
     text_at(payload, pointer).and_then(|time| normalize_time(&time)).unwrap_or_default()
 }
 
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
-
 fn missing(what: &str) -> HookError {
     HookError::BadRequest(format!("github payload has no {what}"))
 }
@@ -71,7 +67,7 @@ fn deployment(payload: &Value, status: Option<&Value>) -> Result<Event, HookErro
     let deployment = payload.get("deployment").ok_or_else(|| missing("deployment"))?;
     let sha = text_at(deployment, "/sha").unwrap_or_default();
     let environment = text_at(deployment, "/environment");
-    let reference = text_at(deployment, "/ref").unwrap_or_else(|| short(&sha).to_string());
+    let reference = text_at(deployment, "/ref").unwrap_or_else(|| super::short_sha(&sha).to_string());
     let repository = text_at(payload, "/repository/full_name").unwrap_or_else(|| "a repository".to_string());
     let target = environment.as_deref().unwrap_or("an environment");
     let (summary, time, state) = match status {
@@ -160,7 +156,7 @@ fn push(payload: &Value) -> Result<Event, HookError> {
         .filter_map(|commit| {
             let id = text_at(commit, "/id")?;
             let message = text_at(commit, "/message").unwrap_or_default();
-            Some(format!("{} {}", short(&id), first_line(&message, 100)))
+            Some(format!("{} {}", super::short_sha(&id), first_line(&message, 100)))
         })
         .collect();
     event.attribute("commits", Some(lines.join("\n")));
@@ -233,7 +229,6 @@ mod tests {
     fn a_push_lists_its_commits() {
         let event = one(normalize(&headers("push", "d-push"), &testdata("push.json"), NOW));
         assert_eq!(event.kind, EventKind::Push);
-        assert_eq!(event.source, SOURCE);
         assert_eq!(event.service.as_deref(), Some("Hello-World"));
         assert_eq!(event.summary, "1 commit pushed to master by Codertocat: Initial commit");
         assert_eq!(event.time, "2019-05-15T15:19:25.000Z");

@@ -86,10 +86,10 @@ pub fn gitlab_time(text: &str) -> Option<String> {
     }
     if let Some(utc) = text.strip_suffix(" UTC") {
         let naive = chrono::NaiveDateTime::parse_from_str(utc.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()?;
-        return Some(opsgate_store::rfc3339(naive.and_utc()));
+        return super::store_time(naive.and_utc());
     }
     let parsed = chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z").ok()?;
-    Some(opsgate_store::rfc3339(parsed.with_timezone(&chrono::Utc)))
+    super::store_time(parsed.with_timezone(&chrono::Utc))
 }
 
 fn time_at(value: &Value, pointer: &str) -> Option<String> {
@@ -102,10 +102,6 @@ fn missing(what: &str) -> HookError {
 
 fn project_path(payload: &Value) -> Option<String> {
     text_at(payload, "/project/path_with_namespace")
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..8).unwrap_or(sha)
 }
 
 fn ignored_state(payload: &Value, what: &str, pointer: &str, kept: &[&str]) -> Ingest {
@@ -194,12 +190,13 @@ fn deployment(payload: &Value) -> Result<Option<Event>, HookError> {
     let sha = commit_url
         .as_deref()
         .and_then(|url| url.rsplit('/').next())
-        .filter(|last| last.len() == 40 && last.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|last| super::is_commit_sha(last))
         .map(str::to_string)
         .or_else(|| text_at(payload, "/short_sha"));
     let reference = text_at(payload, "/ref")
         .filter(|reference| !reference.is_empty())
-        .or_else(|| sha.as_deref().map(|sha| short(sha).to_string()))
+        // GitLab shows commits by their first 8 characters (its own `short_sha`).
+        .or_else(|| sha.as_deref().map(|sha| sha.get(..8).unwrap_or(sha).to_string()))
         .unwrap_or_default();
     let project = project_path(payload).unwrap_or_else(|| "a project".to_string());
     let target = environment.as_deref().unwrap_or("an environment");
@@ -313,7 +310,6 @@ mod tests {
         let payload = testdata("pipeline.json");
         let event = one(normalize(&headers("Pipeline Hook", Some("7e4b-1")), &body(&payload), NOW));
         assert_eq!(event.kind, EventKind::Pipeline);
-        assert_eq!(event.source, SOURCE);
         assert_eq!(event.service.as_deref(), Some("Gitlab Test"));
         assert_eq!(event.environment, None);
         assert_eq!(event.time, "2016-08-12T15:26:29.000Z", "finished_at, UTC");

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-pub use opsgate_core::{Event, EventKind};
+pub use opsgate_core::{Event, EventKind, first_line, truncate_chars};
 
 /// What a delivery became.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,16 @@ pub fn verify_hmac_sha256(secret: &[u8], signature: Option<&str>, body: &[u8], w
     mac.verify_slice(&given).map_err(|_| HookError::Unauthorized(format!("{what} does not match the body")))
 }
 
+/// A full Git commit id: 40 hex digits.
+pub fn is_commit_sha(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// A commit id as people write it in a summary: its first 7 characters.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 /// A delivery id for sources that send none: the SHA-256 of the parts that make the event
 /// unique, so a retried delivery maps to the same id.
 pub fn digest_id(parts: &[&str]) -> String {
@@ -94,11 +104,13 @@ pub fn parse_json(body: &[u8], source: &str) -> Result<serde_json::Value, HookEr
 /// `None` for text that is not one, and for Go's zero time (`0001-01-01T00:00:00Z`), which
 /// Alertmanager sends for an unset end.
 pub fn normalize_time(text: &str) -> Option<String> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&chrono::Utc);
-    if chrono::Datelike::year(&parsed) <= 1 {
-        return None;
-    }
-    Some(opsgate_store::rfc3339(parsed))
+    store_time(chrono::DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&chrono::Utc))
+}
+
+/// A parsed time in the store's format, if it is one the store can order as text: years 2 to
+/// 9999 (Go's zero time, year 1, means "unset"; other years would not be four digits).
+pub fn store_time(time: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    (2..=9999).contains(&chrono::Datelike::year(&time)).then(|| opsgate_store::rfc3339(time))
 }
 
 /// The string at a JSON pointer, if it is one (numbers are written out).
@@ -108,17 +120,6 @@ pub fn text_at(value: &serde_json::Value, pointer: &str) -> Option<String> {
         serde_json::Value::Number(number) => Some(number.to_string()),
         serde_json::Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
-    }
-}
-
-/// The first line of `text`, at most `max` characters, for summaries built from commit messages.
-pub fn first_line(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or_default().trim();
-    if line.chars().count() <= max {
-        line.to_string()
-    } else {
-        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
     }
 }
 
@@ -199,11 +200,6 @@ mod tests {
         assert_eq!(normalize_time("2026-11-21T12:00:00.123456789Z").as_deref(), Some("2026-11-21T12:00:00.123Z"));
         assert_eq!(normalize_time("0001-01-01T00:00:00Z"), None);
         assert_eq!(normalize_time("yesterday"), None);
-    }
-
-    #[test]
-    fn summaries_take_one_bounded_line() {
-        assert_eq!(first_line("Fix the retry loop\n\nLong body", 80), "Fix the retry loop");
-        assert_eq!(first_line("abcdef", 4), "abc…");
+        assert_eq!(normalize_time("9999-12-31T23:30:00-01:00"), None, "year 10000 would not sort as text");
     }
 }
