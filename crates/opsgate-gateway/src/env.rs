@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-/// Name endings that mark a credential.
-const SECRET_SUFFIXES: &[&str] =
-    &["_TOKEN", "_KEY", "_SECRET", "_PASSWORD", "_PASSWD", "_PASS", "_CREDENTIALS", "_APIKEY", "_AUTH"];
+/// Name endings that mark a credential in an environment, beyond the names the redactor masks
+/// (`opsgate_policy::redact::is_secret_name`: token, secret, password, API key, `*_KEY`,
+/// credentials…).
+const SECRET_SUFFIXES: &[&str] = &["_PASS", "_AUTH"];
 
 /// Vendors whose variables carry credentials (or say where to find them).
 const SECRET_PREFIXES: &[&str] = &[
@@ -31,12 +32,13 @@ const SECRET_PREFIXES: &[&str] = &[
     "OPSGATE_",
 ];
 
-/// Whether a variable's name says it holds a credential.
+/// Whether a variable's name says it holds a credential: a name the redactor masks, a
+/// credential ending, or a vendor's prefix.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    SECRET_SUFFIXES.iter().any(|suffix| upper.ends_with(suffix))
+    opsgate_policy::redact::is_secret_name(&upper)
+        || SECRET_SUFFIXES.iter().any(|suffix| upper.ends_with(suffix))
         || SECRET_PREFIXES.iter().any(|prefix| upper.starts_with(prefix))
-        || ["TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY"].contains(&upper.as_str())
 }
 
 /// The child's environment from `parent` (opsgate's), `allow` (names passed although they look
@@ -73,6 +75,10 @@ mod tests {
             "NPM_CONFIG_CACHE",
             "api_key",
             "KEYBOARD",
+            "SESSION_TOKEN_X",
+            "SMTP_PASS",
+            "DB_CREDENTIALS_FILE",
+            "PRIVATE_KEY_PEM",
         ]
         .map(|name| (name.to_string(), format!("value of {name}")));
         let configured = BTreeMap::from([("MEMORY_FILE_PATH".to_string(), "/tmp/m.json".to_string())]);

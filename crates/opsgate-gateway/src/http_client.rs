@@ -11,7 +11,14 @@ const MAX_REDIRECTS: usize = 5;
 /// How long an unused connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The process's one client for upstreams, built on first use (a gateway with only stdio
+/// servers never builds it); every connection and reconnection shares its pool.
 pub fn upstream_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(build).clone()
+}
+
+fn build() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(IDLE_TIMEOUT)

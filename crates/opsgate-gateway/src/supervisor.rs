@@ -343,14 +343,13 @@ fn register(
             }
         })
         .collect();
-    let problems = shared.registry.set_server_tools(server, tools);
-    for problem in &problems {
+    let set = shared.registry.set_server_tools(server, tools);
+    for problem in &set.problems {
         tracing::warn!(server = %server, %problem, "federated tool left out");
     }
     let n_quarantined = verdicts.quarantined.len();
-    let n_tools = listed.len() - problems.len() - n_quarantined;
     update(&shared.statuses, server, |status| {
-        status.n_tools = n_tools;
+        status.n_tools = set.n_usable;
         status.quarantined = verdicts.quarantined;
     });
     n_quarantined

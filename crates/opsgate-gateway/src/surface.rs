@@ -12,8 +12,8 @@ use opsgate_server::surface::Surface;
 use opsgate_server::{Change, ChangeFeed};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-    Prompt, ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse, Prompt,
+    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceTemplate,
 };
 
 use crate::tool::Link;
@@ -130,13 +130,17 @@ impl FederatedSurface {
         own
     }
 
-    fn redact_contents(&self, contents: &mut [ResourceContents]) {
-        for content in contents {
-            if let ResourceContents::TextResourceContents { text, .. } = content
-                && let std::borrow::Cow::Owned(redacted) = self.redactor.redact_text(text)
-            {
-                *text = redacted;
-            }
+    /// Masks secrets anywhere in a federated answer (every text, embedded resources and
+    /// descriptions included), by the same JSON walk the pipeline gives tool outputs.
+    fn redact<T: serde::Serialize + serde::de::DeserializeOwned>(&self, answer: &mut T) {
+        let Ok(mut value) = serde_json::to_value(&*answer) else { return };
+        if !self.redactor.needs_redaction(&value) {
+            return;
+        }
+        self.redactor.redact_value(&mut value);
+        match serde_json::from_value(value) {
+            Ok(redacted) => *answer = redacted,
+            Err(error) => tracing::error!(%error, "a redacted federated answer no longer parses"),
         }
     }
 }
@@ -184,7 +188,7 @@ impl Surface for FederatedSurface {
             return self.own.read_resource(request).await;
         };
         let mut result = forward(&server, &offer.link, "resources/read", |peer| peer.read_resource(request)).await?;
-        self.redact_contents(&mut result.contents);
+        self.redact(&mut result.contents);
         Ok(result)
     }
 
@@ -206,7 +210,7 @@ impl Surface for FederatedSurface {
         let response = forward(&server, &offer.link, "prompts/get", |peer| peer.get_prompt_once(request)).await?;
         match response {
             GetPromptResponse::Complete(mut result) => {
-                self.redact_prompt(&mut result);
+                self.redact(&mut result);
                 Ok(GetPromptResponse::Complete(result))
             }
             _ => Err(upstream_error(
@@ -223,17 +227,5 @@ impl Surface for FederatedSurface {
 
     fn subscribable(&self) -> bool {
         self.own.subscribable()
-    }
-}
-
-impl FederatedSurface {
-    fn redact_prompt(&self, result: &mut GetPromptResult) {
-        for message in &mut result.messages {
-            if let ContentBlock::Text(content) = &mut message.content
-                && let std::borrow::Cow::Owned(redacted) = self.redactor.redact_text(&content.text)
-            {
-                content.text = redacted;
-            }
-        }
     }
 }

@@ -64,7 +64,6 @@ async fn a_server_that_keeps_failing_is_parked_with_the_reason() -> Result<()> {
     assert_eq!(status.n_failures, CRASH_BUDGET);
     let reason = status.last_error.unwrap_or_default();
     assert!(reason.contains(&format!("parked after {CRASH_BUDGET} failures")), "{reason}");
-    assert!(registry.is_empty());
     gateway.shutdown().await;
     Ok(())
 }
@@ -245,7 +244,10 @@ async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_w
     upstream.stop();
     let started = std::time::Instant::now();
     let away = call(&registry, "mcp__remote__echo", serde_json::json!({"message": "away"})).await;
-    assert!(away.is_err() || registry.get("mcp__remote__echo").is_none(), "{away:?}");
+    // Either the call itself fails on the broken connection, or the supervisor noticed first and
+    // the tool is gone; both name the server, and neither is a success.
+    let away = away.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(away.contains("remote"), "a call to a server that is away must fail naming it: {away:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "a call to a server that is away took {:?}",

@@ -78,6 +78,21 @@ impl Default for Redactor {
     }
 }
 
+/// A key or variable name that says its value is a secret. Keys also name headers and cookies,
+/// whose whole value is the secret.
+#[allow(clippy::expect_used)] // A constant pattern, covered by the tests below.
+static SECRET_KEY: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(concat!("(?i:", secret_names!(), "|credential|authorization|cookie)|^", env_key_name!(), "$"))
+        .expect("secret key pattern compiles")
+});
+
+/// Whether a name (a JSON key, an environment variable) says its value is a secret: the rule
+/// that masks JSON values by key, shared with whatever else must recognise secrets by name (a
+/// federated server's environment), so the two cannot drift apart.
+pub fn is_secret_name(name: &str) -> bool {
+    SECRET_KEY.is_match(name)
+}
+
 impl Redactor {
     #[allow(clippy::expect_used)] // The patterns are constants covered by the tests below.
     pub fn new() -> Self {
@@ -85,10 +100,7 @@ impl Redactor {
             .iter()
             .map(|(pattern, replacement)| (Regex::new(pattern).expect("redaction pattern compiles"), *replacement))
             .collect();
-        // Keys also name headers and cookies, whose whole value is the secret.
-        let secret_key =
-            Regex::new(concat!("(?i:", secret_names!(), "|credential|authorization|cookie)|^", env_key_name!(), "$"))
-                .expect("secret key pattern compiles");
+        let secret_key = SECRET_KEY.clone();
         let any = RegexSet::new(PATTERNS.iter().map(|(pattern, _)| *pattern)).expect("redaction patterns compile");
         Redactor { any, patterns, secret_key }
     }

@@ -27,4 +27,4 @@ pub use limits::{BlastRadiusLimits, Rate, RateLimits};
 pub use mcp::{McpState, OpsgateMcp};
 pub use pipeline::{CallOutcome, CallRequest, Pipeline, PipelineConfig, RoundInput};
 pub use policy::PolicyHandle;
-pub use registry::{Registry, ServerTool, TargetCatalog};
+pub use registry::{Registry, ServerTool, ServerTools, TargetCatalog};

@@ -72,6 +72,13 @@ pub struct ServerTool {
     pub quarantine: Option<String>,
 }
 
+/// What `set_server_tools` did: how many tools clients may now call, and what it left out.
+#[derive(Debug)]
+pub struct ServerTools {
+    pub n_usable: usize,
+    pub problems: Vec<RegistryError>,
+}
+
 /// The tools of federated servers, by server (in name order, which is their `tools/list` order)
 /// and by tool name.
 #[derive(Default)]
@@ -167,9 +174,10 @@ impl Registry {
     /// the server's own: nothing is added. A tool with a bad or repeated name is left out and
     /// reported; the others are registered. Quarantined tools are registered (a call to one is
     /// denied with its reason) but not listed.
-    pub fn set_server_tools(&self, server: &str, tools: Vec<ServerTool>) -> Vec<RegistryError> {
+    pub fn set_server_tools(&self, server: &str, tools: Vec<ServerTool>) -> ServerTools {
         let mut problems = Vec::new();
         let mut registered: Vec<RegisteredTool> = Vec::with_capacity(tools.len());
+        let mut n_usable = 0;
         for ServerTool { tool, quarantine } in tools {
             let spec = tool.spec().clone();
             if opsgate_core::split_federated_name(&spec.name).is_none_or(|(named, _)| named != server) {
@@ -185,6 +193,7 @@ impl Registry {
                 continue;
             }
             let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
+            n_usable += usize::from(quarantine.is_none());
             registered.push(RegisteredTool {
                 tool,
                 spec: Arc::new(spec),
@@ -206,7 +215,7 @@ impl Registry {
             federated.by_server.insert(server.to_string(), registered);
         }
         self.changes.publish(crate::changes::Change::ToolsListChanged);
-        problems
+        ServerTools { n_usable, problems }
     }
 
     /// Removes every tool of the federated server `server` (it stopped or was removed) and tells

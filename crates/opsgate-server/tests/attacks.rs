@@ -606,13 +606,22 @@ async fn a_federated_tool_quarantined_after_its_request_does_not_run_when_approv
         }),
         quarantine: quarantine.map(str::to_string),
     };
-    assert!(harness.pipeline.registry().set_server_tools("up", vec![federated(None)]).is_empty());
+    let set = harness.pipeline.registry().set_server_tools("up", vec![federated(None)]);
+    assert!(set.problems.is_empty() && set.n_usable == 1, "{set:?}");
     let CallOutcome::PendingApproval(pending) = harness.call(agent(), "mcp__up__restart", json!({})).await else {
         panic!("the federated write waits for approval")
     };
     let id = pending.structured["approval_id"].as_str().unwrap_or_default().to_string();
 
-    harness.pipeline.registry().set_server_tools("up", vec![federated(Some("its description changed"))]);
+    // A listing with the tool quarantined and one more left out (another server's name): no
+    // tool is usable, and the count says so.
+    let foreign = ServerTool {
+        tool: Arc::new(CountingWrite { spec: spec("mcp__other__x", Effect::Write, None), runs: harness.runs.clone() }),
+        quarantine: Some("changed too".to_string()),
+    };
+    let set =
+        harness.pipeline.registry().set_server_tools("up", vec![federated(Some("its description changed")), foreign]);
+    assert_eq!((set.n_usable, set.problems.len()), (0, 1), "{set:?}");
     assert_eq!(harness.pipeline.decide_approval(&alice(), &id, true, None).await?, ApprovalStatus::Failed);
     let denied = harness.call(agent(), "mcp__up__restart", json!({})).await;
     assert!(matches!(&denied, CallOutcome::Denied(message) if message.contains("quarantined")), "{denied:?}");

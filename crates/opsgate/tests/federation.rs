@@ -173,6 +173,7 @@ async fn a_client_lists_calls_and_reads_across_federated_servers_and_every_call_
     triage.arguments = Some(arguments(json!({"service": "checkout"})));
     let triage = serde_json::to_string(&client.get_prompt(triage).await?.messages)?;
     assert!(triage.contains("incident on checkout") && !triage.contains(FAKE_TOKEN), "{triage}");
+    assert!(triage.contains("runbooks://oncall") && triage.contains("pager.example"), "the embedded page: {triage}");
     let unknown = client.get_prompt(rmcp::model::GetPromptRequestParams::new("mcp__runbooks__nope")).await;
     assert!(unknown.is_err(), "{unknown:?}");
     client.cancel().await?;

@@ -151,6 +151,18 @@ fn add_list_and_remove_with_flags_edit_only_the_project_file() -> Result<()> {
     assert_eq!((memory["state"].as_str(), memory["source"].as_str()), (Some("ready"), Some("project")));
     assert!(memory["tools"].as_u64().is_some_and(|n| n > 0), "{memory}");
     assert_eq!(memory["protocol"], "2025-11-25", "server-memory speaks the older revision");
+    // A server that knows 2026-07-28 (the Python SDK 2.x) is spoken to in it.
+    let (python, runbooks) = opsgate_testkit::python_mcp_server()?;
+    let (python, runbooks) = (python.display().to_string(), runbooks.display().to_string());
+    let added = project.run(&["mcp", "add", "runbooks", "--command", &python, "--arg", &runbooks])?;
+    assert!(added.status.success(), "{}", stderr(&added));
+    let runbooks = listed(&project, "runbooks")?;
+    assert_eq!(
+        (runbooks["state"].as_str(), runbooks["protocol"].as_str()),
+        (Some("ready"), Some("2026-07-28")),
+        "{runbooks}"
+    );
+    assert!(project.run(&["mcp", "remove", "runbooks"])?.status.success());
     let shared = listed(&project, "shared")?;
     assert_eq!(shared["source"], project.global_file().display().to_string());
     let remote = listed(&project, "remote")?;
