@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod approvals;
 pub mod audit;
 pub mod events;
+pub mod memory;
 pub mod pins;
 mod sqlite;
 pub mod writer;
@@ -22,6 +23,9 @@ pub use api_keys::{ApiKey, ApiKeyError, NewApiKey, Revocation};
 pub use approvals::{Approval, ApprovalDecision, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval};
 pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
 pub use events::{EventQuery, StoredEvent};
+pub use memory::{
+    MemoryDeletion, MemoryEntity, MemoryError, MemoryGraph, MemoryObservations, MemoryRelation, NewMemoryEntity,
+};
 pub use pins::ToolPin;
 pub use writer::{AuditLog, AuditWriterConfig};
 
