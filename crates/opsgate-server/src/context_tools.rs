@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 /// Events one call reads at most; the output budget then decides how many are shown.
 const MAX_EVENTS: i64 = 1_000;
 
-fn object(value: Value) -> Map<String, Value> {
+pub(crate) fn object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -53,7 +53,7 @@ fn read_spec(name: &str, title: &str, description: &str, input_schema: Map<Strin
     }
 }
 
-fn kind_names() -> Vec<&'static str> {
+pub(crate) fn kind_names() -> Vec<&'static str> {
     EventKind::ALL.iter().map(|kind| kind.as_str()).collect()
 }
 
@@ -98,7 +98,7 @@ fn parse_kinds(kinds: &[String]) -> Result<Vec<EventKind>, ToolError> {
         .collect()
 }
 
-fn unavailable(error: opsgate_store::StoreError) -> ToolError {
+pub(crate) fn unavailable(error: opsgate_store::StoreError) -> ToolError {
     ToolError::Unavailable(format!("the event store is unavailable: {error}"))
 }
 

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry;
 pub mod request_state;
+pub mod search_tool;
 pub mod surface;
 pub mod tasks;
 

@@ -5,6 +5,7 @@ use opsgate_core::{Event, EventKind};
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::search::SearchDocument;
 use crate::{Store, StoreError, on_pool};
 
 /// An event as stored: the event and where it landed.
@@ -94,6 +95,7 @@ impl Store {
                     .execute(&mut *transaction)
                     .await?;
                 if result.rows_affected() == 1 {
+                    crate::search::upsert_documents(&mut transaction, &[SearchDocument::event(&id, event)]).await?;
                     stored.push(StoredEvent { id, received_at: received_at.to_string(), event: event.clone() });
                 }
             }
@@ -139,6 +141,21 @@ impl Store {
             }
             statement.fetch_all(pool).await?.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?
         });
+        Ok(events)
+    }
+
+    /// Up to `limit` events with ids after `after`, in id order (ids are UUIDv7, so roughly the
+    /// order they were received): a way through every event, page by page.
+    pub(crate) async fn events_after_id(&self, after: &str, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2");
+        let events = on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_event)
+            .collect::<Result<Vec<_>, _>>()?);
         Ok(events)
     }
 }

@@ -1,6 +1,6 @@
 //! opsgate's durable state over SQLite (the default, embedded) and PostgreSQL (for several
-//! replicas): the audit chain, API keys, approval requests, federated tools' pins and operational events. One set of
-//! migrations serves both; each operation is one function that matches on the pool.
+//! replicas): the audit chain, API keys, approval requests, federated tools' pins, operational events and the search index over them. One set of
+//! migrations serves both (the search index, which they cannot share, is created by `search.rs`); each operation is one function that matches on the pool.
 
 pub mod api_keys;
 pub mod approvals;
@@ -8,6 +8,7 @@ pub mod audit;
 pub mod events;
 pub mod memory;
 pub mod pins;
+pub mod search;
 mod sqlite;
 pub mod writer;
 
@@ -27,6 +28,7 @@ pub use memory::{
     MemoryDeletion, MemoryEntity, MemoryError, MemoryGraph, MemoryObservations, MemoryRelation, NewMemoryEntity,
 };
 pub use pins::ToolPin;
+pub use search::{DocumentSource, SearchDocument, SearchHit, SearchQuery, SearchResult};
 pub use writer::{AuditLog, AuditWriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +125,9 @@ impl Store {
             location: location.clone(),
             source: sqlx::Error::Configuration(Box::new(source)),
         })?;
-        Ok(Store::Sqlite { pool, appender })
+        let store = Store::Sqlite { pool, appender };
+        search::prepare(&store).await?;
+        Ok(store)
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://…`) and migrates it.
@@ -138,7 +142,9 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open { location: location.clone(), source })?;
         MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { location, source })?;
-        Ok(Store::Postgres(pool))
+        let store = Store::Postgres(pool);
+        search::prepare(&store).await?;
+        Ok(store)
     }
 
     /// `postgres://…` or `postgresql://…` opens PostgreSQL; anything else is a data directory.

@@ -133,6 +133,7 @@ impl App {
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone())))?;
+        registry.register(Arc::new(opsgate_server::search_tool::SearchContextTool::new(store.clone())))?;
         let events = opsgate_server::events::EventSink::new(store.clone(), config.hooks.mapping.clone());
         let hooks = hooks_config(&config.hooks, env)?;
         let webhook = crate::config::resolve_secret_text(config.approval_webhook.as_deref(), env)

@@ -768,6 +768,24 @@ async fn alertmanager_webhooks_put_an_alert_firing_and_resolving_on_the_timeline
     let items = alerts["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 2, "{alerts}");
     assert!(items.iter().all(|item| item["source"] == "alertmanager" && item["service"] == "payments-api"), "{alerts}");
+
+    // The same history is searchable: every word must match, so only the resolution does.
+    let found =
+        call_text(dir.path(), &config, &["search_context", "--arg", "query=payments errors resolved", "--json"])?;
+    let found: Value = serde_json::from_str(&found)?;
+    let items = found["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{found}");
+    assert!(items[0]["title"].as_str().is_some_and(|title| title.starts_with("RESOLVED PaymentsErrors")), "{found}");
+    assert_eq!(
+        (&items[0]["kind"], &items[0]["source"], &found["all_words"]),
+        (&json!("alert"), &json!("event"), &json!(true))
+    );
+    let refused = opsgate(
+        dir.path(),
+        &["--config", config.to_str().unwrap_or_default(), "call", "search_context", "--arg", "query=--"],
+    )?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("query has no words to search for"), "{}", stderr(&refused));
     served.stop().await
 }
 

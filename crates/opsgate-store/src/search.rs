@@ -1,0 +1,413 @@
+//! Full-text search over what opsgate knows: events, runbooks and memory, one ranked list.
+//!
+//! Every searchable thing is a document in `search_documents` (source, reference, kind, title,
+//! body, time, service), written in the same transaction as the thing itself. The index is the
+//! one part of the schema the two databases cannot share, so it is created here, after the
+//! migrations, with statements that are idempotent:
+//!
+//! - SQLite: an FTS5 table over the documents (external content, kept in step by triggers),
+//!   Porter-stemmed, ranked by BM25 with the title weighing twice the body.
+//! - PostgreSQL: a stored `tsvector` column (English stemming, title weighted above body) under a
+//!   GIN index, ranked by `ts_rank`.
+//!
+//! A query is the words of the text, all required (a word is a run of letters and digits, so
+//! `payments-api` is `payments` and `api`, as both indexes split it); when no document has every
+//! word, the documents with any of them are ranked instead, and the result says so.
+//!
+//! Ranking every match of a common word in a million events costs more than an agent should
+//! wait, so matches are ranked among the newest [`RANK_WINDOW`] that contain all the words: an
+//! old document still ranks when few documents match, and a flood of matches is cut by recency.
+
+use opsgate_core::Event;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError, on_pool};
+
+/// The most matching documents that are ranked, newest first; see the module comment.
+pub const RANK_WINDOW: i64 = 2_000;
+
+/// The most words of a query that are used.
+const MAX_WORDS: usize = 16;
+
+/// Where a document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentSource {
+    Event,
+    Runbook,
+    Memory,
+}
+
+impl DocumentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentSource::Event => "event",
+            DocumentSource::Runbook => "runbook",
+            DocumentSource::Memory => "memory",
+        }
+    }
+
+    fn parse(text: &str) -> Option<DocumentSource> {
+        [DocumentSource::Event, DocumentSource::Runbook, DocumentSource::Memory]
+            .into_iter()
+            .find(|source| source.as_str() == text)
+    }
+}
+
+/// One searchable thing. `reference` names it within its source (an event's id, a runbook's id,
+/// an entity's name); `kind` is the event's kind, `runbook` or `memory`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchDocument {
+    pub source: DocumentSource,
+    pub reference: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub time: String,
+    pub service: Option<String>,
+}
+
+impl SearchDocument {
+    /// An event as a document: its summary the title; service, environment, source, kind and
+    /// attributes the body.
+    pub fn event(id: &str, event: &Event) -> SearchDocument {
+        let mut body: Vec<&str> = Vec::new();
+        body.extend(event.service.as_deref());
+        body.extend(event.environment.as_deref());
+        body.push(&event.source);
+        body.push(event.kind.as_str());
+        let attributes: Vec<String> = event.attributes.iter().map(|(name, value)| format!("{name} {value}")).collect();
+        body.extend(attributes.iter().map(String::as_str));
+        SearchDocument {
+            source: DocumentSource::Event,
+            reference: id.to_string(),
+            kind: event.kind.as_str().to_string(),
+            title: event.summary.clone(),
+            body: body.join("\n"),
+            time: event.time.clone(),
+            service: event.service.clone(),
+        }
+    }
+}
+
+/// What to look for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    /// Any of these kinds (event kinds, `runbook`, `memory`); empty matches all.
+    pub kinds: Vec<String>,
+    pub limit: i64,
+}
+
+/// One ranked document. `score` is higher for a better match, comparable within one result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub source: DocumentSource,
+    pub reference: String,
+    pub kind: String,
+    pub title: String,
+    pub time: String,
+    pub service: Option<String>,
+    /// The body around the matched words, the words in `[` `]`.
+    pub snippet: String,
+    pub score: f64,
+}
+
+/// The ranked documents, and how the words were matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    /// The words searched for, as the index saw them.
+    pub words: Vec<String>,
+    /// `false` when no document held every word and the hits hold any of them.
+    pub all_words: bool,
+}
+
+/// The words of `text`: runs of letters and digits, lowercased, each once, at most `MAX_WORDS`.
+pub fn query_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()) {
+        let word = word.to_lowercase();
+        if !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == MAX_WORDS {
+            break;
+        }
+    }
+    words
+}
+
+/// Creates the index if it is not there. Run after the migrations, on every open.
+pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
+    match store {
+        Store::Sqlite { pool, .. } => {
+            for statement in SQLITE_SCHEMA {
+                sqlx::query(*statement).execute(pool).await?;
+            }
+        }
+        Store::Postgres(pool) => {
+            // Two processes opening one database at once would race on CREATE ... IF NOT EXISTS;
+            // a transaction-scoped advisory lock serialises them.
+            let mut transaction = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7120342)").execute(&mut *transaction).await?;
+            for statement in POSTGRES_SCHEMA {
+                sqlx::query(*statement).execute(&mut *transaction).await?;
+            }
+            transaction.commit().await?;
+        }
+    }
+    backfill_events(store).await
+}
+
+/// Indexes the events stored before the index existed (a store migrated from an earlier
+/// opsgate): only when the index is empty and events are not, in pages, oldest first.
+async fn backfill_events(store: &Store) -> Result<(), StoreError> {
+    const PAGE: i64 = 1_000;
+    let indexed: i64 = on_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM search_documents LIMIT 1) d").fetch_one(pool).await?);
+    if indexed > 0 {
+        return Ok(());
+    }
+    let mut after = String::new();
+    loop {
+        let page = store.events_after_id(&after, PAGE).await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = last.id.clone();
+        let documents: Vec<SearchDocument> =
+            page.iter().map(|stored| SearchDocument::event(&stored.id, &stored.event)).collect();
+        on_pool!(store, pool => {
+            let mut transaction = pool.begin().await?;
+            upsert_documents(&mut transaction, &documents).await?;
+            transaction.commit().await?;
+        });
+        if (page.len() as i64) < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS search_documents (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        time TEXT NOT NULL,
+        service TEXT,
+        UNIQUE (source, ref)
+    )",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+        title, body, kind,
+        content = 'search_documents', content_rowid = 'id',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    )",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_insert AFTER INSERT ON search_documents BEGIN
+        INSERT INTO search_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
+    END",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_delete AFTER DELETE ON search_documents BEGIN
+        INSERT INTO search_fts (search_fts, rowid, title, body, kind)
+            VALUES ('delete', old.id, old.title, old.body, old.kind);
+    END",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_update AFTER UPDATE ON search_documents BEGIN
+        INSERT INTO search_fts (search_fts, rowid, title, body, kind)
+            VALUES ('delete', old.id, old.title, old.body, old.kind);
+        INSERT INTO search_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
+    END",
+];
+
+const POSTGRES_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS search_documents (
+        source TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        time TEXT NOT NULL,
+        service TEXT,
+        words tsvector GENERATED ALWAYS AS
+            (setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', body), 'B')) STORED,
+        PRIMARY KEY (source, ref)
+    )",
+    "CREATE INDEX IF NOT EXISTS search_documents_words ON search_documents USING GIN (words)",
+    "CREATE INDEX IF NOT EXISTS search_documents_time ON search_documents (time)",
+];
+
+/// Writes `documents` (replacing any with the same source and reference) inside `transaction`.
+pub(crate) async fn upsert_documents<'c, DB>(
+    transaction: &mut sqlx::Transaction<'c, DB>,
+    documents: &[SearchDocument],
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> &'t mut <DB as sqlx::Database>::Connection: sqlx::Executor<'t, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    // Both dialects take this upsert; the update keeps the SQLite row id, so its triggers
+    // replace the indexed words in place.
+    const UPSERT: &str = "INSERT INTO search_documents (source, ref, kind, title, body, time, service) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ref) DO UPDATE SET kind = excluded.kind, \
+         title = excluded.title, body = excluded.body, time = excluded.time, service = excluded.service";
+    for document in documents {
+        sqlx::query(UPSERT)
+            .bind(document.source.as_str())
+            .bind(document.reference.as_str())
+            .bind(document.kind.as_str())
+            .bind(document.title.as_str())
+            .bind(document.body.as_str())
+            .bind(document.time.as_str())
+            .bind(document.service.as_deref())
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Replaces every document of `source` with `documents` in one transaction: how runbooks,
+    /// read from files, are indexed again after a reload.
+    pub async fn replace_documents(
+        &self,
+        source: DocumentSource,
+        documents: &[SearchDocument],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            sqlx::query("DELETE FROM search_documents WHERE source = $1")
+                .bind(source.as_str())
+                .execute(&mut *transaction)
+                .await?;
+            upsert_documents(&mut transaction, documents).await?;
+            transaction.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The documents that best match `query`, best first. An empty query (no words) is an error
+    /// for the caller to name; here it finds nothing.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
+        let words = query_words(&query.text);
+        if words.is_empty() || query.limit <= 0 {
+            return Ok(SearchResult { hits: Vec::new(), words, all_words: true });
+        }
+        let hits = self.search_words(&words, true, query).await?;
+        if !hits.is_empty() || words.len() == 1 {
+            return Ok(SearchResult { hits, words, all_words: true });
+        }
+        let hits = self.search_words(&words, false, query).await?;
+        Ok(SearchResult { hits, words, all_words: false })
+    }
+
+    async fn search_words(
+        &self,
+        words: &[String],
+        all: bool,
+        query: &SearchQuery,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        match self {
+            Store::Sqlite { pool, .. } => {
+                let joiner = if all { " AND " } else { " OR " };
+                let terms: Vec<String> = words.iter().map(|word| format!("\"{word}\"")).collect();
+                let mut expression = format!("{{title body}} : ({})", terms.join(joiner));
+                if !query.kinds.is_empty() {
+                    let kinds: Vec<String> =
+                        query.kinds.iter().map(|kind| format!("\"{}\"", fts_string(kind))).collect();
+                    expression = format!("({expression}) AND kind : ({})", kinds.join(" OR "));
+                }
+                // The newest RANK_WINDOW matches (row ids grow with time of writing), then BM25.
+                let sql = "WITH window AS (
+                        SELECT rowid FROM search_fts WHERE search_fts MATCH $1 ORDER BY rowid DESC LIMIT $2
+                    )
+                    SELECT d.source, d.ref, d.kind, d.title, d.time, d.service,
+                           snippet(search_fts, -1, '[', ']', '…', 12) AS snippet,
+                           -bm25(search_fts, 2.0, 1.0, 0.0) AS score
+                    FROM search_fts JOIN search_documents d ON d.id = search_fts.rowid
+                    WHERE search_fts MATCH $1 AND search_fts.rowid >= (SELECT COALESCE(MIN(rowid), 0) FROM window)
+                    ORDER BY score DESC, d.time DESC LIMIT $3";
+                let rows =
+                    sqlx::query(sql).bind(&expression).bind(RANK_WINDOW).bind(query.limit).fetch_all(pool).await?;
+                rows.iter().map(decode_hit).collect()
+            }
+            Store::Postgres(pool) => {
+                let joiner = if all { " & " } else { " | " };
+                let terms: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
+                let mut kinds_filter = String::new();
+                if !query.kinds.is_empty() {
+                    let list: Vec<String> = (0..query.kinds.len()).map(|index| format!("${}", index + 4)).collect();
+                    kinds_filter = format!("AND kind IN ({})", list.join(", "));
+                }
+                let sql = format!(
+                    "WITH matched AS (
+                        SELECT source, ref, kind, title, body, time, service, words
+                        FROM search_documents, to_tsquery('english', $1) query
+                        WHERE words @@ query {kinds_filter}
+                        ORDER BY time DESC LIMIT $2
+                    ), ranked AS (
+                        SELECT matched.*, ts_rank(words, query)::float8 AS score
+                        FROM matched, to_tsquery('english', $1) query
+                        ORDER BY score DESC, time DESC LIMIT $3
+                    )
+                    SELECT source, ref, kind, title, time, service, score,
+                           ts_headline('english', body, to_tsquery('english', $1),
+                               'StartSel=[, StopSel=], MaxWords=18, MinWords=6, MaxFragments=1') AS snippet
+                    FROM ranked ORDER BY score DESC, time DESC"
+                );
+                let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(terms.join(joiner))
+                    .bind(RANK_WINDOW)
+                    .bind(query.limit);
+                for kind in &query.kinds {
+                    statement = statement.bind(kind);
+                }
+                statement.fetch_all(pool).await?.iter().map(decode_hit).collect()
+            }
+        }
+    }
+}
+
+/// A kind inside an FTS5 string: its own quotes doubled.
+fn fts_string(text: &str) -> String {
+    text.replace('"', "\"\"")
+}
+
+fn decode_hit<R: Row>(row: &R) -> Result<SearchHit, StoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let source: String = row.try_get("source")?;
+    Ok(SearchHit {
+        source: DocumentSource::parse(&source)
+            .ok_or_else(|| StoreError::Internal(format!("search document with unknown source {source:?}")))?,
+        reference: row.try_get("ref")?,
+        kind: row.try_get("kind")?,
+        title: row.try_get("title")?,
+        time: row.try_get("time")?,
+        service: row.try_get("service")?,
+        snippet: row.try_get("snippet")?,
+        score: row.try_get("score")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_runs_of_letters_and_digits_lowercased_once() {
+        assert_eq!(
+            query_words("Payments-API  rollback, payments v2.3"),
+            vec!["payments", "api", "rollback", "v2", "3"]
+        );
+        assert_eq!(query_words("\"*\" OR (NEAR)"), vec!["or", "near"]);
+        assert!(query_words(" -- ").is_empty());
+        let many: String = (0..40).map(|n| format!("w{n} ")).collect();
+        assert_eq!(query_words(&many).len(), MAX_WORDS);
+    }
+}

@@ -1,0 +1,178 @@
+//! Full-text search on SQLite (FTS5) and PostgreSQL (tsvector): events are indexed as they are
+//! stored, runbooks are replaced as a set, results are ranked, filtered by kind, and a query
+//! with no document holding every word falls back to any word.
+
+use anyhow::Result;
+use opsgate_core::{Event, EventKind};
+use opsgate_store::{DocumentSource, SearchDocument, SearchQuery, Store};
+use sqlx::ConnectOptions;
+use support::stores;
+
+mod support;
+
+fn event(time: &str, kind: EventKind, service: &str, summary: &str, delivery: &str) -> Event {
+    let mut event = Event::new(time, "github", kind, summary, delivery);
+    event.service = Some(service.to_string());
+    event.environment = Some("production".to_string());
+    event
+}
+
+fn query(text: &str, kinds: &[&str]) -> SearchQuery {
+    SearchQuery { text: text.to_string(), kinds: kinds.iter().map(|kind| kind.to_string()).collect(), limit: 10 }
+}
+
+async fn seed(store: &Store) -> Result<()> {
+    let mut rollback = event(
+        "2026-11-21T12:00:00.000Z",
+        EventKind::Deploy,
+        "payments-api",
+        "Rolled back payments-api to v41 after checkout errors",
+        "d-1",
+    );
+    rollback.attribute("revision", Some("v41"));
+    let events = vec![
+        rollback,
+        event("2026-11-21T11:00:00.000Z", EventKind::Deploy, "payments-api", "Deployed payments-api v42", "d-2"),
+        event("2026-11-21T11:30:00.000Z", EventKind::Alert, "checkout", "FIRING PaymentsErrorRate on checkout", "a-1"),
+        event("2026-11-21T10:00:00.000Z", EventKind::Pipeline, "search", "Nightly build of search passed", "p-1"),
+    ];
+    store.insert_events(&events, "2026-11-21T12:00:01.000Z").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_are_found_by_their_words_ranked_and_filtered_by_kind() -> Result<()> {
+    for (store, _dir) in stores("search_events").await? {
+        let backend = store.backend();
+        seed(&store).await?;
+        // Stemmed: "deploys" finds "Deployed" in a title and the kind `deploy` in a body; the
+        // title weighs more.
+        let result = store.search(&query("payments deploys", &[])).await?;
+        assert!(result.all_words, "{backend}");
+        let titles: Vec<&str> = result.hits.iter().map(|hit| hit.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            vec!["Deployed payments-api v42", "Rolled back payments-api to v41 after checkout errors"],
+            "{backend}: {result:?}"
+        );
+        let hit = &result.hits[0];
+        assert_eq!(
+            (hit.source, hit.kind.as_str(), hit.service.as_deref()),
+            (DocumentSource::Event, "deploy", Some("payments-api"))
+        );
+        assert!(hit.score > 0.0, "{backend}: {hit:?}");
+
+        // Two matches, the one with the word in its title first.
+        let result = store.search(&query("checkout", &[])).await?;
+        let titles: Vec<&str> = result.hits.iter().map(|hit| hit.title.as_str()).collect();
+        assert_eq!(titles.len(), 2, "{backend}: {titles:?}");
+        assert!(result.hits[0].score >= result.hits[1].score, "{backend}: best first");
+
+        // Kinds filter.
+        let result = store.search(&query("checkout", &["alert"])).await?;
+        let titles: Vec<&str> = result.hits.iter().map(|hit| hit.title.as_str()).collect();
+        assert_eq!(titles, vec!["FIRING PaymentsErrorRate on checkout"], "{backend}");
+        assert!(store.search(&query("checkout", &["pipeline"])).await?.hits.is_empty(), "{backend}");
+
+        // No document holds both words: any word, said so.
+        let result = store.search(&query("nightly rolled", &[])).await?;
+        assert!(!result.all_words, "{backend}");
+        assert_eq!(result.hits.len(), 2, "{backend}: {result:?}");
+
+        // The snippet marks the matched word.
+        let result = store.search(&query("v41", &[])).await?;
+        assert_eq!(result.hits.len(), 1, "{backend}");
+        assert!(result.hits[0].snippet.contains("[v41]"), "{backend}: {:?}", result.hits[0].snippet);
+
+        // Query syntax of either index is just words here.
+        for hostile in ["\"payments\" OR *", "payments:* & !", "NEAR(a b)", "{title} : x", "'; DROP TABLE events; --"] {
+            store.search(&query(hostile, &[])).await?;
+        }
+        assert!(store.search(&query(" -- ", &[])).await?.hits.is_empty());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn runbooks_are_replaced_as_a_set() -> Result<()> {
+    for (store, _dir) in stores("search_runbooks").await? {
+        let backend = store.backend();
+        seed(&store).await?;
+        let runbook = |id: &str, title: &str, body: &str| SearchDocument {
+            source: DocumentSource::Runbook,
+            reference: id.to_string(),
+            kind: "runbook".to_string(),
+            title: title.to_string(),
+            body: body.to_string(),
+            time: "2026-11-01T00:00:00.000Z".to_string(),
+            service: Some("payments-api".to_string()),
+        };
+        store
+            .replace_documents(
+                DocumentSource::Runbook,
+                &[
+                    runbook(
+                        "payments/high-error-rate",
+                        "Payments high error rate",
+                        "Check the card processor status page.",
+                    ),
+                    runbook("payments/rollback", "Rolling back payments", "Use argocd app rollback."),
+                ],
+            )
+            .await?;
+        let result = store.search(&query("processor", &[])).await?;
+        assert_eq!(
+            result.hits.iter().map(|hit| hit.reference.as_str()).collect::<Vec<_>>(),
+            vec!["payments/high-error-rate"],
+            "{backend}"
+        );
+        // Runbooks and events rank together; "runbook" filters to runbooks.
+        let result = store.search(&query("rollback", &["runbook"])).await?;
+        assert_eq!(
+            result.hits.iter().map(|hit| hit.reference.as_str()).collect::<Vec<_>>(),
+            vec!["payments/rollback"],
+            "{backend}"
+        );
+
+        store
+            .replace_documents(
+                DocumentSource::Runbook,
+                &[runbook("payments/rollback", "Rolling back payments", "Use flux.")],
+            )
+            .await?;
+        assert!(
+            store.search(&query("processor", &[])).await?.hits.is_empty(),
+            "{backend}: the removed runbook is gone"
+        );
+        assert!(store.search(&query("argocd", &[])).await?.hits.is_empty(), "{backend}: the old text is gone");
+        assert_eq!(store.search(&query("flux", &[])).await?.hits.len(), 1, "{backend}: the new text is found");
+        // Events are untouched.
+        assert_eq!(store.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_stored_before_the_index_existed_are_indexed_on_open() -> Result<()> {
+    for (store, dir) in stores("search_backfill").await? {
+        let backend = store.backend();
+        seed(&store).await?;
+        let location = match &store {
+            Store::Sqlite { pool, .. } => {
+                sqlx::query("DELETE FROM search_documents").execute(pool).await?;
+                dir.path().display().to_string()
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("DELETE FROM search_documents").execute(pool).await?;
+                pool.connect_options().to_url_lossy().to_string()
+            }
+        };
+        assert!(store.search(&query("nightly", &[])).await?.hits.is_empty(), "{backend}: emptied");
+        store.close().await;
+        let reopened = Store::open(&location).await?;
+        assert_eq!(reopened.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}: backfilled");
+        assert_eq!(reopened.search(&query("production", &[])).await?.hits.len(), 4, "{backend}: every event");
+        reopened.close().await;
+    }
+    Ok(())
+}
