@@ -163,6 +163,8 @@ impl Store {
                     updated_at: now.clone(),
                 });
             }
+            let names: Vec<String> = created.iter().map(|entity: &MemoryEntity| entity.name.clone()).collect();
+            crate::search::reindex_memory(&mut transaction, &names).await?;
             transaction.commit().await?;
         });
         Ok(created)
@@ -251,6 +253,8 @@ impl Store {
                 }
                 results.push(MemoryObservations { entity: addition.entity.clone(), contents: added });
             }
+            let names: Vec<String> = results.iter().filter(|added: &&MemoryObservations| !added.contents.is_empty()).map(|added| added.entity.clone()).collect();
+            crate::search::reindex_memory(&mut transaction, &names).await?;
             transaction.commit().await?;
         });
         Ok(results)
@@ -282,6 +286,7 @@ impl Store {
                     .await?
                     .rows_affected();
             }
+            crate::search::reindex_memory(&mut transaction, names).await?;
             transaction.commit().await?;
         });
         Ok(deletion)
@@ -313,6 +318,8 @@ impl Store {
                 }
                 n_deleted += n_of_entity;
             }
+            let names: Vec<String> = deletions.iter().map(|deletion| deletion.entity.clone()).collect();
+            crate::search::reindex_memory(&mut transaction, &names).await?;
             transaction.commit().await?;
         });
         Ok(n_deleted)

@@ -267,6 +267,57 @@ where
     Ok(())
 }
 
+/// Indexes the named memory entities again as they now are, inside the transaction that changed
+/// them: one document per entity, its name the title, its type and observations the body. An
+/// entity that is gone loses its document.
+pub(crate) async fn reindex_memory<'c, DB>(
+    transaction: &mut sqlx::Transaction<'c, DB>,
+    names: &[String],
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> &'t mut <DB as sqlx::Database>::Connection: sqlx::Executor<'t, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+{
+    for name in names {
+        let entity: Option<(String, String)> =
+            sqlx::query_as("SELECT entity_type, updated_at FROM memory_entities WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(&mut **transaction)
+                .await?;
+        let Some((entity_type, updated_at)) = entity else {
+            sqlx::query("DELETE FROM search_documents WHERE source = $1 AND ref = $2")
+                .bind(DocumentSource::Memory.as_str())
+                .bind(name.as_str())
+                .execute(&mut **transaction)
+                .await?;
+            continue;
+        };
+        let observations: Vec<(String,)> =
+            sqlx::query_as("SELECT content FROM memory_observations WHERE entity = $1 ORDER BY id")
+                .bind(name.as_str())
+                .fetch_all(&mut **transaction)
+                .await?;
+        let mut body = vec![entity_type];
+        body.extend(observations.into_iter().map(|(content,)| content));
+        let document = SearchDocument {
+            source: DocumentSource::Memory,
+            reference: name.clone(),
+            kind: DocumentSource::Memory.as_str().to_string(),
+            title: name.clone(),
+            body: body.join("\n"),
+            time: updated_at,
+            service: None,
+        };
+        upsert_documents(transaction, std::slice::from_ref(&document)).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Replaces every document of `source` with `documents` in one transaction: how runbooks,
     /// read from files, are indexed again after a reload.

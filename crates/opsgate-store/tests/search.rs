@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use opsgate_core::{Event, EventKind};
-use opsgate_store::{DocumentSource, SearchDocument, SearchQuery, Store};
+use opsgate_store::{DocumentSource, MemoryObservations, NewMemoryEntity, SearchDocument, SearchQuery, Store};
 use sqlx::ConnectOptions;
 use support::stores;
 
@@ -173,6 +173,48 @@ async fn events_stored_before_the_index_existed_are_indexed_on_open() -> Result<
         assert_eq!(reopened.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}: backfilled");
         assert_eq!(reopened.search(&query("production", &[])).await?.hits.len(), 4, "{backend}: every event");
         reopened.close().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_entities_are_indexed_as_they_change() -> Result<()> {
+    for (store, _dir) in stores("search_memory").await? {
+        let backend = store.backend();
+        seed(&store).await?;
+        let found = |text: &'static str| {
+            let store = store.clone();
+            async move {
+                let result = store.search(&query(text, &["memory"])).await?;
+                anyhow::Ok(result.hits.into_iter().map(|hit| hit.reference).collect::<Vec<_>>())
+            }
+        };
+        store
+            .create_memory_entities(
+                &[NewMemoryEntity {
+                    name: "payments-db".to_string(),
+                    entity_type: "database".to_string(),
+                    observations: vec!["Failover to the replica takes about 40 seconds".to_string()],
+                }],
+                "alice",
+            )
+            .await?;
+        assert_eq!(found("failover replica").await?, vec!["payments-db"], "{backend}");
+        assert_eq!(found("database").await?, vec!["payments-db"], "{backend}: the type is searchable");
+
+        let addition = MemoryObservations {
+            entity: "payments-db".to_string(),
+            contents: vec!["Vacuum runs nightly at 02:00 UTC".to_string()],
+        };
+        store.add_memory_observations(std::slice::from_ref(&addition), "bob").await?;
+        assert_eq!(found("vacuum").await?, vec!["payments-db"], "{backend}: a new observation");
+        store.delete_memory_observations(&[addition]).await?;
+        assert!(found("vacuum").await?.is_empty(), "{backend}: a deleted observation");
+        assert_eq!(found("failover").await?, vec!["payments-db"], "{backend}: the rest stays");
+
+        store.delete_memory_entities(&["payments-db".to_string()]).await?;
+        assert!(found("failover").await?.is_empty(), "{backend}: a deleted entity");
+        assert_eq!(store.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}: events untouched");
     }
     Ok(())
 }
