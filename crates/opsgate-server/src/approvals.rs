@@ -10,7 +10,7 @@ use opsgate_core::{
     CallContext, Decision, Effect, Plan, Principal, Rendered, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments,
 };
 use opsgate_store::approvals::{is_valid_approval_id, new_approval_id};
-use opsgate_store::{Approval, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval, Store};
+use opsgate_store::{Approval, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval, Notice, Notices, Store};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -33,6 +33,9 @@ impl Default for ApprovalSettings {
 pub struct ApprovalQueue {
     pub store: Store,
     pub settings: ApprovalSettings,
+    /// Where a decision or an execution is announced, for agents waiting in `approval_status`
+    /// in this process or, on PostgreSQL, in another.
+    pub notices: Notices,
 }
 
 /// What the pipeline knows when policy asks for approval.
@@ -49,7 +52,13 @@ pub struct PendingCall<'a> {
 
 impl ApprovalQueue {
     pub fn new(store: Store, settings: ApprovalSettings) -> Self {
-        ApprovalQueue { store, settings }
+        ApprovalQueue { notices: Notices::new(store.clone()), store, settings }
+    }
+
+    /// Announces through `notices` (shared with `approval_status`) instead of a channel of its own.
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
     }
 
     /// Stores the request and announces it; returns it as stored.
@@ -201,6 +210,7 @@ pub fn stored_result(rendered: &Rendered) -> Value {
 pub struct ApprovalStatusTool {
     spec: ToolSpec,
     store: Store,
+    notices: Notices,
 }
 
 /// The longest an agent may wait in one call.
@@ -260,7 +270,13 @@ impl ApprovalStatusTool {
             idempotent: true,
             open_world: false,
         };
-        ApprovalStatusTool { spec, store }
+        ApprovalStatusTool { spec, notices: Notices::new(store.clone()), store }
+    }
+
+    /// Wakes on the decisions announced through `notices` (the approval queue's).
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
     }
 }
 
@@ -283,6 +299,11 @@ impl Tool for ApprovalStatusTool {
         }
         let deadline = Instant::now() + Duration::from_secs(arguments.wait_seconds);
         let started = Instant::now();
+        // A decision announced anywhere on the store wakes the wait at once; the store is read
+        // again every poll all the same, for decisions no notice reaches (another process on
+        // SQLite, a notice lost while PostgreSQL's connection was down).
+        let mut notices = (arguments.wait_seconds > 0).then(|| self.notices.subscribe());
+        let poll = if self.notices.crosses_processes() { Duration::from_secs(2) } else { Duration::from_millis(250) };
         loop {
             let unavailable = |error| ToolError::Unavailable(format!("the approval store is unavailable: {error}"));
             let mut approval = self
@@ -315,8 +336,29 @@ impl Tool for ApprovalStatusTool {
                     Some(format!("approval {} is {}", arguments.id, approval.status.as_str())),
                 )
                 .await;
-            tokio::time::sleep(Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            let pause = tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now())));
+            match &mut notices {
+                Some(receiver) => {
+                    tokio::select! {
+                        () = pause => {}
+                        () = notice_about(receiver, &arguments.id) => {}
+                    }
+                }
+                None => pause.await,
+            }
+        }
+    }
+}
+
+/// Returns when a notice about approval `id` arrives (or the listener lagged, so one may have
+/// been missed); never, once the notices stop.
+async fn notice_about(receiver: &mut tokio::sync::broadcast::Receiver<Notice>, id: &str) {
+    loop {
+        match receiver.recv().await {
+            Ok(Notice::Approval { id: decided }) if decided == id => return,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! once.
 
 use opsgate_core::{Event, EventKind};
-use opsgate_store::{AuditEntry, Store, StoreError, StoredEvent};
+use opsgate_store::{AuditEntry, Notice, Notices, Store, StoreError, StoredEvent};
 use regex::Regex;
 
 /// Sets an event's service and/or environment when one of its attributes matches.
@@ -99,11 +99,19 @@ pub struct Ingested {
 pub struct EventSink {
     store: Store,
     rules: std::sync::Arc<Vec<MappingRule>>,
+    /// Told which services new events are about, for subscribers of `opsgate://services/{name}`.
+    notices: Notices,
 }
 
 impl EventSink {
     pub fn new(store: Store, rules: Vec<MappingRule>) -> EventSink {
-        EventSink { store, rules: std::sync::Arc::new(rules) }
+        EventSink { notices: Notices::new(store.clone()), store, rules: std::sync::Arc::new(rules) }
+    }
+
+    /// Announces through `notices` (shared with whoever forwards them to subscribers).
+    pub fn with_notices(mut self, notices: Notices) -> EventSink {
+        self.notices = notices;
+        self
     }
 
     /// Bounds, maps and stores `events`, each delivery once.
@@ -113,7 +121,47 @@ impl EventSink {
             map_event(&self.rules, event);
         }
         let stored = self.store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
+        let services: Vec<String> = stored.iter().filter_map(|stored| stored.event.service.clone()).collect();
+        self.notices.publish(Notice::Events { services }).await;
         Ok(Ingested { n_duplicates: events.len() - stored.len(), stored })
+    }
+}
+
+/// The resource of one service, as clients subscribe to it.
+pub fn service_uri(service: &str) -> String {
+    format!("opsgate://services/{service}")
+}
+
+/// How long notices are gathered before their services are announced: a burst of deliveries
+/// about one service becomes one update, not one per event.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Announces each service that new events touched (in this process or, on PostgreSQL, in any
+/// process on the store) as an update of its resource on `changes`, which the MCP handler
+/// passes on to the clients subscribed to it. Runs until the notices stop.
+pub async fn announce_service_updates(notices: Notices, changes: crate::ChangeFeed) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut receiver = notices.subscribe();
+    loop {
+        let mut services = std::collections::BTreeSet::new();
+        match receiver.recv().await {
+            Ok(Notice::Events { services: touched }) => services.extend(touched),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(n_missed)) => {
+                tracing::warn!(n_missed, "fell behind the event notices; some service updates were not announced");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        }
+        let deadline = tokio::time::Instant::now() + COALESCE;
+        while let Ok(Ok(notice)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
+            if let Notice::Events { services: touched } = notice {
+                services.extend(touched);
+            }
+        }
+        for service in services {
+            changes.publish(crate::Change::ResourceUpdated { uri: service_uri(&service) });
+        }
     }
 }
 

@@ -679,9 +679,8 @@ impl Pipeline {
                 Err(error) => tracing::warn!(%error, approval = %id, "could not record the decision as an event"),
             }
         }
-        if status == ApprovalStatus::Approved {
-            return Ok(self.run_approved(id).await);
-        }
+        let status = if status == ApprovalStatus::Approved { self.run_approved(id).await } else { status };
+        queue.notices.publish(opsgate_store::Notice::Approval { id: id.to_string() }).await;
         Ok(status)
     }
 

@@ -158,4 +158,29 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?);
         Ok(events)
     }
+
+    /// Deletes up to `limit` of the oldest events from before `before`, with their search
+    /// documents, in one transaction; returns how many. Small batches keep each transaction
+    /// short, so retention never holds the store's write lock for long.
+    pub async fn delete_events_before(&self, before: &str, limit: i64) -> Result<u64, StoreError> {
+        let deleted = on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE time < $1 ORDER BY time LIMIT $2")
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&mut *transaction)
+                .await?;
+            let mut deleted = 0;
+            for id in &ids {
+                sqlx::query("DELETE FROM search_documents WHERE source = 'event' AND ref = $1")
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await?;
+                deleted += sqlx::query("DELETE FROM events WHERE id = $1").bind(id).execute(&mut *transaction).await?.rows_affected();
+            }
+            transaction.commit().await?;
+            deleted
+        });
+        Ok(deleted)
+    }
 }

@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod events;
 pub mod memory;
+pub mod notices;
 pub mod pins;
 pub mod search;
 mod sqlite;
@@ -27,6 +28,7 @@ pub use events::{EventQuery, StoredEvent};
 pub use memory::{
     MemoryDeletion, MemoryEntity, MemoryError, MemoryGraph, MemoryObservations, MemoryRelation, NewMemoryEntity,
 };
+pub use notices::{Notice, Notices};
 pub use pins::ToolPin;
 pub use search::{DocumentSource, SearchDocument, SearchHit, SearchQuery, SearchResult};
 pub use writer::{AuditLog, AuditWriterConfig};

@@ -89,3 +89,37 @@ async fn reads_filter_by_window_service_environment_and_kind() -> Result<()> {
     }
     Ok(())
 }
+
+/// Retention deletes the oldest events before a time, a batch at a time, with their search
+/// documents; newer events stay, searchable.
+#[tokio::test]
+async fn retention_deletes_old_events_and_their_search_documents() -> Result<()> {
+    for (store, _dir) in stores("events_retention").await? {
+        let backend = store.backend();
+        let events: Vec<Event> = (0..5)
+            .map(|day| {
+                event(
+                    &format!("2026-11-0{}T12:00:00.000Z", day + 1),
+                    EventKind::Deploy,
+                    "payments-api",
+                    &format!("r-{day}"),
+                )
+            })
+            .collect();
+        store.insert_events(&events, "2026-11-21T00:00:00.000Z").await?;
+        let search = opsgate_store::SearchQuery { text: "deploy payments".to_string(), kinds: Vec::new(), limit: 10 };
+        assert_eq!(store.search(&search).await?.hits.len(), 5, "{backend}");
+
+        // Before Nov 4: three events, deleted two and then one.
+        assert_eq!(store.delete_events_before("2026-11-04T00:00:00.000Z", 2).await?, 2, "{backend}");
+        assert_eq!(store.delete_events_before("2026-11-04T00:00:00.000Z", 2).await?, 1, "{backend}");
+        assert_eq!(store.delete_events_before("2026-11-04T00:00:00.000Z", 2).await?, 0, "{backend}");
+        let left = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).await?;
+        let deliveries: Vec<&str> = left.iter().map(|stored| stored.event.delivery_id.as_str()).collect();
+        assert_eq!(deliveries, vec!["r-4", "r-3"], "{backend}: the newest stay");
+        let hits = store.search(&search).await?.hits;
+        assert_eq!(hits.len(), 2, "{backend}: their documents went with them");
+        assert!(hits.iter().all(|hit| left.iter().any(|stored| stored.id == hit.reference)), "{backend}");
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@ use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings, ApprovalStatusT
 use opsgate_server::metrics::Metrics;
 use opsgate_server::surface::NoSurface;
 use opsgate_server::{McpState, Pipeline, PipelineConfig, PolicyHandle, Registry, TargetCatalog};
-use opsgate_store::{AuditLog, AuditWriterConfig, Store};
+use opsgate_store::{AuditLog, AuditWriterConfig, Notices, Store};
 
 use crate::config::{Env, RuntimeConfig};
 use crate::policy_files;
@@ -40,6 +40,12 @@ pub struct App {
     pub events: opsgate_server::events::EventSink,
     /// `/hooks/<source>` with the secrets resolved.
     pub hooks: opsgate_server::hooks_api::HooksConfig,
+    /// Announcements between the processes on the store: new events, approval decisions.
+    pub notices: Notices,
+    /// Passes the services new events touched on to subscribed clients (`serve`, `stdio`).
+    pub announcer: Option<tokio::task::JoinHandle<()>>,
+    /// Deletes events past `[events] retention_days` (`serve`, `stdio`).
+    pub retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Reads each configured hook's secret; a reference that cannot be read stops start-up, naming
@@ -58,6 +64,40 @@ fn hooks_config(
         }
     }
     Ok(config)
+}
+
+/// Events deleted per transaction, and the pause between transactions, so retention shares the
+/// store with the calls and deliveries instead of holding its write lock.
+const RETENTION_BATCH: i64 = 500;
+const RETENTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Hourly, deletes the events older than `keep`, a small batch at a time. Like the expiry sweep
+/// it waits before its first round.
+async fn apply_retention(store: Store, keep: chrono::Duration) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let before = opsgate_store::rfc3339(chrono::Utc::now() - keep);
+        let mut n_deleted = 0;
+        loop {
+            match store.delete_events_before(&before, RETENTION_BATCH).await {
+                Ok(n) => {
+                    n_deleted += n;
+                    if (n as i64) < RETENTION_BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not delete old events");
+                    break;
+                }
+            }
+            tokio::time::sleep(RETENTION_PAUSE).await;
+        }
+        if n_deleted > 0 {
+            tracing::info!(n_deleted, before = %before, "deleted events past their retention");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(59 * 60)).await;
+    }
 }
 
 /// Every half minute, pending approval requests past their expiry become expired (deciding one
@@ -130,15 +170,18 @@ impl App {
         let mut registry = registry(config, env)?;
         let policy = Arc::new(PolicyHandle::shared(policy_files::load(config)?));
         let store = open_store(config).await?;
-        registry.register(Arc::new(ApprovalStatusTool::new(store.clone())))?;
+        let notices = Notices::new(store.clone());
+        registry.register(Arc::new(ApprovalStatusTool::new(store.clone()).with_notices(notices.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone())))?;
         registry.register(Arc::new(opsgate_server::search_tool::SearchContextTool::new(store.clone())))?;
-        let events = opsgate_server::events::EventSink::new(store.clone(), config.hooks.mapping.clone());
+        let events = opsgate_server::events::EventSink::new(store.clone(), config.hooks.mapping.clone())
+            .with_notices(notices.clone());
         let hooks = hooks_config(&config.hooks, env)?;
         let webhook = crate::config::resolve_secret_text(config.approval_webhook.as_deref(), env)
             .context("approvals.webhook_url")?;
-        let approvals = ApprovalQueue::new(store.clone(), ApprovalSettings { expiry: config.approval_expiry, webhook });
+        let approvals = ApprovalQueue::new(store.clone(), ApprovalSettings { expiry: config.approval_expiry, webhook })
+            .with_notices(notices.clone());
         let (audit, audit_writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
         let catalog = opsgate_gateway::Catalog::new(registry.changes().clone());
         let pipeline = Pipeline::new(
@@ -177,7 +220,23 @@ impl App {
             federation_problems: Vec::new(),
             events,
             hooks,
+            notices,
+            announcer: None,
+            retention: None,
         })
+    }
+
+    /// Starts passing the services that new events touch, here or in another process on the
+    /// store, on to the clients subscribed to them. For the commands that serve clients.
+    pub fn announce_service_updates(&mut self) {
+        let changes = self.mcp.pipeline.registry().changes().clone();
+        self.announcer =
+            Some(tokio::spawn(opsgate_server::events::announce_service_updates(self.notices.clone(), changes)));
+    }
+
+    /// Starts deleting events past their retention in the background, if they have one.
+    pub fn apply_retention(&mut self, keep: Option<chrono::Duration>) {
+        self.retention = keep.map(|keep| tokio::spawn(apply_retention(self.store.clone(), keep)));
     }
 
     /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
@@ -215,7 +274,10 @@ impl App {
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway, .. } = self;
+        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway, announcer, retention, .. } = self;
+        for task in announcer.into_iter().chain(retention) {
+            task.abort();
+        }
         if let Some(gateway) = gateway {
             gateway.shutdown().await;
         }

@@ -74,6 +74,8 @@ pub struct FileConfig {
     pub approvals: ApprovalsSection,
     #[serde(default)]
     pub hooks: HooksSection,
+    #[serde(default)]
+    pub events: EventsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +209,15 @@ pub struct ApprovalsSection {
     pub webhook_url: Option<String>,
 }
 
+/// The operational events opsgate keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// Events older than this many days are deleted in the background (default 90; 0 keeps
+    /// them forever).
+    pub retention_days: Option<u32>,
+}
+
 /// `/hooks/<source>`: a source is on when its secret is set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +343,8 @@ pub struct RuntimeConfig {
     /// A secret reference (`env:`/`file:`), resolved when a request is posted.
     pub approval_webhook: Option<String>,
     pub hooks: HooksSettings,
+    /// How long events are kept; `None` keeps them forever.
+    pub event_retention: Option<chrono::Duration>,
 }
 
 impl RuntimeConfig {
@@ -534,6 +547,14 @@ impl FileConfig {
         check_secret_reference(self.approvals.webhook_url.as_deref())
             .map_err(|reason| invalid("approvals.webhook_url", reason))?;
         let hooks = self.hooks.resolve().map_err(|(key, reason)| invalid(&key, reason))?;
+        let retention_days = self.events.retention_days.unwrap_or(90);
+        if retention_days > 36_500 {
+            return Err(invalid(
+                "events.retention_days",
+                "must be at most 36500 (a hundred years); 0 keeps events forever".to_string(),
+            ));
+        }
+        let event_retention = (retention_days > 0).then(|| chrono::Duration::days(i64::from(retention_days)));
         let public_url = match env.var("OPSGATE_PUBLIC_URL").or(server.public_url) {
             None => None,
             Some(url) => Some(
@@ -561,6 +582,7 @@ impl FileConfig {
             approval_expiry: std::time::Duration::from_secs(expiry_minutes * 60),
             approval_webhook: self.approvals.webhook_url,
             hooks,
+            event_retention,
             source,
             listen,
             data_dir,
