@@ -40,6 +40,10 @@ pub struct ToolOutput {
     /// MCP content blocks (images, audio, embedded resources) passed through as JSON after the
     /// text. Counted against the budget like everything else.
     pub content: Vec<Value>,
+    /// The tool already cut its output to the budget: it returns lists in `fields` that the
+    /// pipeline cannot page (a graph's entities and relations, in the shape a client expects), so
+    /// it fits them itself and says so here. The rendered result is then marked truncated.
+    pub truncated: bool,
 }
 
 impl ToolOutput {
@@ -110,8 +114,9 @@ impl ToolOutput {
             items.push(row.item.clone());
         }
         let n_shown = lines.len();
-        let truncated = n_shown < rows.len();
-        let next_cursor = truncated.then(|| encode_cursor(offset + n_shown));
+        let rows_cut = n_shown < rows.len();
+        let truncated = rows_cut || self.truncated;
+        let next_cursor = rows_cut.then(|| encode_cursor(offset + n_shown));
 
         if !self.columns.is_empty() {
             if !head.is_empty() {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod mcp;
+pub mod memory_tools;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

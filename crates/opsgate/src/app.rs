@@ -174,6 +174,9 @@ impl App {
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone()).with_notices(notices.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone())))?;
+        for tool in opsgate_server::memory_tools::memory_tools(store.clone()) {
+            registry.register(tool)?;
+        }
         registry.register(Arc::new(opsgate_server::search_tool::SearchContextTool::new(store.clone())))?;
         let events = opsgate_server::events::EventSink::new(store.clone(), config.hooks.mapping.clone())
             .with_notices(notices.clone());

@@ -67,3 +67,14 @@ fn cursors_round_trip_and_reject_garbage() {
     assert_eq!(decode_cursor("42"), None);
     assert_eq!(decode_cursor("oX"), None);
 }
+
+/// A tool that fitted its own lists to the budget says so; there is no cursor, as no row was cut.
+#[test]
+fn a_tool_that_cut_its_own_lists_is_marked_truncated() {
+    let output =
+        ToolOutput { truncated: true, ..ToolOutput::text("3 of 9 entities") }.field("entities", json!([1, 2, 3]));
+    let rendered = output.render(0, OutputBudget::default());
+    assert!(rendered.truncated);
+    assert_eq!(rendered.next_cursor, None);
+    assert_eq!(rendered.structured, json!({"entities": [1, 2, 3], "truncated": true}));
+}
