@@ -5,6 +5,7 @@
 use opsgate_core::{Event, EventKind};
 use opsgate_store::{AuditEntry, Notice, Notices, Store, StoreError, StoredEvent};
 use regex::Regex;
+use tokio::sync::{mpsc, oneshot};
 
 /// Sets an event's service and/or environment when one of its attributes matches.
 ///
@@ -101,11 +102,61 @@ pub struct EventSink {
     rules: std::sync::Arc<Vec<MappingRule>>,
     /// Told which services new events are about, for subscribers of `opsgate://services/{name}`.
     notices: Notices,
+    /// The writer task's queue, started by the first ingest (see `write_batches`).
+    writer: std::sync::Arc<std::sync::OnceLock<mpsc::Sender<Pending>>>,
+}
+
+/// One delivery's events waiting for the writer, and where its outcome goes.
+struct Pending {
+    events: Vec<Event>,
+    received_at: String,
+    reply: oneshot::Sender<Result<Vec<StoredEvent>, String>>,
+}
+
+/// Deliveries that may wait for the writer; more wait for room.
+const WRITER_QUEUE: usize = 1_024;
+/// The most events one transaction takes.
+const MAX_BATCH_EVENTS: usize = 2_000;
+
+/// Stores deliveries in batches: whatever queued while the last transaction committed goes in
+/// the next one, so concurrent deliveries share one commit and one flush to disk instead of
+/// queueing for the store's write lock one by one. A failed transaction fails every delivery in
+/// it (their senders retry); none is half stored.
+async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut n_events = first.events.len();
+        let mut batch = vec![first];
+        while n_events < MAX_BATCH_EVENTS {
+            let Ok(pending) = queue.try_recv() else { break };
+            n_events += pending.events.len();
+            batch.push(pending);
+        }
+        let groups: Vec<(&[Event], &str)> =
+            batch.iter().map(|pending| (pending.events.as_slice(), pending.received_at.as_str())).collect();
+        match store.insert_event_groups(&groups).await {
+            Ok(stored) => {
+                for (pending, stored) in batch.into_iter().zip(stored) {
+                    let _ = pending.reply.send(Ok(stored));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for pending in batch {
+                    let _ = pending.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl EventSink {
     pub fn new(store: Store, rules: Vec<MappingRule>) -> EventSink {
-        EventSink { notices: Notices::new(store.clone()), store, rules: std::sync::Arc::new(rules) }
+        EventSink {
+            notices: Notices::new(store.clone()),
+            store,
+            rules: std::sync::Arc::new(rules),
+            writer: std::sync::Arc::default(),
+        }
     }
 
     /// Announces through `notices` (shared with whoever forwards them to subscribers).
@@ -120,10 +171,25 @@ impl EventSink {
             event.bound();
             map_event(&self.rules, event);
         }
-        let stored = self.store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
+        let n_events = events.len();
+        let stored = self.write(events).await?;
         let services: Vec<String> = stored.iter().filter_map(|stored| stored.event.service.clone()).collect();
         self.notices.publish(Notice::Events { services }).await;
-        Ok(Ingested { n_duplicates: events.len() - stored.len(), stored })
+        Ok(Ingested { n_duplicates: n_events - stored.len(), stored })
+    }
+
+    /// Hands `events` to the writer task and waits until they are committed.
+    async fn write(&self, events: Vec<Event>) -> Result<Vec<StoredEvent>, StoreError> {
+        let writer = self.writer.get_or_init(|| {
+            let (sender, queue) = mpsc::channel(WRITER_QUEUE);
+            tokio::spawn(write_batches(self.store.clone(), queue));
+            sender
+        });
+        let (reply, outcome) = oneshot::channel();
+        let pending = Pending { events, received_at: opsgate_store::now_rfc3339(), reply };
+        let gone = || StoreError::Internal("the event writer stopped".to_string());
+        writer.send(pending).await.map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?.map_err(StoreError::Internal)
     }
 }
 
@@ -318,5 +384,38 @@ mod tests {
         map_event(&rules, &mut event);
         assert_eq!(event.service.as_deref(), Some("payments-api"));
         assert_eq!(event.environment, None);
+    }
+
+    /// Concurrent deliveries share transactions, and each still learns exactly what of its own
+    /// was stored: a delivery sent twice at once is stored once, and one of the two hears so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_are_stored_in_batches_each_once() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|error| StoreError::Internal(error.to_string()))?;
+        let store = Store::open_sqlite(dir.path()).await?;
+        let sink = EventSink::new(store.clone(), Vec::new());
+        let notices = sink.notices.subscribe();
+        let deliveries = (0..200).map(|n| {
+            let sink = sink.clone();
+            // Deliveries 0..100 and 100..200 carry the same ids: each is sent twice at once.
+            let delivery = format!("d-{}", n % 100);
+            tokio::spawn(async move {
+                let mut event =
+                    Event::new("2026-11-21T12:00:00.000Z", "github", EventKind::Deploy, "deployed", delivery);
+                event.service = Some(format!("service-{}", n % 7));
+                sink.ingest(vec![event]).await
+            })
+        });
+        let mut n_stored = 0;
+        let mut n_duplicates = 0;
+        for delivery in deliveries.collect::<Vec<_>>() {
+            let ingested = delivery.await.map_err(|error| StoreError::Internal(error.to_string()))??;
+            n_stored += ingested.stored.len();
+            n_duplicates += ingested.n_duplicates;
+        }
+        assert_eq!((n_stored, n_duplicates), (100, 100));
+        let all = store.events(&opsgate_store::EventQuery { limit: 1_000, ..Default::default() }).await?;
+        assert_eq!(all.len(), 100);
+        assert!(!notices.is_empty(), "the services were announced");
+        Ok(())
     }
 }

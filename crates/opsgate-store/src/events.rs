@@ -69,39 +69,52 @@ impl Store {
     /// Stores `events` in one transaction, each unless its delivery (`source`, `delivery_id`)
     /// is stored already. Returns the events that were new, as stored, in the order given.
     pub async fn insert_events(&self, events: &[Event], received_at: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stored = self.insert_event_groups(&[(events, received_at)]).await?;
+        Ok(stored.pop().unwrap_or_default())
+    }
+
+    /// Stores several deliveries' events in one transaction (one commit, one flush to disk, for
+    /// all of them): what lets concurrent webhook deliveries share the cost of durability.
+    /// Returns, per group, the events that were new, in the order given. A delivery repeated in
+    /// a later group, or within one, is stored once, where it first appears.
+    pub async fn insert_event_groups(&self, groups: &[(&[Event], &str)]) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
         let sql = format!(
             "INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (source, delivery_id) DO NOTHING"
         );
-        let mut stored = Vec::new();
+        let mut stored_groups = Vec::with_capacity(groups.len());
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
-            for event in events {
-                let id = uuid::Uuid::now_v7().to_string();
-                let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".to_string());
-                let links = serde_json::to_string(&event.links).unwrap_or_else(|_| "[]".to_string());
-                let result = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&id)
-                    .bind(&event.time)
-                    .bind(received_at)
-                    .bind(&event.source)
-                    .bind(event.kind.as_str())
-                    .bind(&event.service)
-                    .bind(&event.environment)
-                    .bind(&event.summary)
-                    .bind(&attributes)
-                    .bind(&links)
-                    .bind(&event.delivery_id)
-                    .execute(&mut *transaction)
-                    .await?;
-                if result.rows_affected() == 1 {
-                    crate::search::upsert_documents(&mut transaction, &[SearchDocument::event(&id, event)]).await?;
-                    stored.push(StoredEvent { id, received_at: received_at.to_string(), event: event.clone() });
+            for (events, received_at) in groups {
+                let mut stored = Vec::new();
+                for event in *events {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".to_string());
+                    let links = serde_json::to_string(&event.links).unwrap_or_else(|_| "[]".to_string());
+                    let result = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(&id)
+                        .bind(&event.time)
+                        .bind(*received_at)
+                        .bind(&event.source)
+                        .bind(event.kind.as_str())
+                        .bind(&event.service)
+                        .bind(&event.environment)
+                        .bind(&event.summary)
+                        .bind(&attributes)
+                        .bind(&links)
+                        .bind(&event.delivery_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                    if result.rows_affected() == 1 {
+                        crate::search::upsert_documents(&mut transaction, &[SearchDocument::event(&id, event)]).await?;
+                        stored.push(StoredEvent { id, received_at: received_at.to_string(), event: event.clone() });
+                    }
                 }
+                stored_groups.push(stored);
             }
             transaction.commit().await?;
         });
-        Ok(stored)
+        Ok(stored_groups)
     }
 
     /// Events matching `query`, newest first (by event time, then id).
