@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod approvals_api;
+pub mod catalog;
 pub mod changes;
 pub mod context_tools;
 pub mod events;

@@ -1,0 +1,233 @@
+//! Reading the catalog from disk: catalog files (or directories scanned for `*.yaml`/`*.yml`),
+//! runbook directories (`*.md`), and a polling watcher that reloads when any of them changes.
+//! Loading never fails: what cannot be read becomes a `CatalogProblem` and the rest loads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::model::{Catalog, CatalogProblem, Entity, Runbook, parse_file};
+use super::{CatalogHandle, SERVICES_URI, service_uri};
+use crate::{Change, ChangeFeed};
+
+/// Catalog files larger than this are refused: a catalog-info.yaml is a few kilobytes, and a
+/// runaway file must not take the server's memory.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Directories are scanned this deep at most (a symbolic-link loop ends here too).
+const MAX_DEPTH: usize = 16;
+
+/// Where the catalog comes from, resolved against the config file's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogSources {
+    /// Catalog files, or directories scanned recursively for `*.yaml` and `*.yml`.
+    pub paths: Vec<PathBuf>,
+    /// Directories of Markdown runbooks; a runbook's id is its path below the directory
+    /// without `.md`.
+    pub runbooks: Vec<PathBuf>,
+}
+
+impl CatalogSources {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.runbooks.is_empty()
+    }
+}
+
+/// Files below `dir` whose extension is one of `extensions`, in path order; an unreadable
+/// directory is a problem.
+fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<CatalogProblem>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(CatalogProblem::error(
+                &dir.display().to_string(),
+                None,
+                format!("cannot read directory: {error}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if depth < MAX_DEPTH {
+                scan(&path, extensions, depth + 1, files, problems);
+            }
+        } else if path.extension().is_some_and(|extension| extensions.iter().any(|wanted| extension == *wanted)) {
+            files.push(path);
+        }
+    }
+}
+
+/// The catalog files the sources name now, and the problems of finding them.
+fn catalog_files(sources: &CatalogSources) -> (Vec<PathBuf>, Vec<CatalogProblem>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in &sources.paths {
+        if path.is_dir() {
+            scan(path, &["yaml", "yml"], 0, &mut files, &mut problems);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            problems.push(CatalogProblem::error(&path.display().to_string(), None, "no such file or directory"));
+        }
+    }
+    (files, problems)
+}
+
+/// Every runbook file with its directory.
+fn runbook_files(sources: &CatalogSources) -> (Vec<(PathBuf, PathBuf)>, Vec<CatalogProblem>) {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for dir in &sources.runbooks {
+        let mut files = Vec::new();
+        scan(dir, &["md"], 0, &mut files, &mut problems);
+        found.extend(files.into_iter().map(|file| (dir.clone(), file)));
+    }
+    (found, problems)
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let size = std::fs::metadata(path).map_err(|error| format!("cannot read: {error}"))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!("is {size} bytes, more than the {MAX_FILE_BYTES} a catalog file may have"));
+    }
+    std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))
+}
+
+/// Reads the catalog the sources describe. Blocking: call it from a blocking context.
+pub fn load(sources: &CatalogSources) -> Catalog {
+    let (files, mut problems) = catalog_files(sources);
+    let mut entities: Vec<Entity> = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        match read_text(&file) {
+            Ok(text) => {
+                let (found, found_problems) = parse_file(&text, &name);
+                entities.extend(found);
+                problems.extend(found_problems);
+            }
+            Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
+        }
+    }
+    let (files, runbook_problems) = runbook_files(sources);
+    problems.extend(runbook_problems);
+    let mut runbooks = Vec::new();
+    for (dir, file) in files {
+        let name = file.display().to_string();
+        let Some(id) = runbook_id(&dir, &file) else { continue };
+        match read_text(&file) {
+            Ok(text) => runbooks.push(Runbook::new(id, text, name)),
+            Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
+        }
+    }
+    Catalog::build(entities, runbooks, problems)
+}
+
+/// `runbooks/payments/high-error-rate.md` below `runbooks/` ⇒ `payments/high-error-rate`.
+fn runbook_id(dir: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(dir).ok()?.with_extension("");
+    let parts: Vec<String> =
+        relative.components().map(|component| component.as_os_str().to_string_lossy().into_owned()).collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// What the sources look like now: every file with its modification time and size, and the
+/// paths that are missing. Cheap (metadata only), so it can run every few seconds.
+pub fn fingerprint(sources: &CatalogSources) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let (files, problems) = catalog_files(sources);
+    let (runbooks, runbook_problems) = runbook_files(sources);
+    let mut print: Vec<(PathBuf, Option<SystemTime>, u64)> = files
+        .into_iter()
+        .chain(runbooks.into_iter().map(|(_, file)| file))
+        .map(|file| {
+            let metadata = std::fs::metadata(&file).ok();
+            let modified = metadata.as_ref().and_then(|metadata| metadata.modified().ok());
+            (file, modified, metadata.map_or(0, |metadata| metadata.len()))
+        })
+        .collect();
+    print.extend(problems.into_iter().chain(runbook_problems).map(|problem| (PathBuf::from(problem.file), None, 0)));
+    print
+}
+
+/// Loads the catalog off the async threads.
+pub async fn load_async(sources: CatalogSources) -> Catalog {
+    let fallback = sources.clone();
+    match tokio::task::spawn_blocking(move || load(&sources)).await {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            tracing::error!(%error, "catalog load panicked");
+            let problem = CatalogProblem::error(
+                &fallback.paths.first().map(|path| path.display().to_string()).unwrap_or_default(),
+                None,
+                format!("loading the catalog failed: {error}"),
+            );
+            Catalog::build(Vec::new(), Vec::new(), vec![problem])
+        }
+    }
+}
+
+/// Every `interval`, compares the sources' fingerprint with the one they had when `watch` was
+/// called (then with the last one seen); when it changed,
+/// loads the catalog again and swaps it in, then announces on `changes` the resources that
+/// changed. A file that no longer parses is a problem in the new catalog, and the other files'
+/// entities stay. Stops with the runtime (or when the handle is aborted).
+pub fn watch(
+    handle: CatalogHandle,
+    sources: CatalogSources,
+    interval: Duration,
+    changes: Option<ChangeFeed>,
+) -> tokio::task::JoinHandle<()> {
+    // Taken now, not in the task: an edit made right after this call must count as a change.
+    // Metadata only, so cheap enough for the caller's thread.
+    let mut last = fingerprint(&sources);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let print_sources = sources.clone();
+            let now = tokio::task::spawn_blocking(move || fingerprint(&print_sources)).await.unwrap_or_default();
+            if now == last {
+                continue;
+            }
+            last = now;
+            let catalog = Arc::new(load_async(sources.clone()).await);
+            let previous = handle.replace(catalog.clone());
+            tracing::info!(
+                n_entities = catalog.entities().count(),
+                n_runbooks = catalog.runbooks().count(),
+                n_problems = catalog.problems().len(),
+                "catalog reloaded"
+            );
+            for problem in catalog.problems() {
+                tracing::warn!(%problem, "service catalog");
+            }
+            if let Some(changes) = &changes {
+                announce(changes, &previous, &catalog);
+            }
+        }
+    })
+}
+
+/// Tells subscribers what a reload changed: the service list, each service whose entity
+/// changed, and the resource list when runbooks came or went.
+fn announce(changes: &ChangeFeed, before: &Catalog, after: &Catalog) {
+    changes.publish(Change::ResourceUpdated { uri: SERVICES_URI.to_string() });
+    let names = |catalog: &Catalog| -> Vec<String> { catalog.runbooks().map(|runbook| runbook.id.clone()).collect() };
+    if names(before) != names(after) {
+        changes.publish(Change::ResourcesListChanged);
+    }
+    for entity in after.entities() {
+        if before.get(&entity.entity_ref()) != Some(entity) {
+            changes.publish(Change::ResourceUpdated { uri: service_uri(&entity.name) });
+        }
+    }
+    for entity in before.entities() {
+        if after.get(&entity.entity_ref()).is_none() {
+            changes.publish(Change::ResourceUpdated { uri: service_uri(&entity.name) });
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The service catalog: services, owners, dependencies and runbooks from Backstage
+//! `catalog-info.yaml` files, with live health where a metrics target exists.
+//!
+//! Files: `model.rs` (entities, references, the dependency graph; parsing is pure), `load.rs`
+//! (reading files and runbook directories, the polling watcher), `dependencies.rs` (the
+//! `get_service_dependencies` tool, its health checks and Mermaid diagram), `surface.rs` (the
+//! `opsgate://services` and `opsgate://runbooks` resources).
+//!
+//! The catalog in force is an immutable `Catalog` behind a `CatalogHandle`: readers take the
+//! current `Arc` and keep a consistent view for the whole call while a reload swaps in the next.
+
+mod dependencies;
+mod load;
+mod model;
+mod surface;
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use dependencies::{GetServiceDependencies, HealthSettings, HealthSource, ServiceSignals};
+pub use load::{CatalogSources, fingerprint, load, load_async, watch};
+pub use model::{
+    ANNOTATION_PROMETHEUS_RULE, ANNOTATION_PROMETHEUS_TARGET, ANNOTATION_RUNBOOK, ANNOTATION_SERVICE, Catalog,
+    CatalogProblem, Direction, Entity, EntityKind, EntityLink, EntityRef, MetricsLink, Reached, Runbook, RunbookLink,
+    Severity, Source, parse_file, split_documents,
+};
+pub use surface::CatalogSurface;
+
+/// The list of services, as a resource.
+pub const SERVICES_URI: &str = "opsgate://services";
+/// One service's resource: `opsgate://services/{name}`.
+pub const SERVICE_URI_TEMPLATE: &str = "opsgate://services/{name}";
+/// One runbook's resource: `opsgate://runbooks/{id}`; ids may contain `/`.
+pub const RUNBOOK_URI_TEMPLATE: &str = "opsgate://runbooks/{id}";
+
+/// The URI of a service's resource, which subscribers of that service watch: announce
+/// `Change::ResourceUpdated` with it when something about the service changes (a new event).
+pub fn service_uri(name: &str) -> String {
+    format!("{SERVICES_URI}/{name}")
+}
+
+/// The URI of a runbook's resource.
+pub fn runbook_uri(id: &str) -> String {
+    format!("opsgate://runbooks/{id}")
+}
+
+/// The catalog in force. Cheap to clone; every clone sees the same catalog and its reloads.
+#[derive(Clone, Default)]
+pub struct CatalogHandle {
+    current: Arc<RwLock<Arc<Catalog>>>,
+}
+
+impl CatalogHandle {
+    pub fn new(catalog: Catalog) -> CatalogHandle {
+        CatalogHandle { current: Arc::new(RwLock::new(Arc::new(catalog))) }
+    }
+
+    /// The catalog now; keep it for the whole of one answer, so it is consistent.
+    pub fn current(&self) -> Arc<Catalog> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Swaps `catalog` in; returns the one it replaced.
+    pub fn replace(&self, catalog: Arc<Catalog>) -> Arc<Catalog> {
+        std::mem::replace(&mut *self.current.write().unwrap_or_else(PoisonError::into_inner), catalog)
+    }
+}
+
+#[cfg(test)]
+mod tests;
