@@ -1,6 +1,6 @@
 //! A real PostgreSQL cluster in a temporary directory: trust authentication, TCP on loopback
-//! only, durability off for speed. One cluster per test binary (`Postgres::shared`) with a
-//! database per test is the cheap way to isolate tests.
+//! only, durability off for speed (`start_durable` keeps it, for the benchmark). One cluster per
+//! test binary (`Postgres::shared`) with a database per test is the cheap way to isolate tests.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,15 @@ const UNPRIVILEGED_USERS: [&str; 2] = ["postgres", "nobody"];
 /// everything explicitly and must not inherit a developer's settings.
 const PSQL_ENV_REMOVE: [&str; 5] = ["PGOPTIONS", "PGSSLMODE", "PGSERVICE", "PGSERVICEFILE", "PGTARGETSESSIONATTRS"];
 
+/// Whether a cluster flushes its commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// fsync, full page writes and synchronous commit off: tests.
+    Off,
+    /// PostgreSQL's defaults.
+    Default,
+}
+
 /// A running PostgreSQL server on `127.0.0.1:<port>`.
 #[derive(Debug)]
 pub struct Postgres {
@@ -42,6 +51,22 @@ impl Postgres {
     /// Runs `initdb` into a temporary directory and starts a server on it. Takes a second or
     /// two; prefer `Postgres::shared` unless the test needs a cluster of its own.
     pub async fn start() -> Result<Postgres> {
+        Postgres::launch(Durability::Off).await
+    }
+
+    /// A cluster of its own that keeps PostgreSQL's default durability (fsync, full page writes,
+    /// synchronous commit): for the benchmark, whose figures must be what a deployment sees.
+    pub async fn start_durable() -> Result<Postgres> {
+        Postgres::launch(Durability::Default).await
+    }
+
+    /// Whether the PostgreSQL binaries are installed, or why not: for callers that can do
+    /// without PostgreSQL (the benchmark reports its PostgreSQL figures as skipped).
+    pub fn installed() -> Result<()> {
+        postgres_bin_dir().map(|_| ())
+    }
+
+    async fn launch(durability: Durability) -> Result<Postgres> {
         let bin = postgres_bin_dir()?;
         let initdb = bin.join("initdb");
         let postgres = bin.join("postgres");
@@ -75,15 +100,15 @@ impl Postgres {
                 // exist or may hold a system cluster's socket.
                 .arg("-c")
                 .arg(format!("unix_socket_directories={}", dir.path().display()))
-                // Durability is worthless for throwaway data and costs seconds per test run.
-                .args(["-c", "fsync=off"])
-                .args(["-c", "synchronous_commit=off"])
-                .args(["-c", "full_page_writes=off"])
                 // Parallel tests each open a pool against the shared cluster; 100 runs out.
                 .args(["-c", "max_connections=300"])
                 // English messages, so that a port conflict can be recognised in the log.
                 .env("LC_ALL", "C")
                 .current_dir(dir.path());
+            if durability == Durability::Off {
+                // Durability is worthless for throwaway data and costs seconds per test run.
+                command.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            }
             if let Some((uid, gid)) = owner {
                 command.uid(uid).gid(gid);
             }
