@@ -9,7 +9,8 @@
 //! backends, and nothing here calls a tool.
 //!
 //! `Sandbox`, `free_loopback_address` and `wait_until_serving` also serve the federation section,
-//! which runs opsgate in a sandbox whose `.opsgate/mcp.json` names the upstream.
+//! which runs opsgate in a sandbox whose `.opsgate/mcp.json` names the upstream, and the
+//! operational-context section, whose sandbox has a config file of its own.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,18 +55,31 @@ impl Config {
 /// A scratch home for one opsgate process (or several sharing one data directory).
 pub struct Sandbox {
     dir: tempfile::TempDir,
-    config: Config,
+    /// Whether `opsgate.toml` exists, and so is passed with `--config`.
+    config_file: bool,
 }
 
 impl Sandbox {
     pub fn new(config: Config) -> Result<Sandbox> {
+        match config {
+            Config::None => Sandbox::create(None),
+            Config::Example => Sandbox::create(Some(EXAMPLE_CONFIG)),
+        }
+    }
+
+    /// A sandbox whose `opsgate.toml` is `config`.
+    pub fn with_config_file(config: &str) -> Result<Sandbox> {
+        Sandbox::create(Some(config))
+    }
+
+    fn create(config: Option<&str>) -> Result<Sandbox> {
         let dir = tempfile::tempdir().context("creating a temporary directory for opsgate")?;
         for sub in ["data", "xdg-config", "xdg-data"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
-        let sandbox = Sandbox { dir, config };
-        if config == Config::Example {
-            std::fs::write(sandbox.config_path(), EXAMPLE_CONFIG).context("writing opsgate.toml")?;
+        let sandbox = Sandbox { dir, config_file: config.is_some() };
+        if let Some(config) = config {
+            std::fs::write(sandbox.config_path(), config).context("writing opsgate.toml")?;
         }
         Ok(sandbox)
     }
@@ -79,7 +93,8 @@ impl Sandbox {
         self.dir.path().join("opsgate.toml")
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The data directory every process started here uses: the SQLite store lives in it.
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -100,7 +115,7 @@ impl Sandbox {
     /// subcommand, where clap accepts them whether or not they are declared global.
     pub fn command(&self, bin: &Path, args: &[&str]) -> Result<Command> {
         let mut command = Command::new(bin);
-        if self.config == Config::Example {
+        if self.config_file {
             command.arg("--config").arg(self.config_path());
         }
         command

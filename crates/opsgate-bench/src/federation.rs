@@ -377,7 +377,7 @@ fn write_mcp_json(sandbox: &Sandbox, servers: Value) -> Result<()> {
 }
 
 /// `opsgate keys create` in the sandbox's data directory; returns the key.
-async fn create_api_key(bin: &Path, sandbox: &Sandbox) -> Result<String> {
+pub async fn create_api_key(bin: &Path, sandbox: &Sandbox) -> Result<String> {
     let mut command = sandbox.command(bin, &["keys", "create", "--name", "bench", "--roles", "operator"])?;
     let output = command.stdin(Stdio::null()).output().await.context("running opsgate keys create")?;
     let key = String::from_utf8_lossy(&output.stdout).trim().to_string();

@@ -146,7 +146,7 @@ async fn drive(config: LoadConfig) -> Result<LoadReport> {
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
-fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+pub fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

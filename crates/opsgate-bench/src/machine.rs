@@ -63,11 +63,48 @@ fn non_empty(text: String) -> String {
 /// User plus system CPU time of this whole process so far, from /proc/self/stat (fields 14 and
 /// 15, in clock ticks of 1/100 s on Linux).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_in("/proc/self/stat")
+}
+
+/// The same for process `pid` (an opsgate the benchmark started).
+pub fn pid_cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_seconds_in(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time the whole machine has spent busy, and waiting for IO, since boot, summed over its
+/// CPUs, from the first line of /proc/stat (user nice system idle iowait irq softirq steal …, in
+/// ticks of 1/100 s). Busy is everything but idle and iowait.
+pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    machine_cpu_in(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn machine_cpu_in(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [user, nice, system, _idle, iowait, irq, softirq, steal] = ticks[..] else { return None };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy as f64 / 100.0, iowait as f64 / 100.0))
+}
+
+fn cpu_seconds_in(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces; the fields after it are separated by single spaces.
     let after_name = &stat[stat.rfind(')')? + 2..];
     let mut fields = after_name.split(' ').skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some((user + system) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machine_cpu_in;
+
+    #[test]
+    fn machine_cpu_is_busy_and_iowait_from_the_first_line() {
+        let stat = "cpu  100 20 30 5000 40 1 2 3 0 0\ncpu0 50 10 15 2500 20 0 1 1 0 0\n";
+        assert_eq!(machine_cpu_in(stat), Some((1.56, 0.4)));
+        assert_eq!(machine_cpu_in("cpu0 1 2 3\n"), None);
+        assert_eq!(machine_cpu_in("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
 }

@@ -8,7 +8,9 @@
 //! 3. idle RSS of `opsgate serve`;
 //! 4. the cost of one policy decision;
 //! 5. the latency and throughput the gateway adds to a call to a federated server, over
-//!    Streamable HTTP and stdio, against calling that server directly in the same run.
+//!    Streamable HTTP and stdio, against calling that server directly in the same run;
+//! 6. the operational context on SQLite and PostgreSQL: sustained CloudEvents ingestion through
+//!    `/hooks/cloudevents`, and `search_context` over a million bulk-loaded events.
 //!
 //! `opsgate-bench --upstream stdio|http` is not a measurement: it serves section 5's upstream
 //! (see `upstream`), and the benchmark starts it that way.
@@ -18,6 +20,7 @@
 //! code, because a shared machine can miss one by noise alone.
 
 mod binary;
+mod context;
 mod federation;
 mod load;
 mod machine;
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::context::ContextReport;
 use crate::federation::FederationReport;
 use crate::load::{LoadConfig, LoadReport};
 use crate::report::{HttpRound, Report, Section, Setup};
@@ -48,11 +52,18 @@ usage: opsgate-bench [options]
   --federation-seconds N
                      measured seconds per run of the federation section (default 3; each run
                      has a 0.5 s warm-up, and --rounds rounds of 8 runs are made)
+  --context-events N events bulk-loaded into each store before search_context is measured
+                     (default 1000000)
+  --ingest-seconds N measured seconds of webhook ingestion per store (default 10, after the
+                     --warmup)
+  --context-senders N
+                     concurrent webhook senders, one connection each (default 16)
   --opsgate-bin PATH the opsgate binary (default target/release/opsgate)
   --output PATH      where to write the report (default BENCHMARKS.md)
   --only SERVER      load one server (baseline or opsgate) for --seconds and print its figures,
                      writing no report: for profiling one side under `perf`
-  --only federation  run only the federation section and print it, writing no report";
+  --only federation  run only the federation section and print it, writing no report
+  --only context     run only the operational-context section and print it, writing no report";
 
 /// Warm-up before each federation run: every process there is already warm from the rounds
 /// before (and, in the first round, from the set-up's own calls), so a short one is enough.
@@ -65,6 +76,7 @@ const STDIO_IN_FLIGHT: usize = 8;
 enum Only {
     Server(ServerKind),
     Federation,
+    Context,
 }
 
 struct Options {
@@ -74,6 +86,9 @@ struct Options {
     connections: usize,
     stdio_runs: usize,
     federation_measure: Duration,
+    context_events: u64,
+    ingest_measure: Duration,
+    context_senders: usize,
     opsgate_bin: PathBuf,
     output: PathBuf,
     only: Option<Only>,
@@ -88,6 +103,9 @@ impl Options {
             connections: 32,
             stdio_runs: 10,
             federation_measure: Duration::from_secs(3),
+            context_events: 1_000_000,
+            ingest_measure: Duration::from_secs(10),
+            context_senders: 16,
             opsgate_bin: PathBuf::from("target/release/opsgate"),
             output: PathBuf::from("BENCHMARKS.md"),
             only: None,
@@ -108,6 +126,9 @@ impl Options {
                 "--connections" => options.connections = positive(value()?)? as usize,
                 "--stdio-runs" => options.stdio_runs = positive(value()?)? as usize,
                 "--federation-seconds" => options.federation_measure = Duration::from_secs(positive(value()?)?),
+                "--context-events" => options.context_events = positive(value()?)?,
+                "--ingest-seconds" => options.ingest_measure = Duration::from_secs(positive(value()?)?),
+                "--context-senders" => options.context_senders = positive(value()?)? as usize,
                 "--opsgate-bin" => options.opsgate_bin = PathBuf::from(value()?),
                 "--output" => options.output = PathBuf::from(value()?),
                 "--only" => {
@@ -115,7 +136,8 @@ impl Options {
                         "baseline" => Only::Server(ServerKind::Baseline),
                         "opsgate" => Only::Server(ServerKind::Opsgate),
                         "federation" => Only::Federation,
-                        other => bail!("--only takes baseline, opsgate or federation, not {other:?}"),
+                        "context" => Only::Context,
+                        other => bail!("--only takes baseline, opsgate, federation or context, not {other:?}"),
                     })
                 }
                 "-h" | "--help" => {
@@ -150,6 +172,15 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
+        Some(Only::Context) => {
+            let context = run_context(&options, threads);
+            let failed = context_failed(&context);
+            println!("{}", report::render_context_alone(&context, &options.opsgate_bin.display().to_string()));
+            if failed {
+                bail!("the operational-context measurement failed");
+            }
+            return Ok(());
+        }
         None => {}
     }
     let setup = Setup {
@@ -171,8 +202,9 @@ fn main() -> Result<()> {
     let policy = Section::from_result(policy_cost::measure());
     let (stdio, rss) = run_binary(&options)?;
     let federation = run_federation(&options, threads);
+    let context = run_context(&options, threads);
 
-    let report = Report { setup, machine, http, stdio, rss, policy, federation };
+    let report = Report { setup, machine, http, stdio, rss, policy, federation, context };
     let text = report.render();
     std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
     eprintln!("opsgate-bench: wrote {}", options.output.display());
@@ -182,6 +214,7 @@ fn main() -> Result<()> {
         || report.rss.failed()
         || report.policy.failed()
         || report.federation.failed()
+        || context_failed(&report.context)
     {
         bail!("a measurement failed; see {}", options.output.display());
     }
@@ -338,6 +371,36 @@ fn run_federation(options: &Options, threads: usize) -> Section<FederationReport
     Section::from_result(measured)
 }
 
+/// Section 6, or why it could not run: it needs the opsgate binary.
+fn run_context(options: &Options, threads: usize) -> Section<ContextReport> {
+    let bin = &options.opsgate_bin;
+    if !bin.is_file() {
+        return Section::Skipped(format!(
+            "{} does not exist (build it with `cargo build --release -p opsgate`)",
+            bin.display()
+        ));
+    }
+    let settings = context::Settings {
+        n_events: options.context_events,
+        senders: options.context_senders,
+        warmup: options.warmup,
+        ingest: options.ingest_measure,
+        threads,
+    };
+    let measured = std::fs::canonicalize(bin)
+        .with_context(|| format!("resolving {}", bin.display()))
+        .and_then(|bin| context::measure(&bin, settings));
+    Section::from_result(measured)
+}
+
+/// Whether section 6 failed as a whole or on either backend.
+fn context_failed(context: &Section<ContextReport>) -> bool {
+    match context {
+        Section::Measured(report) => report.failed(),
+        other => other.failed(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +416,9 @@ mod tests {
             connections: 4,
             stdio_runs: 1,
             federation_measure: Duration::from_secs(1),
+            context_events: 1,
+            ingest_measure: Duration::from_secs(1),
+            context_senders: 1,
             opsgate_bin: PathBuf::new(),
             output: PathBuf::new(),
             only: None,
@@ -376,5 +442,15 @@ mod tests {
         assert!(parse(&["--only", "nginx"]).is_err());
         assert!(parse(&["--seconds", "3", "--rounds", "5"]).is_ok_and(|options| options.rounds == 5));
         assert!(parse(&["--only", "federation"]).is_ok_and(|options| options.only == Some(Only::Federation)));
+        assert!(parse(&["--only", "context"]).is_ok_and(|options| options.only == Some(Only::Context)));
+        assert!(parse(&["--context-events", "0"]).is_err());
+        assert!(parse(&["--ingest-seconds", "-1"]).is_err());
+        let context = parse(&["--context-events", "100000", "--ingest-seconds", "5", "--context-senders", "8"]);
+        assert!(context.is_ok_and(|options| options.context_events == 100_000
+            && options.ingest_measure == Duration::from_secs(5)
+            && options.context_senders == 8));
+        assert!(parse(&[]).is_ok_and(|options| options.context_events == 1_000_000
+            && options.ingest_measure == Duration::from_secs(10)
+            && options.context_senders == 16));
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::binary::{RssReport, StdioReport};
+use crate::context::{Backend, BackendRun, ContextReport};
 use crate::federation::{FederationReport, Pair, PairRun, Transport};
 use crate::load::LoadReport;
 use crate::machine::Machine;
@@ -18,6 +19,10 @@ pub const STDIO_TARGET: Duration = Duration::from_millis(50);
 pub const RSS_TARGET_BYTES: u64 = 30_000_000;
 /// What the gateway may add to the median federated call at one connection, in milliseconds.
 pub const ADDED_P50_TARGET_MS: f64 = 0.3;
+/// Sustained webhook ingestion on SQLite, in events stored per second.
+pub const INGEST_TARGET: f64 = 5_000.0;
+/// `search_context` over the bulk-loaded events, on either backend.
+pub const SEARCH_P99_TARGET: Duration = Duration::from_millis(20);
 
 /// A measurement that ran, could not run here, or ran and failed.
 pub enum Section<T> {
@@ -103,6 +108,7 @@ pub struct Report {
     pub rss: Section<Vec<RssReport>>,
     pub policy: Section<PolicyCost>,
     pub federation: Section<FederationReport>,
+    pub context: Section<ContextReport>,
 }
 
 /// The middle value (the lower of the two middle ones for an even count): always a value that
@@ -144,6 +150,7 @@ impl Report {
         self.render_rss(&mut out);
         self.render_policy(&mut out);
         render_federation(&mut out, &self.federation, &self.setup.opsgate_bin);
+        render_context(&mut out, &self.context, &self.setup.opsgate_bin);
         out
     }
 
@@ -223,6 +230,9 @@ impl Report {
                  ≤ {ADDED_P50_TARGET_MS:.2} ms | {row} |",
                 transport.label()
             );
+        }
+        for row in context_summary_rows(&self.context) {
+            let _ = writeln!(out, "{row}");
         }
         let _ = writeln!(out);
     }
@@ -608,6 +618,289 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
     let _ = writeln!(out);
 }
 
+/// Thousands separated by commas: `1,000,000`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
+
+/// The summary's rows for section 6: ingestion and search on each backend.
+fn context_summary_rows(context: &Section<ContextReport>) -> Vec<String> {
+    let n_events = match context {
+        Section::Measured(report) => thousands(report.settings.n_events),
+        _ => "N".to_string(),
+    };
+    let mut rows = Vec::new();
+    for backend in Backend::ALL {
+        let row = context.summary(|report| {
+            report.backend(backend).summary(|run| {
+                let figures = format!(
+                    "{:.0} events/s (delivery p50 {}, p99 {})",
+                    run.ingest.calls_per_second,
+                    ms(run.ingest.p50),
+                    ms(run.ingest.p99)
+                );
+                match backend {
+                    Backend::Sqlite => format!("{figures} | {}", verdict(run.ingest.calls_per_second >= INGEST_TARGET)),
+                    Backend::Postgres => format!("{figures} | reported"),
+                }
+            })
+        });
+        let target = match backend {
+            Backend::Sqlite => format!("≥ {} events/s", thousands(INGEST_TARGET as u64)),
+            Backend::Postgres => "(reported)".to_string(),
+        };
+        rows.push(format!(
+            "| operational context on {}: sustained CloudEvents ingestion through `/hooks/cloudevents` | {target} | {row} |",
+            backend.label()
+        ));
+    }
+    for backend in Backend::ALL {
+        let row = context.summary(|report| {
+            report.backend(backend).summary(|run| {
+                format!(
+                    "p99 {} (p50 {}, max {}) | {}",
+                    ms(run.search.p99),
+                    ms(run.search.p50),
+                    ms(run.search.max),
+                    verdict(run.search.p99 <= SEARCH_P99_TARGET)
+                )
+            })
+        });
+        rows.push(format!(
+            "| operational context on {}: `search_context` over {n_events} events, p99 | ≤ {} | {row} |",
+            backend.label(),
+            ms(SEARCH_P99_TARGET)
+        ));
+    }
+    rows
+}
+
+/// Section 6 alone, for `--only context`.
+pub fn render_context_alone(context: &Section<ContextReport>, opsgate_bin: &str) -> String {
+    let mut out = String::new();
+    for row in context_summary_rows(context) {
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out);
+    render_context(&mut out, context, opsgate_bin);
+    out
+}
+
+fn render_context(out: &mut String, context: &Section<ContextReport>, opsgate_bin: &str) {
+    let settings = match context {
+        Section::Measured(report) => Some(report.settings),
+        _ => None,
+    };
+    let n_events = settings.map_or("N".to_string(), |settings| thousands(settings.n_events));
+    let _ = writeln!(
+        out,
+        "## 6. Operational context: webhook ingestion, and search over {n_events} events
+"
+    );
+    let _ = writeln!(
+        out,
+        "Each backend in turn: SQLite in a scratch data directory, then PostgreSQL in a cluster the benchmark \
+         starts for itself with `initdb` on a loopback port (the test harness's, `opsgate_testkit::Postgres`, \
+         here with PostgreSQL's default durability: fsync, full page writes and synchronous commit on; other \
+         settings are initdb's defaults). Both stores live on the same disk as the rest of the run.\n\n\
+         - **bulk load** (set-up, not a target): {n_events} generated events go into a fresh store through \
+         `Store::insert_events`, 5,000 per call (one transaction each, with their search documents). The \
+         generator is a seeded PRNG, so every run and both backends hold the same events: about 200 services \
+         (some far busier than others), 8 environments, every event kind in a busy platform's proportions \
+         (pipeline runs 30%, alerts 25%, deploys 18%, merges 10%, …), about thirty kinds of summary (deploys, \
+         rollbacks, Argo CD syncs, pipeline runs passed or failed with suite and test names, alerts firing and \
+         resolved such as HighErrorRate, PodCrashLooping, OOMKilled, DiskPressure, LatencyHigh, merges with PR \
+         titles, config changes, feature flags, scaling, secret rotations, releases, executed actions, \
+         approvals), attributes (sha, version, actor, status, repository…) and links, spread over the 90 days \
+         before the run in the order they would have arrived.\n\
+         - **search**: `{opsgate_bin} serve` on that store (`[events] retention_days = 0`, so nothing is \
+         deleted under the benchmark) is called over Streamable HTTP (2026-07-28, stateless, with an API key \
+         of role operator) from one client, one call after another: the {n_queries} queries below in turn, \
+         {warmup} rounds untimed, then {rounds} rounds timed ({n_calls} calls), `limit` 10. Each call is the \
+         whole of what an agent waits for: HTTP, identity, policy, `Store::search`, the output budget and the \
+         durable audit record. Every call must succeed (`isError` not set). *store alone* is the median of \
+         {store_runs} runs of the same `Store::search` in the benchmark's own process before opsgate started: \
+         the query's share of the call.\n\
+         - **ingestion**: then, on the same store and opsgate, {senders} senders (one HTTP/1.1 keep-alive \
+         connection each) POST one structured-mode CloudEvent per request to `/hooks/cloudevents` with the \
+         configured bearer token, back to back: deploys as CDEvents `service.deployed`, pipeline runs as \
+         `pipelinerun.finished`, merges as `change.merged`, the rest as plain CloudEvents whose data names the \
+         service and environment; each with a new id and the time it was sent. {warmup_s} warm-up, then \
+         {ingest} measured; *events/s* counts the deliveries answered 202 with one event stored inside the \
+         window, and latency is from sending to having the whole answer. Afterwards opsgate is stopped and \
+         the store must hold exactly as many events from the run as deliveries were answered stored (warm-up \
+         included), or the measurement fails.\n",
+        n_queries = match context {
+            Section::Measured(report) => report.cases.len().to_string(),
+            _ => "N".to_string(),
+        },
+        warmup = crate::context::SEARCH_WARMUP_ROUNDS,
+        rounds = crate::context::SEARCH_ROUNDS,
+        n_calls = match context {
+            Section::Measured(report) => (report.cases.len() * crate::context::SEARCH_ROUNDS).to_string(),
+            _ => "N".to_string(),
+        },
+        store_runs = crate::context::STORE_RUNS,
+        senders = settings.map_or("N".to_string(), |settings| settings.senders.to_string()),
+        warmup_s = settings.map_or("N s".to_string(), |settings| seconds(settings.warmup)),
+        ingest = settings.map_or("N s".to_string(), |settings| seconds(settings.ingest)),
+    );
+    let Some(report) = context.figures_or_note(out) else { return };
+    let _ = writeln!(
+        out,
+        "| backend | bulk load | events/s | delivery p50 | delivery p99 | stored (202) / in the store | \
+         search p50 | **search p99** | search max | verdicts |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for backend in Backend::ALL {
+        match report.backend(backend) {
+            Section::Measured(run) => {
+                let ingest_verdict = match backend {
+                    Backend::Sqlite => format!(
+                        "ingestion ≥ {}: {}",
+                        thousands(INGEST_TARGET as u64),
+                        verdict(run.ingest.calls_per_second >= INGEST_TARGET)
+                    ),
+                    Backend::Postgres => "ingestion: reported".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} ({:.0} events/s) | **{:.0}** | {} | {} | {} / {} | {} | **{}** | {} | {ingest_verdict}; \
+                     search p99 ≤ {}: {} |",
+                    backend.label(),
+                    seconds(run.bulk_load),
+                    run.loaded_per_second(),
+                    run.ingest.calls_per_second,
+                    ms(run.ingest.p50),
+                    ms(run.ingest.p99),
+                    run.ingest.n_succeeded,
+                    run.n_ingested_stored,
+                    ms(run.search.p50),
+                    ms(run.search.p99),
+                    ms(run.search.max),
+                    ms(SEARCH_P99_TARGET),
+                    verdict(run.search.p99 <= SEARCH_P99_TARGET)
+                );
+            }
+            Section::Skipped(why) => {
+                let _ = writeln!(out, "| {} | not measured: {why} | | | | | | | | skipped |", backend.label());
+            }
+            Section::Failed(_) => {
+                let _ = writeln!(out, "| {} | failed, see below | | | | | | | | **FAIL** |", backend.label());
+            }
+        }
+    }
+    let _ = writeln!(out);
+    for backend in Backend::ALL {
+        if let Section::Failed(error) = report.backend(backend) {
+            let _ = writeln!(out, "**{} failed:**\n\n```text\n{error}\n```\n", backend.label());
+        }
+    }
+    render_context_cpu(out, report);
+    render_context_queries(out, report);
+}
+
+/// Where the CPUs went in each timed window: what limits a figure on a shared machine.
+fn render_context_cpu(out: &mut String, report: &ContextReport) {
+    let mut rows = Vec::new();
+    for backend in Backend::ALL {
+        let Section::Measured(run) = report.backend(backend) else { continue };
+        let windows = [
+            ("search", run.search.cpu, run.search.n_calls, "call"),
+            ("ingestion", run.ingest_cpu, run.ingest.n_measured, "delivery"),
+        ];
+        for (window, cpu, n_operations, operation) in windows {
+            let Some(cpu) = cpu else { continue };
+            rows.push(format!(
+                "| {} | {window} ({}) | {:.2} | {:.2} | {:.2} | {:.2} | {} per {operation} |",
+                backend.label(),
+                seconds(Duration::from_secs_f64(cpu.seconds)),
+                cpu.opsgate,
+                cpu.bench,
+                cpu.machine,
+                cpu.iowait,
+                micros(cpu.opsgate_per(n_operations))
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Where the CPUs went in each timed window (CPUs busy on average, of the machine's {}; *whole machine* \
+         counts everything running on it, other work included; *IO wait* is time CPUs sat idle waiting for \
+         the disk):\n\n\
+         | backend | window | opsgate | benchmark (client) | whole machine | IO wait | opsgate CPU |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        report.settings.threads
+    );
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out);
+}
+
+/// Per query: what it found and how long it took on each backend, so that a slow query shape
+/// stands out.
+fn render_context_queries(out: &mut String, report: &ContextReport) {
+    let runs: Vec<Option<&BackendRun>> = Backend::ALL
+        .iter()
+        .map(|backend| match report.backend(*backend) {
+            Section::Measured(run) => Some(run),
+            _ => None,
+        })
+        .collect();
+    if runs.iter().all(Option::is_none) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Per query (*hits*: items returned, at most 10; * marks a query no document fully matched, ranked on \
+         any of its words; p50 and max over its {} timed calls through opsgate):\n",
+        crate::context::SEARCH_ROUNDS
+    );
+    let mut header = "| query | kinds |".to_string();
+    let mut rule = "| --- | --- |".to_string();
+    for backend in Backend::ALL {
+        let label = backend.label();
+        header.push_str(&format!(" hits {label} | p50 {label} | store alone {label} | max {label} |"));
+        rule.push_str(" ---: | ---: | ---: | ---: |");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for (index, case) in report.cases.iter().enumerate() {
+        let kinds = if case.kinds.is_empty() { "all".to_string() } else { case.kinds.join(", ") };
+        let mut row = format!("| `{}` | {kinds} |", case.query);
+        for run in &runs {
+            match run.and_then(|run| run.search.cases.get(index)) {
+                Some(figures) => row.push_str(&format!(
+                    " {}{} | {} | {} | {} |",
+                    figures.n_hits,
+                    if figures.all_words { "" } else { "*" },
+                    ms(figures.p50),
+                    ms(figures.store_p50),
+                    ms(figures.max)
+                )),
+                None => row.push_str(" – | – | – | – |"),
+            }
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out);
+}
+
 /// The per-column medians of one server's rounds.
 fn median_row(
     out: &mut String,
@@ -630,12 +923,21 @@ fn median_row(
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, thousands};
 
     #[test]
     fn median_is_a_measured_value() {
         assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median([4, 1, 3, 2]), Some(2));
         assert_eq!(median(Vec::<u8>::new()), None);
+    }
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(5_000), "5,000");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }

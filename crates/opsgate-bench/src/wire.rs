@@ -57,6 +57,18 @@ impl Connection {
         if let Some(name) = name {
             request = request.header("mcp-name", name);
         }
+        self.send(request, body).await
+    }
+
+    /// POSTs `body` as `content_type` to `path`, which is not MCP (a webhook), and returns the
+    /// status and the whole body.
+    pub async fn post_to(&mut self, path: &str, content_type: &str, body: String) -> Result<(StatusCode, Bytes)> {
+        let request = Request::post(path).header(HOST, self.host.as_str()).header(CONTENT_TYPE, content_type);
+        self.send(request, body).await
+    }
+
+    /// Adds the connection's `Authorization`, sends, and reads the whole response.
+    async fn send(&mut self, mut request: http::request::Builder, body: String) -> Result<(StatusCode, Bytes)> {
         if let Some(authorization) = &self.authorization {
             request = request.header(http::header::AUTHORIZATION, authorization.as_str());
         }
