@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use opsgate_connectors::prometheus::{SignalCatalog, prometheus_tools};
+use opsgate_connectors::prometheus::{SignalCatalog, current_value, prometheus_tools};
 use opsgate_core::{OutputBudget, ToolError};
 use opsgate_testkit::{Prometheus, PrometheusOptions, ScrapeTarget};
 use serde_json::json;
@@ -72,6 +72,27 @@ async fn service_metrics_match_the_known_error_rate_latency_and_request_rate() -
     )
     .await?;
     assert!(max_rate.fields["promql"].as_str().is_some_and(|promql| promql.starts_with("max(")));
+    Ok(())
+}
+
+/// The catalog's health checks read a signal's value now through `current_value`: the same
+/// probe and PromQL as `get_service_metrics`, as an instant query.
+#[tokio::test]
+async fn current_value_reads_the_known_error_rate_and_p99_and_none_for_an_unknown_service() -> Result<()> {
+    let (_payments, prometheus) = payments_prometheus().await?;
+    let clients = support::prometheus_clients("local", &prometheus.url(), 5);
+    let client = clients.get("local").cloned().ok_or_else(|| anyhow::anyhow!("no client"))?;
+    let catalog = SignalCatalog::builtin();
+    let errors = current_value(&client, &catalog, "error_rate", "payments-api").await?;
+    let errors = errors.ok_or_else(|| anyhow::anyhow!("no error_rate"))?;
+    assert_near(errors.value, ERROR_RATE, 0.005, "error_rate now");
+    assert_eq!(errors.convention, "prometheus-client");
+    assert!(errors.promql.contains("[5m]"), "{}", errors.promql);
+    let p99 = current_value(&client, &catalog, "latency_p99", "payments-api").await?;
+    assert_near(p99.map(|p99| p99.value).unwrap_or_default(), P99_SECONDS, 0.001, "latency_p99 now");
+    assert_eq!(current_value(&client, &catalog, "error_rate", "checkout").await?, None);
+    let unknown = current_value(&client, &catalog, "no_such_signal", "payments-api").await;
+    assert!(matches!(unknown, Err(ToolError::Internal(message)) if message.contains("no_such_signal")));
     Ok(())
 }
 

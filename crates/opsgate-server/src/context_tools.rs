@@ -1,12 +1,14 @@
 //! The context tools over stored events: `timeline` (what happened, filtered) and `what_changed`
-//! (the changes to one service in a window: deploys, pipeline runs, pushes, merges, releases,
-//! config changes and the writes opsgate executed), newest first.
+//! (the changes to one service and its direct dependencies in a window: deploys, pipeline runs,
+//! pushes, merges, releases, config changes and the writes opsgate executed), newest first.
 
 use chrono::{DateTime, Utc};
 use opsgate_core::{CallContext, Effect, EventKind, Row, Tool, ToolError, ToolOutput, ToolSpec, parse_arguments};
 use opsgate_store::{EventQuery, Store, StoredEvent};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use crate::catalog::CatalogHandle;
 
 /// Events one call reads at most; the output budget then decides how many are shown.
 const MAX_EVENTS: i64 = 1_000;
@@ -24,6 +26,7 @@ fn events_output_schema() -> Option<Map<String, Value>> {
         "type": "object",
         "properties": {
             "service": {"type": "string"},
+            "dependencies": {"type": "array", "items": {"type": "string"}},
             "since": {"type": "string"},
             "until": {"type": "string"},
             "items": {"type": "array", "items": {"type": "object", "properties": {
@@ -219,6 +222,8 @@ impl Tool for TimelineTool {
 pub struct WhatChangedTool {
     spec: ToolSpec,
     store: Store,
+    /// Where a service's dependencies come from; `None` without `[catalog]`.
+    catalog: Option<CatalogHandle>,
 }
 
 #[derive(Deserialize)]
@@ -235,13 +240,14 @@ fn default_window() -> String {
 }
 
 impl WhatChangedTool {
-    pub fn new(store: Store) -> WhatChangedTool {
+    pub fn new(store: Store, catalog: Option<CatalogHandle>) -> WhatChangedTool {
         let spec = read_spec(
             "what_changed",
             "What changed",
-            "Changes to a service in a window, newest first: deploys, pipeline runs, pushes (commit \
-                          list), merges (diff size), releases, config changes and writes opsgate executed. window: \
-                          30m, 2h, 1d back from now, or START/END in RFC 3339 (default 1h).",
+            "Changes to a service and its direct dependencies (service catalog) in a window, newest first: \
+                          deploys, pipeline runs, pushes (commit list), merges (diff size), releases, config changes \
+                          and writes opsgate executed. window: 30m, 2h, 1d back from now, or START/END in RFC 3339 \
+                          (default 1h).",
             object(json!({
                 "type": "object",
                 "properties": {
@@ -253,7 +259,46 @@ impl WhatChangedTool {
                 "additionalProperties": false
             })),
         );
-        WhatChangedTool { spec, store }
+        WhatChangedTool { spec, store, catalog }
+    }
+
+    /// The names `service`'s events may be stored under, then those of its direct dependencies
+    /// (the catalog's `dependsOn`), each with the metrics name it goes by (`opsgate.dev/service`)
+    /// when that differs; and a note when the dependencies could not be known.
+    fn scope(&self, service: &str) -> (Vec<String>, Vec<String>, Option<String>) {
+        let mut own = vec![service.to_string()];
+        let Some(catalog) = &self.catalog else {
+            return (
+                own,
+                Vec::new(),
+                Some("no service catalog is configured: changes to its dependencies are not included".to_string()),
+            );
+        };
+        let catalog = catalog.current();
+        let Some(entity) = catalog.find(service) else {
+            return (
+                own,
+                Vec::new(),
+                Some(format!("{service} is not in the service catalog: changes to its dependencies are not included")),
+            );
+        };
+        let aliases = |entity: &crate::catalog::Entity| {
+            let mut names = vec![entity.name.clone()];
+            names.extend(entity.metrics.as_ref().map(|metrics| metrics.service.clone()));
+            names
+        };
+        own.extend(aliases(entity));
+        let mut dependencies = Vec::new();
+        for key in catalog.dependencies(&entity.entity_ref()) {
+            match catalog.get(key) {
+                Some(dependency) => dependencies.extend(aliases(dependency)),
+                None => dependencies.push(key.name.clone()),
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        own.retain(|name| seen.insert(name.clone()));
+        dependencies.retain(|name| seen.insert(name.clone()));
+        (own, dependencies, None)
     }
 }
 
@@ -270,8 +315,9 @@ impl Tool for WhatChangedTool {
             Some((start, end)) => (parse_time(start, now, "window start")?, Some(parse_time(end, now, "window end")?)),
             None => (parse_time(&arguments.window, now, "window")?, None),
         };
+        let (own, dependencies, note) = self.scope(&arguments.service);
         let query = EventQuery {
-            services: vec![arguments.service.clone()],
+            services: own.iter().chain(&dependencies).cloned().collect(),
             environment: arguments.environment.clone(),
             since: Some(since.clone()),
             until: until.clone(),
@@ -280,18 +326,39 @@ impl Tool for WhatChangedTool {
         };
         let events = self.store.events(&query).await.map_err(unavailable)?;
         let until_text = until.unwrap_or_else(|| "now".to_string());
-        let headline = if events.is_empty() {
-            format!("no changes recorded for {} from {since} to {until_text}", arguments.service)
+        let scope = if dependencies.is_empty() {
+            arguments.service.clone()
         } else {
-            format!("{} changes to {} from {since} to {until_text}", events.len(), arguments.service)
+            format!("{} and its dependencies {}", arguments.service, dependencies.join(", "))
+        };
+        let headline = if events.is_empty() {
+            format!("no changes recorded for {scope} from {since} to {until_text}")
+        } else {
+            format!("{} changes to {scope} from {since} to {until_text}", events.len())
         };
         let mut output = ToolOutput::text(headline)
             .field("service", arguments.service.clone())
+            .field("dependencies", dependencies.clone())
             .field("since", since)
             .field("until", until_text);
-        output.columns = ["time", "kind", "source", "summary", "detail"].map(str::to_string).to_vec();
-        output.rows = events.iter().map(|event| event_row(event, false)).collect();
-        output.footer.push("changes to its dependencies are not included yet (no service catalog)".to_string());
+        // With more than one name queried, each row says which service it was on.
+        let several = own.len() + dependencies.len() > 1;
+        output.columns = if several {
+            ["time", "kind", "service", "source", "summary", "detail"].map(str::to_string).to_vec()
+        } else {
+            ["time", "kind", "source", "summary", "detail"].map(str::to_string).to_vec()
+        };
+        output.rows = events
+            .iter()
+            .map(|event| {
+                let mut row = event_row(event, false);
+                if several {
+                    row.cells.insert(2, event.event.service.clone().unwrap_or_default());
+                }
+                row
+            })
+            .collect();
+        output.footer.extend(note);
         Ok(output)
     }
 }
@@ -333,6 +400,84 @@ mod tests {
         deploy.attribute("state", Some("success"));
         deploy.attribute("revision", Some("v1.8.0"));
         assert_eq!(detail(&deploy), "state success; revision v1.8.0");
+    }
+
+    /// With a catalog, `what_changed` covers the service's direct dependencies too (under their
+    /// names and the metrics names they go by), says which in its summary, and each row says
+    /// which service it was on; nothing of a service it does not depend on.
+    #[tokio::test]
+    async fn what_changed_includes_the_direct_dependencies_from_the_catalog() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open_sqlite(dir.path()).await?;
+        let catalog_text = "\
+kind: Component
+metadata: {name: checkout}
+spec: {dependsOn: ['component:payments', 'resource:orders-db']}
+---
+kind: Component
+metadata:
+  name: payments
+  annotations: {opsgate.dev/prometheus-target: main, opsgate.dev/service: payments-api}
+spec: {dependsOn: ['resource:payments-db']}
+---
+kind: Component
+metadata: {name: auth}
+";
+        let (entities, problems) = crate::catalog::parse_file(catalog_text, "catalog.yaml");
+        let catalog = CatalogHandle::new(crate::catalog::Catalog::build(entities, Vec::new(), problems));
+        let ago = |minutes: i64| opsgate_store::rfc3339(Utc::now() - chrono::Duration::minutes(minutes));
+        let mut events = Vec::new();
+        for (minutes, service, delivery) in [
+            (5, "checkout", "d-checkout"),
+            (10, "payments-api", "d-payments-api"),
+            (15, "payments", "d-payments"),
+            (20, "orders-db", "d-orders-db"),
+            (25, "payments-db", "d-two-steps-away"),
+            (30, "auth", "d-unrelated"),
+        ] {
+            let mut event = opsgate_core::Event::new(
+                ago(minutes),
+                "github",
+                EventKind::Deploy,
+                format!("deployed {service}"),
+                delivery,
+            );
+            event.service = Some(service.to_string());
+            events.push(event);
+        }
+        store.insert_events(&events, &opsgate_store::now_rfc3339()).await?;
+        let call = |tool: WhatChangedTool| async move {
+            let context = CallContext::new(
+                None,
+                opsgate_core::OutputBudget::default(),
+                std::sync::Arc::new(opsgate_core::NoClient),
+            );
+            let arguments = json!({"service": "checkout", "window": "1h"}).as_object().cloned().unwrap_or_default();
+            tool.call(context, arguments).await
+        };
+
+        let output = call(WhatChangedTool::new(store.clone(), Some(catalog))).await?;
+        let services: Vec<String> =
+            output.rows.iter().map(|row| row.item["service"].as_str().unwrap_or_default().to_string()).collect();
+        assert_eq!(services, ["checkout", "payments-api", "payments", "orders-db"], "newest first, nothing else");
+        assert_eq!(output.columns[2], "service");
+        assert_eq!(output.rows[1].cells[2], "payments-api");
+        assert!(
+            output.summary[0]
+                .starts_with("4 changes to checkout and its dependencies payments, payments-api, orders-db from "),
+            "{:?}",
+            output.summary
+        );
+        assert_eq!(output.fields["dependencies"], json!(["payments", "payments-api", "orders-db"]));
+        assert!(output.footer.is_empty(), "{:?}", output.footer);
+
+        // Without a catalog: the service alone, and the footer says why.
+        let output = call(WhatChangedTool::new(store.clone(), None)).await?;
+        assert_eq!(output.rows.len(), 1);
+        assert_eq!(output.columns, ["time", "kind", "source", "summary", "detail"]);
+        assert_eq!(output.footer, ["no service catalog is configured: changes to its dependencies are not included"]);
+        store.close().await;
+        Ok(())
     }
 
     #[test]

@@ -11,7 +11,6 @@ use opsgate_connectors::prometheus::{PrometheusClient, PrometheusClients, Signal
 use opsgate_core::OutputBudget;
 use opsgate_server::approvals::{ApprovalQueue, ApprovalSettings, ApprovalStatusTool};
 use opsgate_server::metrics::Metrics;
-use opsgate_server::surface::NoSurface;
 use opsgate_server::{McpState, Pipeline, PipelineConfig, PolicyHandle, Registry, TargetCatalog};
 use opsgate_store::{AuditLog, AuditWriterConfig, Notices, Store};
 
@@ -26,6 +25,8 @@ pub struct App {
     pub audit_writer: tokio::task::JoinHandle<()>,
     /// Reloads the policy files when they change (none when there are none).
     pub policy_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Reloads the service catalog when its files change (none without `[catalog]`).
+    pub catalog_watch: Option<tokio::task::JoinHandle<()>>,
     /// Marks approval requests whose time ran out as expired.
     pub expiry_sweep: tokio::task::JoinHandle<()>,
     /// The federated MCP servers of `.opsgate/mcp.json` and the global `mcp.json`, once
@@ -124,6 +125,15 @@ pub async fn open_store(config: &RuntimeConfig) -> anyhow::Result<Store> {
 /// Builds the registry of built-in tools with the configured backend instances as targets.
 /// Secret references are resolved here, once, at start-up.
 pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Registry> {
+    registry_and_prometheus(config, env).map(|(registry, _)| registry)
+}
+
+/// `registry`, and the Prometheus clients its tools use, for tools built later that read
+/// metrics too (the catalog's health).
+fn registry_and_prometheus(
+    config: &RuntimeConfig,
+    env: &impl Env,
+) -> anyhow::Result<(Registry, Arc<PrometheusClients>)> {
     let mut prometheus = Vec::new();
     for (name, instance) in &config.prometheus {
         let token = crate::config::resolve_secret_text(instance.bearer_token.as_deref(), env)
@@ -157,23 +167,45 @@ pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Regist
         tools.extend(prometheus_tools(prometheus.clone(), catalog));
     }
     if !alertmanager.is_empty() {
-        tools.extend(alertmanager_tools(alertmanager, prometheus));
+        tools.extend(alertmanager_tools(alertmanager, prometheus.clone()));
     }
     for tool in tools {
         registry.register(tool)?;
     }
-    Ok(registry)
+    Ok((registry, prometheus))
 }
 
 impl App {
     pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
-        let mut registry = registry(config, env)?;
+        let (mut registry, prometheus) = registry_and_prometheus(config, env)?;
         let policy = Arc::new(PolicyHandle::shared(policy_files::load(config)?));
         let store = open_store(config).await?;
         let notices = Notices::new(store.clone());
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone()).with_notices(notices.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
-        registry.register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone())))?;
+        let (services, catalog_watch) = match &config.catalog {
+            Some(settings) => {
+                let (handle, watch) = crate::catalog::start(settings, registry.changes().clone()).await;
+                (Some(handle), Some(watch))
+            }
+            None => (None, None),
+        };
+        registry
+            .register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone(), services.clone())))?;
+        if let (Some(settings), Some(handle)) = (&config.catalog, &services) {
+            let health = if prometheus.is_empty() {
+                None
+            } else {
+                let signals = SignalCatalog::from_config(&config.metrics).context("metrics.signals")?;
+                Some(Arc::new(crate::catalog::PrometheusHealth::new(prometheus, signals))
+                    as Arc<dyn opsgate_server::catalog::HealthSource>)
+            };
+            registry.register(Arc::new(opsgate_server::catalog::GetServiceDependencies::new(
+                handle.clone(),
+                health,
+                settings.health,
+            )))?;
+        }
         for tool in opsgate_server::memory_tools::memory_tools(store.clone()) {
             registry.register(tool)?;
         }
@@ -202,8 +234,15 @@ impl App {
         .with_policy(policy.clone())
         .with_approvals(approvals)
         .with_events(events.clone());
+        // The catalog's resources are served without a catalog too: a service's page then shows
+        // its recent events, and clients can subscribe to it.
+        let own = opsgate_server::catalog::CatalogSurface::new(
+            services.unwrap_or_default(),
+            store.clone(),
+            pipeline.redactor().clone(),
+        );
         let surface =
-            opsgate_gateway::FederatedSurface::new(Arc::new(NoSurface), catalog.clone(), pipeline.redactor().clone());
+            opsgate_gateway::FederatedSurface::new(Arc::new(own), catalog.clone(), pipeline.redactor().clone());
         let mcp = Arc::new(McpState {
             pipeline: Arc::new(pipeline),
             surface: Arc::new(surface),
@@ -217,6 +256,7 @@ impl App {
             mcp,
             audit_writer,
             policy_watch,
+            catalog_watch,
             expiry_sweep,
             gateway: None,
             catalog,
@@ -277,8 +317,19 @@ impl App {
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway, announcer, retention, .. } = self;
-        for task in announcer.into_iter().chain(retention) {
+        let App {
+            store,
+            mcp,
+            audit_writer,
+            policy_watch,
+            catalog_watch,
+            expiry_sweep,
+            gateway,
+            announcer,
+            retention,
+            ..
+        } = self;
+        for task in announcer.into_iter().chain(retention).chain(catalog_watch) {
             task.abort();
         }
         if let Some(gateway) = gateway {

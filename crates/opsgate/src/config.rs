@@ -76,6 +76,8 @@ pub struct FileConfig {
     pub hooks: HooksSection,
     #[serde(default)]
     pub events: EventsSection,
+    /// The service catalog: Backstage catalog files and runbooks.
+    pub catalog: Option<CatalogSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +220,67 @@ pub struct EventsSection {
     pub retention_days: Option<u32>,
 }
 
+/// `[catalog]`: where the service catalog and its runbooks are, and how health is judged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSection {
+    /// Backstage catalog files, or directories scanned recursively for `*.yaml`/`*.yml`;
+    /// relative to the config file.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Directories of Markdown runbooks; relative to the config file.
+    #[serde(default)]
+    pub runbooks: Vec<PathBuf>,
+    /// Above this error rate (0..1) a service is degraded (default 0.05).
+    pub degraded_error_rate: Option<f64>,
+    /// Above this p99 latency a service is degraded (default: latency alone never degrades).
+    pub degraded_latency_p99_seconds: Option<f64>,
+    /// Each service's health query is given up after this long (default 3).
+    pub health_timeout_seconds: Option<f64>,
+}
+
+/// What `[catalog]` resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogSettings {
+    pub sources: opsgate_server::catalog::CatalogSources,
+    pub health: opsgate_server::catalog::HealthSettings,
+}
+
+impl CatalogSection {
+    /// Paths resolved against `base` (the config file's directory), values checked; an error
+    /// names the key.
+    fn resolve(self, base: &Path) -> Result<CatalogSettings, (String, String)> {
+        let key = |name: &str| format!("catalog.{name}");
+        if self.paths.is_empty() && self.runbooks.is_empty() {
+            return Err((key("paths"), "name at least one catalog file or directory (or runbooks)".to_string()));
+        }
+        let mut health = opsgate_server::catalog::HealthSettings::default();
+        if let Some(rate) = self.degraded_error_rate {
+            if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
+                return Err((key("degraded_error_rate"), "must be a share between 0 and 1, such as 0.05".to_string()));
+            }
+            health.degraded_error_rate = rate;
+        }
+        if let Some(latency) = self.degraded_latency_p99_seconds {
+            if !(latency.is_finite() && latency > 0.0 && latency <= 3600.0) {
+                return Err((key("degraded_latency_p99_seconds"), "must be between 0 and 3600".to_string()));
+            }
+            health.degraded_latency_p99 = Some(latency);
+        }
+        if let Some(timeout) = self.health_timeout_seconds {
+            if !(timeout.is_finite() && timeout > 0.0 && timeout <= 60.0) {
+                return Err((key("health_timeout_seconds"), "must be between 0 and 60".to_string()));
+            }
+            health.timeout = std::time::Duration::from_secs_f64(timeout);
+        }
+        let sources = opsgate_server::catalog::CatalogSources {
+            paths: self.paths.iter().map(|path| base.join(path)).collect(),
+            runbooks: self.runbooks.iter().map(|path| base.join(path)).collect(),
+        };
+        Ok(CatalogSettings { sources, health })
+    }
+}
+
 /// `/hooks/<source>`: a source is on when its secret is set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,6 +408,8 @@ pub struct RuntimeConfig {
     pub hooks: HooksSettings,
     /// How long events are kept; `None` keeps them forever.
     pub event_retention: Option<chrono::Duration>,
+    /// The service catalog, when `[catalog]` is there.
+    pub catalog: Option<CatalogSettings>,
 }
 
 impl RuntimeConfig {
@@ -555,6 +620,11 @@ impl FileConfig {
             ));
         }
         let event_retention = (retention_days > 0).then(|| chrono::Duration::days(i64::from(retention_days)));
+        let catalog = self
+            .catalog
+            .map(|section| section.resolve(&base))
+            .transpose()
+            .map_err(|(key, reason)| invalid(&key, reason))?;
         let public_url = match env.var("OPSGATE_PUBLIC_URL").or(server.public_url) {
             None => None,
             Some(url) => Some(
@@ -583,6 +653,7 @@ impl FileConfig {
             approval_webhook: self.approvals.webhook_url,
             hooks,
             event_retention,
+            catalog,
             source,
             listen,
             data_dir,

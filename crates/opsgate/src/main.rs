@@ -2,6 +2,7 @@
 
 mod app;
 mod approvals_cli;
+mod catalog;
 mod cli;
 mod config;
 mod mcp_cli;

@@ -52,6 +52,13 @@ pub const STARTER: &str = r#"# opsgate configuration. Every key is optional; unk
 # [[environments]]
 # name = "production"
 # protected = true
+
+# The service catalog: Backstage catalog-info.yaml files (or directories of them) and Markdown
+# runbooks, relative to this file; reloaded when they change. Annotate a component with
+# opsgate.dev/prometheus-target = "prod" for live health in get_service_dependencies.
+# [catalog]
+# paths = ["catalog/"]
+# runbooks = ["runbooks/"]
 "#;
 
 pub fn init(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
@@ -108,6 +115,7 @@ pub async fn doctor(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    n_problems += crate::catalog::doctor(&config, &mut stdout).await?;
     match crate::app::registry(&config, &ProcessEnv) {
         Ok(registry) => {
             let tools = registry.tools();

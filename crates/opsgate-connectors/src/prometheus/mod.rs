@@ -20,7 +20,9 @@ pub use client::{
     RawSample, Rule, RuleAlert, RuleGroup, RulesData, VectorSample,
 };
 pub use config::{MetricsCatalogConfig, PrometheusConfig, SignalOverride, default_service_labels};
-pub use tools::{GetAlertHistory, GetServiceMetrics, ListMetrics, QueryMetrics, prometheus_tools};
+pub use tools::{
+    CurrentValue, GetAlertHistory, GetServiceMetrics, ListMetrics, QueryMetrics, current_value, prometheus_tools,
+};
 
 #[cfg(feature = "alertmanager")]
 pub(crate) use tools::{now_unix, service_of};

@@ -399,6 +399,65 @@ impl Tool for GetServiceMetrics {
     }
 }
 
+/// How far back the probe of `current_value` looks for a service's series, and the rate window
+/// of its query: a health check is about now, so a short window, wide enough for a few scrapes.
+const CURRENT_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// A signal's value now, as a health check reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentValue {
+    pub value: f64,
+    pub unit: Unit,
+    /// The convention that answered and the PromQL that ran.
+    pub convention: String,
+    pub promql: String,
+}
+
+/// The current value of `signal` for `service`: `get_service_metrics`' probe over the last five
+/// minutes, then its matching conventions in catalog order as instant queries, the first with a
+/// finite value answering. `None` when no series has the service's label, or none has a value
+/// now (no traffic). The catalog's health checks use this, so health and `get_service_metrics`
+/// read the same PromQL.
+pub async fn current_value(
+    client: &PrometheusClient,
+    catalog: &SignalCatalog,
+    signal: &str,
+    service: &str,
+) -> Result<Option<CurrentValue>, ToolError> {
+    let signal = catalog.get(signal).ok_or_else(|| {
+        ToolError::Internal(format!("unknown metric signal {signal:?}; signals are {}", catalog.names().join(", ")))
+    })?;
+    let end = now_unix();
+    let Some(found) = probe(client, signal, service, (end - CURRENT_WINDOW.as_secs_f64(), end)).await? else {
+        return Ok(None);
+    };
+    let selector = promql::matcher(&found.label, service);
+    let window = format::promql_duration(CURRENT_WINDOW.as_secs());
+    let values = TemplateValues { selector: &selector, window: &window, aggregation: signal.default_aggregation };
+    for convention in &found.conventions {
+        let query = render(&convention.template, values);
+        let answer = client.query(&query).await.map_err(|error| error.into_tool_error())?;
+        let value = match answer.data {
+            QueryResult::Vector(samples) => samples
+                .iter()
+                .filter_map(|sample| sample.value.as_ref())
+                .map(|sample| sample.point().value)
+                .find(|value| value.is_finite()),
+            QueryResult::Scalar(sample) => Some(sample.point().value).filter(|value| value.is_finite()),
+            _ => None,
+        };
+        if let Some(value) = value {
+            return Ok(Some(CurrentValue {
+                value,
+                unit: signal.unit,
+                convention: convention.name.clone(),
+                promql: query,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 // ---------------------------------------------------------------------------------------------
 // query_metrics
 

@@ -1,6 +1,7 @@
 //! The catalog as MCP resources: `opsgate://services` (every entity, one line of facts each),
 //! `opsgate://services/{name}` (one service: metadata, owners, dependencies both ways,
-//! runbooks, its 20 newest events) and `opsgate://runbooks/{id}` (a runbook's Markdown).
+//! runbooks, its 20 newest events; a service only events name is its events alone) and
+//! `opsgate://runbooks/{id}` (a runbook's Markdown).
 //! Runbooks are also listed one by one, so a client can show them without a template.
 
 use std::sync::Arc;
@@ -39,20 +40,34 @@ impl CatalogSurface {
         ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")])
     }
 
+    /// One service: what the catalog knows of it and its newest events. A service the catalog
+    /// does not know but events name (or any, without a catalog) is its events alone.
     async fn service(&self, uri: &str, name: &str) -> Result<ReadResourceResult, ErrorData> {
         let catalog = self.catalog.current();
-        let Some(entity) = catalog.find(name) else {
-            let close = catalog.close_matches(name, 5);
-            let hint = if close.is_empty() { String::new() } else { format!("; did you mean {}?", close.join(", ")) };
-            let data = json!({"uri": uri});
-            return Err(ErrorData::resource_not_found(format!("no service {name:?} in the catalog{hint}"), Some(data)));
+        let entity = catalog.find(name);
+        let service = entity.map_or_else(|| name.to_string(), |entity| entity.name.clone());
+        let query = EventQuery { services: vec![service.clone()], limit: RECENT_EVENTS, ..EventQuery::default() };
+        let events = self.store.events(&query).await.map_err(|error| {
+            tracing::warn!(%error, %service, "recent events of a service could not be read");
+            error
+        });
+        let mut detail = match entity {
+            Some(entity) => service_detail(&catalog, entity),
+            None if events.as_ref().is_ok_and(|events| !events.is_empty()) => {
+                json!({"name": service, "inCatalog": false})
+            }
+            None => {
+                let close = catalog.close_matches(name, 5);
+                let hint =
+                    if close.is_empty() { String::new() } else { format!("; did you mean {}?", close.join(", ")) };
+                let data = json!({"uri": uri});
+                let message = format!("no service {name:?} in the catalog or the events{hint}");
+                return Err(ErrorData::resource_not_found(message, Some(data)));
+            }
         };
-        let mut detail = service_detail(&catalog, entity);
-        let query = EventQuery { services: vec![entity.name.clone()], limit: RECENT_EVENTS, ..EventQuery::default() };
-        match self.store.events(&query).await {
+        match events {
             Ok(events) => detail["recentEvents"] = serde_json::to_value(events).unwrap_or(Value::Null),
-            Err(error) => {
-                tracing::warn!(%error, service = %entity.name, "recent events of a service could not be read");
+            Err(_) => {
                 detail["recentEvents"] = Value::Null;
                 detail["recentEventsError"] = json!("the event store is unavailable");
             }

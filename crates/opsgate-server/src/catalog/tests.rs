@@ -664,7 +664,20 @@ async fn services_runbooks_and_a_service_with_its_recent_events_are_resources() 
     assert!(runbook.starts_with("# Payments: high error rate\n"), "{runbook}");
 
     let missing = read(&surface, "opsgate://services/paymnts").await.err().map(|error| error.message.to_string());
-    assert_eq!(missing.as_deref(), Some("no service \"paymnts\" in the catalog; did you mean payments?"));
+    assert_eq!(missing.as_deref(), Some("no service \"paymnts\" in the catalog or the events; did you mean payments?"));
+    // Not in the catalog, but events name it: its page is its events.
+    let mut event = opsgate_core::Event::new(
+        "2026-11-21T11:30:00.000Z",
+        "argocd",
+        opsgate_core::EventKind::Deploy,
+        "synced",
+        "d-y",
+    );
+    event.service = Some("billing-worker".to_string());
+    store.insert_events(&[event], "2026-11-21T11:30:00.000Z").await?;
+    let (worker, _) = read(&surface, "opsgate://services/billing-worker").await?;
+    let worker: Value = serde_json::from_str(&worker)?;
+    assert_eq!((&worker["inCatalog"], &worker["recentEvents"][0]["summary"]), (&json!(false), &json!("synced")));
     assert!(read(&surface, "opsgate://runbooks/nope").await.is_err());
 
     let complete = |uri: &str, name: &str, value: &str| {

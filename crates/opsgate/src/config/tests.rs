@@ -257,3 +257,49 @@ fn hook_mistakes_name_the_key() {
         assert!(!message.contains("plain-value"), "the secret is repeated: {message}");
     }
 }
+
+#[test]
+fn the_catalog_resolves_paths_against_the_config_file_and_checks_its_health_settings() {
+    let config = parse(
+        "[catalog]\npaths = [\"catalog/\", \"/srv/payments/catalog-info.yaml\"]\nruntbooks = []\n",
+        "/etc/opsgate/opsgate.toml",
+    );
+    let message = config.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("unknown field `runtbooks`"), "{message}");
+
+    let text = "[catalog]\npaths = [\"catalog/\", \"/srv/payments/catalog-info.yaml\"]\nrunbooks = [\"runbooks\"]\n\
+                degraded_error_rate = 0.1\nhealth_timeout_seconds = 1.5\n";
+    let config = parse(text, "opsgate.toml")
+        .and_then(|file| {
+            file.resolve(Some(PathBuf::from("/etc/opsgate/opsgate.toml")), &CliOverrides::default(), &env(&[]))
+        })
+        .expect("catalog resolves");
+    let catalog = config.catalog.expect("a catalog");
+    assert_eq!(
+        catalog.sources.paths,
+        [PathBuf::from("/etc/opsgate/catalog/"), PathBuf::from("/srv/payments/catalog-info.yaml")]
+    );
+    assert_eq!(catalog.sources.runbooks, [PathBuf::from("/etc/opsgate/runbooks")]);
+    assert_eq!(catalog.health.degraded_error_rate, 0.1);
+    assert_eq!(catalog.health.degraded_latency_p99, None);
+    assert_eq!(catalog.health.timeout, std::time::Duration::from_millis(1_500));
+    assert!(resolve("", &[]).expect("no catalog").catalog.is_none());
+
+    for (text, expect) in [
+        ("[catalog]\n", "catalog.paths: name at least one catalog file or directory (or runbooks)"),
+        (
+            "[catalog]\npaths = [\"c\"]\ndegraded_error_rate = 5\n",
+            "catalog.degraded_error_rate: must be a share between 0 and 1, such as 0.05",
+        ),
+        (
+            "[catalog]\npaths = [\"c\"]\ndegraded_latency_p99_seconds = -1\n",
+            "catalog.degraded_latency_p99_seconds: must be between 0 and 3600",
+        ),
+        (
+            "[catalog]\npaths = [\"c\"]\nhealth_timeout_seconds = 0\n",
+            "catalog.health_timeout_seconds: must be between 0 and 60",
+        ),
+    ] {
+        assert_eq!(error(text), format!("invalid config opsgate.toml: {expect}"));
+    }
+}
