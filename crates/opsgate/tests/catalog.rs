@@ -146,7 +146,11 @@ async fn dependencies_show_live_health_from_a_real_prometheus_and_a_mermaid_diag
     let (_exporter, ticker, prometheus) = payments_prometheus().await?;
     let dir = tempfile::tempdir()?;
     copy_catalog(dir.path())?;
-    let config = write_config(dir.path(), &format!("[connectors.prometheus.main]\nurl = \"{}\"\n", prometheus.url()))?;
+    // A generous health timeout: a loaded CI machine must not turn payments "unknown".
+    let config = write_config(
+        dir.path(),
+        &format!("health_timeout_seconds = 20\n[connectors.prometheus.main]\nurl = \"{}\"\n", prometheus.url()),
+    )?;
     let config = config.to_str().unwrap_or_default();
     let call = |args: &[&str]| {
         let mut full = vec!["--config", config, "call", "get_service_dependencies"];
