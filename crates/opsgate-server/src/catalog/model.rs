@@ -249,9 +249,10 @@ impl Entity {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
+/// An entity as written; `kind` was read already (it decides whether the document is read as
+/// an entity at all), and fields opsgate does not use are ignored.
 #[derive(Deserialize)]
 struct RawEntity {
-    kind: String,
     metadata: RawMetadata,
     #[serde(default)]
     spec: RawSpec,
@@ -415,7 +416,7 @@ fn entity(kind: EntityKind, raw: RawEntity, source: Source) -> Result<Entity, St
     let name = metadata.name.trim().to_string();
     let namespace = non_empty(metadata.namespace).unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     // The name must make a reference, since other entities point at it with one.
-    EntityRef::parse(&format!("{}:{namespace}/{name}", raw.kind), kind.as_str())
+    EntityRef::parse(&format!("{}:{namespace}/{name}", kind.as_str()), kind.as_str())
         .map_err(|_| format!("metadata.name {name:?} in namespace {namespace:?} cannot be referred to"))?;
     let annotations = metadata.annotations;
     let mut runbooks: Vec<String> =
