@@ -193,11 +193,6 @@ impl EventSink {
     }
 }
 
-/// The resource of one service, as clients subscribe to it.
-pub fn service_uri(service: &str) -> String {
-    format!("opsgate://services/{service}")
-}
-
 /// How long notices are gathered before their services are announced: a burst of deliveries
 /// about one service becomes one update, not one per event.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -226,7 +221,7 @@ pub async fn announce_service_updates(notices: Notices, changes: crate::ChangeFe
             }
         }
         for service in services {
-            changes.publish(crate::Change::ResourceUpdated { uri: service_uri(&service) });
+            changes.publish(crate::Change::ResourceUpdated { uri: crate::catalog::service_uri(&service) });
         }
     }
 }

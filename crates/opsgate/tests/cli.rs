@@ -904,3 +904,111 @@ async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silen
     );
     served.stop().await
 }
+
+/// A 2025-11-25 session that reports the resources it hears were updated.
+#[derive(Clone)]
+struct SubscribedClient {
+    updated: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl rmcp::ClientHandler for SubscribedClient {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut config = rmcp::model::ClientConfig::default();
+        config.protocol_version = rmcp::model::ProtocolVersion::V_2025_11_25;
+        config
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self.updated.send(params.uri);
+    }
+}
+
+/// Must-show: two opsgate processes share one PostgreSQL store. A client subscribed to a
+/// service through process A hears of an event about that service ingested through process B
+/// (B's insert, NOTIFY, A's LISTEN, A's change feed, the client's session), and not of events
+/// about other services; A's timeline shows B's event.
+#[tokio::test]
+async fn a_client_subscribed_through_one_process_hears_of_an_event_ingested_through_another() -> Result<()> {
+    let url = opsgate_testkit::Postgres::shared().await?.create_database("two_processes").await?;
+    let dir = tempfile::tempdir()?;
+    let secret = "gh-webhook-secret";
+    std::fs::write(dir.path().join("gh-secret"), secret)?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nstore = \"{url}\"\n[hooks.github]\nsecret = \"file:{}\"\n",
+            dir.path().join("gh-secret").display()
+        ),
+    )?;
+    let created = opsgate(
+        dir.path(),
+        &["--config", config.to_str().unwrap_or_default(), "keys", "create", "--name", "agent", "--roles", "viewer"],
+    )?;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_string();
+    let (port_a, port_b) = (opsgate_testkit::free_port(), opsgate_testkit::free_port());
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let process_a = Served::start(&config, &dir_a, port_a).await?;
+    let process_b = Served::start(&config, &dir_b, port_b).await?;
+
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let (updated, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(process_a.url.clone()).auth_header(key.clone()),
+    );
+    let client = SubscribedClient { updated }.serve(transport).await?;
+    // resources/subscribe is how a 2025-11-25 session subscribes (deprecated only for 2026-07-28).
+    #[allow(deprecated)]
+    client.subscribe(rmcp::model::SubscribeRequestParams::new("opsgate://services/payments-api")).await?;
+
+    let deliver = |repository: &'static str, delivery: &'static str| {
+        let hook = format!("http://127.0.0.1:{port_b}/hooks/github");
+        async move {
+            let body = json!({
+                "action": "created",
+                "deployment_status": {"state": "success", "created_at": chrono::Utc::now().to_rfc3339()},
+                "deployment": {"id": 1, "sha": "4f2a9c1e0b7d", "ref": "v2.0.0", "environment": "production"},
+                "repository": {"name": repository, "full_name": format!("acme/{repository}")},
+                "sender": {"login": "deploy-bot"}
+            })
+            .to_string();
+            let response = reqwest::Client::new()
+                .post(&hook)
+                .header("X-GitHub-Event", "deployment_status")
+                .header("X-GitHub-Delivery", delivery)
+                .header("X-Hub-Signature-256", github_signature(secret, &body))
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(response.status() == reqwest::StatusCode::ACCEPTED, "{}", response.text().await?);
+            anyhow::Ok(())
+        }
+    };
+    // Another service's event is not this subscription's business; then the subscribed one's.
+    deliver("checkout", "other-1").await?;
+    deliver("payments-api", "d-1").await?;
+    let uri = tokio::time::timeout(Duration::from_secs(15), heard.recv())
+        .await
+        .context("process A never announced the event process B ingested")?;
+    assert_eq!(uri.as_deref(), Some("opsgate://services/payments-api"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(heard.try_recv().is_err(), "only the subscribed service is announced");
+
+    let timeline =
+        client
+            .call_tool(CallToolRequestParams::new("timeline").with_arguments(
+                json!({"service": "payments-api", "since": "1h"}).as_object().cloned().unwrap_or_default(),
+            ))
+            .await?;
+    let items = structured(&timeline)["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{}", structured(&timeline));
+    assert_eq!(items[0]["attributes"]["ref"], "v2.0.0");
+    client.cancel().await?;
+    process_a.stop().await?;
+    process_b.stop().await
+}
