@@ -87,7 +87,7 @@ impl SearchContextTool {
 fn open_hint(hit: &SearchHit) -> String {
     match hit.source {
         DocumentSource::Event => format!("timeline around {}", hit.time),
-        DocumentSource::Runbook => format!("opsgate://runbooks/{}", hit.reference),
+        DocumentSource::Runbook => crate::catalog::runbook_uri(&hit.reference),
         DocumentSource::Memory => format!("open_nodes {}", hit.reference),
     }
 }

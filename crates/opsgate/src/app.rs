@@ -185,7 +185,7 @@ impl App {
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
         let (services, catalog_watch) = match &config.catalog {
             Some(settings) => {
-                let (handle, watch) = crate::catalog::start(settings, registry.changes().clone()).await;
+                let (handle, watch) = crate::catalog::start(settings, registry.changes().clone(), &store).await;
                 (Some(handle), Some(watch))
             }
             None => (None, None),

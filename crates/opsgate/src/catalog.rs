@@ -45,19 +45,27 @@ impl HealthSource for PrometheusHealth {
     }
 }
 
-/// Loads the catalog the settings name (problems are logged, never fatal) and starts its
-/// watcher, which announces changed resources on `changes`.
+/// Loads the catalog the settings name (problems are logged, never fatal), indexes its runbooks
+/// for `search_context` in `store`, and starts its watcher, which announces changed resources on
+/// `changes` and indexes the runbooks again after each reload.
 pub async fn start(
     settings: &CatalogSettings,
     changes: opsgate_server::ChangeFeed,
+    store: &opsgate_store::Store,
 ) -> (CatalogHandle, tokio::task::JoinHandle<()>) {
     let catalog = opsgate_server::catalog::load_async(settings.sources.clone()).await;
     for problem in catalog.problems() {
         tracing::warn!(%problem, "service catalog");
     }
+    opsgate_server::catalog::index_runbooks(store, &catalog).await;
     let handle = CatalogHandle::new(catalog);
-    let watch =
-        opsgate_server::catalog::watch(handle.clone(), settings.sources.clone(), RELOAD_INTERVAL, Some(changes));
+    let watch = opsgate_server::catalog::watch(
+        handle.clone(),
+        settings.sources.clone(),
+        RELOAD_INTERVAL,
+        Some(changes),
+        Some(store.clone()),
+    );
     (handle, watch)
 }
 

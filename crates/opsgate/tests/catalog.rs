@@ -312,3 +312,32 @@ async fn resources_serve_the_catalog_and_follow_an_edit() -> Result<()> {
     client.cancel().await?;
     Ok(())
 }
+
+/// `search_context` finds the catalog's runbooks beside events and memory: a runbook is found by
+/// words of its text, with its service and the URI to read it; once its file is gone, it is no
+/// longer found.
+#[test]
+fn search_context_finds_runbooks_and_forgets_deleted_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let catalog = copy_catalog(dir.path())?;
+    let config = write_config(dir.path(), "")?;
+    let config = config.to_str().unwrap_or_default();
+    let search = |query: &str| -> Result<Value> {
+        let output = opsgate(dir.path(), &["--config", config, "call", "search_context", "--arg", query, "--json"])?;
+        anyhow::ensure!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    let found = search("query=5xx roll back")?;
+    let items = found["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{found}");
+    assert_eq!(items[0]["source"], "runbook");
+    assert_eq!(items[0]["reference"], "payments/high-error-rate");
+    assert_eq!(items[0]["title"], "Payments: high error rate");
+    assert_eq!(items[0]["service"], "payments", "the entity whose annotation names it: {found}");
+    assert_eq!(items[0]["open"], "opsgate://runbooks/payments/high-error-rate");
+
+    std::fs::remove_file(catalog.join("runbooks/payments/high-error-rate.md"))?;
+    let found = search("query=5xx roll back")?;
+    assert_eq!(found["items"], json!([]), "{found}");
+    Ok(())
+}

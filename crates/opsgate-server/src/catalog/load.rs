@@ -174,13 +174,14 @@ pub async fn load_async(sources: CatalogSources) -> Catalog {
 /// Every `interval`, compares the sources' fingerprint with the one they had when `watch` was
 /// called (then with the last one seen); when it changed,
 /// loads the catalog again and swaps it in, then announces on `changes` the resources that
-/// changed. A file that no longer parses is a problem in the new catalog, and the other files'
+/// changed, and indexes the runbooks again in `store`. A file that no longer parses is a problem in the new catalog, and the other files'
 /// entities stay. Stops with the runtime (or when the handle is aborted).
 pub fn watch(
     handle: CatalogHandle,
     sources: CatalogSources,
     interval: Duration,
     changes: Option<ChangeFeed>,
+    store: Option<opsgate_store::Store>,
 ) -> tokio::task::JoinHandle<()> {
     // Taken now, not in the task: an edit made right after this call must count as a change.
     // Metadata only, so cheap enough for the caller's thread.
@@ -207,6 +208,9 @@ pub fn watch(
             }
             if let Some(changes) = &changes {
                 announce(changes, &previous, &catalog);
+            }
+            if let Some(store) = &store {
+                super::index_runbooks(store, &catalog).await;
             }
         }
     })

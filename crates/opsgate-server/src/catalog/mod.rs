@@ -43,6 +43,34 @@ pub fn runbook_uri(id: &str) -> String {
     format!("opsgate://runbooks/{id}")
 }
 
+/// The most characters of a runbook that are indexed; a runbook is a page, not a manual.
+const MAX_RUNBOOK_INDEXED_CHARS: usize = 100_000;
+
+/// Indexes the catalog's runbooks for `search_context`, replacing the runbooks indexed before
+/// (so a deleted runbook is no longer found). A runbook's service is the first entity that links
+/// to it. Failures are logged: search is then stale, nothing else is affected.
+pub async fn index_runbooks(store: &opsgate_store::Store, catalog: &Catalog) {
+    let now = opsgate_store::now_rfc3339();
+    let documents: Vec<opsgate_store::SearchDocument> = catalog
+        .runbooks()
+        .map(|runbook| opsgate_store::SearchDocument {
+            source: opsgate_store::DocumentSource::Runbook,
+            reference: runbook.id.clone(),
+            kind: "runbook".to_string(),
+            title: runbook.title.clone(),
+            body: opsgate_core::truncate_chars(&runbook.text, MAX_RUNBOOK_INDEXED_CHARS),
+            time: now.clone(),
+            service: catalog
+                .entities()
+                .find(|entity| entity.runbooks.contains(&runbook.id))
+                .map(|entity| entity.name.clone()),
+        })
+        .collect();
+    if let Err(error) = store.replace_documents(opsgate_store::DocumentSource::Runbook, &documents).await {
+        tracing::warn!(%error, "could not index the runbooks for search_context");
+    }
+}
+
 /// The catalog in force. Cheap to clone; every clone sees the same catalog and its reloads.
 #[derive(Clone, Default)]
 pub struct CatalogHandle {

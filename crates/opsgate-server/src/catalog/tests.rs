@@ -362,7 +362,7 @@ async fn an_edited_file_is_reloaded_and_a_broken_edit_keeps_the_other_files() ->
     let handle = CatalogHandle::new(load(&sources));
     let changes = crate::ChangeFeed::default();
     let mut announced = changes.subscribe();
-    let watcher = watch(handle.clone(), sources, Duration::from_millis(20), Some(changes));
+    let watcher = watch(handle.clone(), sources, Duration::from_millis(20), Some(changes), None);
     let depends =
         |service: &str| handle.current().find(service).map(|entity| entity.depends_on.clone()).unwrap_or_default();
 
