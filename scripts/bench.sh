@@ -2,8 +2,11 @@
 # The one benchmark command: builds opsgate and the benchmark in release mode and runs it; the
 # benchmark writes BENCHMARKS.md at the repository root, with this command and the machine.
 # Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N,
-# --federation-seconds N, --only federation; see `opsgate-bench --help`). The default run takes
-# about three minutes after the build.
+# --federation-seconds N, --context-events N, --ingest-seconds N, --context-senders N,
+# --only federation|context; see `opsgate-bench --help`). The default run takes about fifteen
+# minutes after the build, most of it loading a million events into SQLite and then PostgreSQL
+# for the operational-context section, which needs about 3 GB free in the temporary directory
+# (and PostgreSQL's binaries, else its PostgreSQL half is reported as skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -162,7 +162,8 @@ impl Report {
             out,
             "Written by the benchmark itself; do not edit by hand. To refresh it, run `scripts/bench.sh` \
              (release build of `opsgate` and `opsgate-bench`, then the benchmark, which takes about \
-             three minutes with the defaults).\n"
+             fifteen minutes with the defaults, most of it loading a million events into each store for \
+             section 6).\n"
         );
         let _ = writeln!(out, "| | |\n| --- | --- |");
         let _ = writeln!(out, "| date | {} |", setup.date);
