@@ -122,7 +122,7 @@ const MAX_BATCH_EVENTS: usize = 2_000;
 /// the next one, so concurrent deliveries share one commit and one flush to disk instead of
 /// queueing for the store's write lock one by one. A failed transaction fails every delivery in
 /// it (their senders retry); none is half stored.
-async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
+async fn write_batches(store: Store, notices: Notices, mut queue: mpsc::Receiver<Pending>) {
     while let Some(first) = queue.recv().await {
         let mut n_events = first.events.len();
         let mut batch = vec![first];
@@ -135,9 +135,13 @@ async fn write_batches(store: Store, mut queue: mpsc::Receiver<Pending>) {
             batch.iter().map(|pending| (pending.events.as_slice(), pending.received_at.as_str())).collect();
         match store.insert_event_groups(&groups).await {
             Ok(stored) => {
+                // One notice for the batch, after its deliveries are answered.
+                let services: Vec<String> =
+                    stored.iter().flatten().filter_map(|stored| stored.event.service.clone()).collect();
                 for (pending, stored) in batch.into_iter().zip(stored) {
                     let _ = pending.reply.send(Ok(stored));
                 }
+                notices.publish(Notice::Events { services }).await;
             }
             Err(error) => {
                 let message = error.to_string();
@@ -165,7 +169,8 @@ impl EventSink {
         self
     }
 
-    /// Bounds, maps and stores `events`, each delivery once.
+    /// Bounds, maps and stores `events`, each delivery once; the services of the new ones are
+    /// announced through the notices.
     pub async fn ingest(&self, mut events: Vec<Event>) -> Result<Ingested, StoreError> {
         for event in &mut events {
             event.bound();
@@ -173,8 +178,6 @@ impl EventSink {
         }
         let n_events = events.len();
         let stored = self.write(events).await?;
-        let services: Vec<String> = stored.iter().filter_map(|stored| stored.event.service.clone()).collect();
-        self.notices.publish(Notice::Events { services }).await;
         Ok(Ingested { n_duplicates: n_events - stored.len(), stored })
     }
 
@@ -182,7 +185,7 @@ impl EventSink {
     async fn write(&self, events: Vec<Event>) -> Result<Vec<StoredEvent>, StoreError> {
         let writer = self.writer.get_or_init(|| {
             let (sender, queue) = mpsc::channel(WRITER_QUEUE);
-            tokio::spawn(write_batches(self.store.clone(), queue));
+            tokio::spawn(write_batches(self.store.clone(), self.notices.clone(), queue));
             sender
         });
         let (reply, outcome) = oneshot::channel();
@@ -388,7 +391,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|error| StoreError::Internal(error.to_string()))?;
         let store = Store::open_sqlite(dir.path()).await?;
         let sink = EventSink::new(store.clone(), Vec::new());
-        let notices = sink.notices.subscribe();
+        let mut notices = sink.notices.subscribe();
         let deliveries = (0..200).map(|n| {
             let sink = sink.clone();
             // Deliveries 0..100 and 100..200 carry the same ids: each is sent twice at once.
@@ -410,7 +413,12 @@ mod tests {
         assert_eq!((n_stored, n_duplicates), (100, 100));
         let all = store.events(&opsgate_store::EventQuery { limit: 1_000, ..Default::default() }).await?;
         assert_eq!(all.len(), 100);
-        assert!(!notices.is_empty(), "the services were announced");
+        // Announced once a batch is answered: wait for it.
+        let announced = tokio::time::timeout(std::time::Duration::from_secs(5), notices.recv()).await;
+        assert!(
+            matches!(announced, Ok(Ok(Notice::Events { ref services })) if services.iter().all(|service| service.starts_with("service-"))),
+            "the services were announced: {announced:?}"
+        );
         Ok(())
     }
 }

@@ -18,8 +18,9 @@ use crate::Store;
 /// The PostgreSQL channel every opsgate process listens on.
 pub const CHANNEL: &str = "opsgate_notices";
 
-/// Services named in one notice at most; PostgreSQL caps a payload at 8,000 bytes.
-const MAX_SERVICES: usize = 50;
+/// The most bytes of service names (as JSON strings) in one notice: PostgreSQL caps a payload
+/// at 8,000 bytes, and the rest of a notice is a few dozen.
+const MAX_SERVICES_BYTES: usize = 7_000;
 
 /// Notices a slow listener may fall behind by before it is told it lagged.
 const CAPACITY: usize = 1_024;
@@ -54,16 +55,34 @@ impl Notices {
     }
 
     /// Sends `notice` to every listener of every process on this store. Never fails the
-    /// caller: a notice that cannot be sent is logged, and listeners poll as well.
-    pub async fn publish(&self, mut notice: Notice) {
-        if let Notice::Events { services } = &mut notice {
-            services.sort();
-            services.dedup();
-            services.truncate(MAX_SERVICES);
-            if services.is_empty() {
-                return;
+    /// caller: a notice that cannot be sent is logged, and listeners poll as well. Services are
+    /// named once each, in order; a long list goes in several notices, each under PostgreSQL's
+    /// payload cap. A notice about no service is not sent.
+    pub async fn publish(&self, notice: Notice) {
+        match notice {
+            Notice::Events { mut services } => {
+                services.sort();
+                services.dedup();
+                let mut chunk: Vec<String> = Vec::new();
+                let mut chunk_bytes = 0;
+                for service in services {
+                    let bytes = serde_json::to_string(&service).map(|text| text.len() + 1).unwrap_or_default();
+                    if !chunk.is_empty() && chunk_bytes + bytes > MAX_SERVICES_BYTES {
+                        self.send(Notice::Events { services: std::mem::take(&mut chunk) }).await;
+                        chunk_bytes = 0;
+                    }
+                    chunk_bytes += bytes;
+                    chunk.push(service);
+                }
+                if !chunk.is_empty() {
+                    self.send(Notice::Events { services: chunk }).await;
+                }
             }
+            notice => self.send(notice).await,
         }
+    }
+
+    async fn send(&self, notice: Notice) {
         match &self.store {
             Store::Sqlite { .. } => {
                 let _ = self.sender.send(notice);

@@ -31,6 +31,22 @@ async fn a_notice_reaches_the_listeners_of_the_store() -> Result<()> {
         notices.publish(Notice::Events { services: Vec::new() }).await;
         notices.publish(Notice::Approval { id: "apr_1".to_string() }).await;
         assert_eq!(next(&mut receiver).await?, Notice::Approval { id: "apr_1".to_string() });
+
+        // Forty services of 500 characters (the longest an event's service may be) are more than
+        // one PostgreSQL payload holds: they arrive in several notices, none lost.
+        let long: Vec<String> = (0..40).map(|n| format!("{n:02}{}", "s".repeat(498))).collect();
+        notices.publish(Notice::Events { services: long.clone() }).await;
+        let mut heard = Vec::new();
+        let mut n_notices = 0;
+        while heard.len() < long.len() {
+            match next(&mut receiver).await? {
+                Notice::Events { services } => heard.extend(services),
+                other => anyhow::bail!("{}: unexpected {other:?}", store.backend()),
+            }
+            n_notices += 1;
+        }
+        assert_eq!(heard, long, "{}", store.backend());
+        assert!(n_notices > 1, "{}: split into several notices", store.backend());
     }
     Ok(())
 }
