@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::CatalogHandle;
 use super::model::{Catalog, Direction, EntityRef};
+use crate::context_tools::object;
 
 /// The current values health is judged on; `None` where the metrics have no value (no traffic,
 /// no such series).
@@ -168,13 +169,6 @@ pub struct GetServiceDependencies {
     catalog: CatalogHandle,
     health: Option<Arc<dyn HealthSource>>,
     settings: HealthSettings,
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
 }
 
 impl GetServiceDependencies {
