@@ -41,28 +41,16 @@ pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, 
         "Merge Request Hook" => "merge_request".to_string(),
         _ => String::new(),
     });
-    let event = match kind.as_str() {
-        "pipeline" => match pipeline(&payload)? {
-            Some(event) => event,
-            None => return Ok(ignored_state(&payload, "pipeline", "/object_attributes/status", &PIPELINE_STATES)),
-        },
-        "deployment" => match deployment(&payload)? {
-            Some(event) => event,
-            None => return Ok(ignored_state(&payload, "deployment", "/status", &DEPLOYMENT_STATES)),
-        },
-        "merge_request" => match merge_request(&payload)? {
-            Some(event) => event,
-            None => {
-                let action = text_at(&payload, "/object_attributes/action").unwrap_or_else(|| "without action".into());
-                let iid = text_at(&payload, "/object_attributes/iid").unwrap_or_default();
-                return Ok(Ingest::Ignored(format!(
-                    "merge request !{iid} {action}: only merged merge requests are kept"
-                )));
-            }
-        },
+    let outcome = match kind.as_str() {
+        "pipeline" => pipeline(&payload)?,
+        "deployment" => deployment(&payload)?,
+        "merge_request" => merge_request(&payload)?,
         _ => return Ok(Ingest::Ignored(format!("GitLab event {hook:?} is not kept"))),
     };
-    let mut event = event;
+    let mut event = match outcome {
+        Outcome::Kept(event) => event,
+        Outcome::Ignored(reason) => return Ok(Ingest::Ignored(reason)),
+    };
     if let Some(uuid) = header(headers, "x-gitlab-event-uuid").filter(|uuid| !uuid.is_empty()) {
         event.delivery_id = uuid.to_string();
     }
@@ -104,23 +92,27 @@ fn project_path(payload: &Value) -> Option<String> {
     text_at(payload, "/project/path_with_namespace")
 }
 
-fn ignored_state(payload: &Value, what: &str, pointer: &str, kept: &[&str]) -> Ingest {
-    let id = match what {
-        "pipeline" => text_at(payload, "/object_attributes/id"),
-        _ => text_at(payload, "/deployment_id"),
-    };
-    let state = text_at(payload, pointer).unwrap_or_default();
-    Ingest::Ignored(format!("{what} {} is {state}: only {} {what}s are kept", id.unwrap_or_default(), kept.join(", ")))
+/// What a pipeline, deployment or merge request hook became: its event, or why it is not kept,
+/// told by the function that read the object's state.
+enum Outcome {
+    Kept(Event),
+    Ignored(String),
 }
 
-/// A pipeline that started or finished; `None` for the states in between (created, pending…).
-fn pipeline(payload: &Value) -> Result<Option<Event>, HookError> {
+/// An object in a state opsgate does not keep: `pipeline 31 is pending: only running, success, …
+/// pipelines are kept`.
+fn ignored_state(what: &str, id: &str, state: &str, kept: &[&str]) -> Outcome {
+    Outcome::Ignored(format!("{what} {id} is {state}: only {} {what}s are kept", kept.join(", ")))
+}
+
+/// A pipeline that started or finished; ignored in the states in between (created, pending…).
+fn pipeline(payload: &Value) -> Result<Outcome, HookError> {
     let attributes =
         payload.get("object_attributes").filter(|a| a.is_object()).ok_or_else(|| missing("object_attributes"))?;
     let id = text_at(attributes, "/id").ok_or_else(|| missing("object_attributes.id"))?;
     let status = text_at(attributes, "/status").ok_or_else(|| missing("object_attributes.status"))?;
     if !PIPELINE_STATES.contains(&status.as_str()) {
-        return Ok(None);
+        return Ok(ignored_state("pipeline", &id, &status, &PIPELINE_STATES));
     }
     let reference = text_at(attributes, "/ref").unwrap_or_default();
     let name = text_at(attributes, "/name").filter(|name| !name.is_empty());
@@ -174,15 +166,15 @@ fn pipeline(payload: &Value) -> Result<Option<Event>, HookError> {
     }
     event.link(text_at(attributes, "/url"));
     event.link(text_at(payload, "/commit/url"));
-    Ok(Some(event))
+    Ok(Outcome::Kept(event))
 }
 
-/// A deployment that started or ended; `None` for another state.
-fn deployment(payload: &Value) -> Result<Option<Event>, HookError> {
+/// A deployment that started or ended; ignored in another state.
+fn deployment(payload: &Value) -> Result<Outcome, HookError> {
     let id = text_at(payload, "/deployment_id").ok_or_else(|| missing("deployment_id"))?;
     let status = text_at(payload, "/status").ok_or_else(|| missing("status"))?;
     if !DEPLOYMENT_STATES.contains(&status.as_str()) {
-        return Ok(None);
+        return Ok(ignored_state("deployment", &id, &status, &DEPLOYMENT_STATES));
     }
     let environment = text_at(payload, "/environment").filter(|environment| !environment.is_empty());
     let commit_url = text_at(payload, "/commit_url");
@@ -224,18 +216,20 @@ fn deployment(payload: &Value) -> Result<Option<Event>, HookError> {
     event.link(text_at(payload, "/deployable_url"));
     event.link(commit_url);
     event.link(text_at(payload, "/environment_external_url"));
-    Ok(Some(event))
+    Ok(Outcome::Kept(event))
 }
 
-/// A merge request merged; `None` for any other action (open, update, approved, close…).
-fn merge_request(payload: &Value) -> Result<Option<Event>, HookError> {
+/// A merge request merged; ignored for any other action (open, update, approved, close…).
+fn merge_request(payload: &Value) -> Result<Outcome, HookError> {
     let attributes =
         payload.get("object_attributes").filter(|a| a.is_object()).ok_or_else(|| missing("object_attributes"))?;
     let id = text_at(attributes, "/id").ok_or_else(|| missing("object_attributes.id"))?;
-    if text_at(attributes, "/action").as_deref() != Some("merge") {
-        return Ok(None);
-    }
     let iid = text_at(attributes, "/iid").unwrap_or_else(|| id.clone());
+    let action = text_at(attributes, "/action");
+    if action.as_deref() != Some("merge") {
+        let action = action.unwrap_or_else(|| "without action".to_string());
+        return Ok(Outcome::Ignored(format!("merge request !{iid} {action}: only merged merge requests are kept")));
+    }
     let title = text_at(attributes, "/title").map(|title| first_line(&title, 120)).unwrap_or_default();
     let target = text_at(attributes, "/target_branch").unwrap_or_default();
     let summary = format!("merge request !{iid} merged into {target}: {title}");
@@ -256,7 +250,7 @@ fn merge_request(payload: &Value) -> Result<Option<Event>, HookError> {
     event.attribute("merged_by", text_at(payload, "/user/username"));
     event.attribute("author_id", text_at(attributes, "/author_id"));
     event.link(text_at(attributes, "/url"));
-    Ok(Some(event))
+    Ok(Outcome::Kept(event))
 }
 
 #[cfg(test)]
