@@ -492,8 +492,8 @@ fn mermaid(
             (state, Some(rate)) => format!("{} · errors {}", state.as_str(), percent(rate)),
             (state, None) => state.as_str().to_string(),
         };
-        let mut taken_now = taken.clone();
-        let id = node_id(&key.name, &mut taken_now);
+        // An id taken for a node that then does not fit is no loss: nothing is added after it.
+        let id = node_id(&key.name, &mut taken);
         let mut lines = format!("  {id}[\"{label}<br/>{detail}\"]:::{}\n", health.state.as_str());
         for (from, to) in edges {
             let other = if from == key {
@@ -512,7 +512,6 @@ fn mermaid(
             break;
         }
         used += lines.len();
-        taken = taken_now;
         ids.insert(key.clone(), id);
         body.push_str(&lines);
     }
