@@ -403,3 +403,30 @@ fn status_output(approval: &Approval) -> ToolOutput {
             approval.result.clone().and_then(|result| result.get("structured").cloned()).unwrap_or(Value::Null),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A waiting `approval_status` wakes on a notice about its own request, or when it may have
+    /// missed one (lagged), and on nothing else.
+    #[tokio::test]
+    async fn a_wait_wakes_on_its_own_approval_notice_only() {
+        let (sender, mut receiver) = tokio::sync::broadcast::channel(4);
+        let woke = |receiver: &mut tokio::sync::broadcast::Receiver<Notice>| {
+            let wait = notice_about(receiver, "apr_mine");
+            async move { tokio::time::timeout(Duration::from_millis(100), wait).await.is_ok() }
+        };
+        let _ = sender.send(Notice::Events { services: vec!["payments".to_string()] });
+        let _ = sender.send(Notice::Approval { id: "apr_other".to_string() });
+        assert!(!woke(&mut receiver).await, "another request's decision does not wake it");
+        let _ = sender.send(Notice::Approval { id: "apr_mine".to_string() });
+        assert!(woke(&mut receiver).await);
+        for n in 0..6 {
+            let _ = sender.send(Notice::Approval { id: format!("apr_{n}") });
+        }
+        assert!(woke(&mut receiver).await, "a listener that fell behind looks again");
+    }
+}

@@ -303,3 +303,15 @@ fn the_catalog_resolves_paths_against_the_config_file_and_checks_its_health_sett
         assert_eq!(error(text), format!("invalid config opsgate.toml: {expect}"));
     }
 }
+
+#[test]
+fn events_are_kept_90_days_unless_said_otherwise() {
+    let keep = |text: &str| resolve(text, &[]).map(|config| config.event_retention).expect("resolves");
+    assert_eq!(keep(""), Some(chrono::Duration::days(90)));
+    assert_eq!(keep("[events]\nretention_days = 7\n"), Some(chrono::Duration::days(7)));
+    assert_eq!(keep("[events]\nretention_days = 0\n"), None, "0 keeps events forever");
+    let message = error("[events]\nretention_days = 40000\n");
+    assert!(message.contains("events.retention_days") && message.contains("at most 36500"), "{message}");
+    let message = error("[events]\nretention = 3\n");
+    assert!(message.contains("unknown field `retention`"), "{message}");
+}
