@@ -108,6 +108,46 @@ fn contains_pattern(query: &str) -> String {
     pattern
 }
 
+/// Stores each of `contents` as an observation of `entity`, which must exist, unless it has that
+/// observation already; inside the caller's transaction. Returns those stored, in order.
+async fn insert_observations<'c, DB>(
+    transaction: &mut sqlx::Transaction<'c, DB>,
+    entity: &str,
+    contents: &[String],
+    now: &str,
+    created_by: &str,
+) -> Result<Vec<String>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> &'t mut <DB as sqlx::Database>::Connection: sqlx::Executor<'t, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+{
+    let mut inserted = Vec::new();
+    for content in contents {
+        let id = uuid::Uuid::now_v7().to_string();
+        let hash = content_hash(content);
+        // A row comes back only when the observation was new (both dialects take `RETURNING`).
+        let row: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO memory_observations (id, entity, content, content_hash, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entity, content_hash) DO NOTHING RETURNING id",
+        )
+        .bind(id.as_str())
+        .bind(entity)
+        .bind(content.as_str())
+        .bind(hash.as_str())
+        .bind(now)
+        .bind(created_by)
+        .fetch_optional(&mut **transaction)
+        .await?;
+        if row.is_some() {
+            inserted.push(content.clone());
+        }
+    }
+    Ok(inserted)
+}
+
 impl Store {
     /// Creates the entities whose names are not taken (earlier in the same list counts), with
     /// their observations, in one transaction. Returns the entities created, in the order given,
@@ -136,24 +176,8 @@ impl Store {
                 if inserted.rows_affected() == 0 {
                     continue;
                 }
-                let mut observations = Vec::new();
-                for content in &entity.observations {
-                    let inserted = sqlx::query(
-                        "INSERT INTO memory_observations (id, entity, content, content_hash, created_at, created_by) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entity, content_hash) DO NOTHING",
-                    )
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(&entity.name)
-                    .bind(content)
-                    .bind(content_hash(content))
-                    .bind(&now)
-                    .bind(created_by)
-                    .execute(&mut *transaction)
-                    .await?;
-                    if inserted.rows_affected() == 1 {
-                        observations.push(content.clone());
-                    }
-                }
+                let observations =
+                    insert_observations(&mut transaction, &entity.name, &entity.observations, &now, created_by).await?;
                 created.push(MemoryEntity {
                     name: entity.name.clone(),
                     entity_type: entity.entity_type.clone(),
@@ -226,24 +250,8 @@ impl Store {
                 if found.rows_affected() == 0 {
                     return Err(MemoryError::UnknownEntity(addition.entity.clone()));
                 }
-                let mut added = Vec::new();
-                for content in &addition.contents {
-                    let inserted = sqlx::query(
-                        "INSERT INTO memory_observations (id, entity, content, content_hash, created_at, created_by) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entity, content_hash) DO NOTHING",
-                    )
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(&addition.entity)
-                    .bind(content)
-                    .bind(content_hash(content))
-                    .bind(&now)
-                    .bind(created_by)
-                    .execute(&mut *transaction)
-                    .await?;
-                    if inserted.rows_affected() == 1 {
-                        added.push(content.clone());
-                    }
-                }
+                let added =
+                    insert_observations(&mut transaction, &addition.entity, &addition.contents, &now, created_by).await?;
                 if !added.is_empty() {
                     sqlx::query("UPDATE memory_entities SET updated_at = $1 WHERE name = $2")
                         .bind(&now)
