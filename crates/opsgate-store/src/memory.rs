@@ -305,6 +305,8 @@ impl Store {
     pub async fn delete_memory_observations(&self, deletions: &[MemoryObservations]) -> Result<u64, StoreError> {
         let now = now_rfc3339();
         let mut n_deleted = 0;
+        // Only an entity that lost an observation is indexed again.
+        let mut changed = Vec::new();
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
             for deletion in deletions {
@@ -323,11 +325,11 @@ impl Store {
                         .bind(&deletion.entity)
                         .execute(&mut *transaction)
                         .await?;
+                    changed.push(deletion.entity.clone());
                 }
                 n_deleted += n_of_entity;
             }
-            let names: Vec<String> = deletions.iter().map(|deletion| deletion.entity.clone()).collect();
-            crate::search::reindex_memory(&mut transaction, &names).await?;
+            crate::search::reindex_memory(&mut transaction, &changed).await?;
             transaction.commit().await?;
         });
         Ok(n_deleted)
