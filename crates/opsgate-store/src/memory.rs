@@ -275,8 +275,8 @@ impl Store {
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
             for name in names {
-                // Explicitly, child rows first: SQLite enforces foreign keys only when asked to,
-                // and neither store is asked to cascade.
+                // Child rows first: both stores enforce the observations' foreign key (the SQLite
+                // pool turns `foreign_keys` on), and the schema does not cascade.
                 deletion.n_observations += sqlx::query("DELETE FROM memory_observations WHERE entity = $1")
                     .bind(name)
                     .execute(&mut *transaction)
