@@ -3,8 +3,10 @@
 //! and adds nothing, deleting an entity takes its observations and relations), search that takes
 //! `%` and `_` literally, and a graph that is still there after the store is reopened.
 
+use std::time::Duration;
+
 use anyhow::Result;
-use opsgate_store::{MemoryError, MemoryObservations, MemoryRelation, NewMemoryEntity, Store};
+use opsgate_store::{MemoryError, MemoryGraph, MemoryObservations, MemoryRelation, NewMemoryEntity, Store};
 use support::stores;
 
 mod support;
@@ -25,7 +27,7 @@ fn observations(entity: &str, contents: &[&str]) -> MemoryObservations {
     MemoryObservations { entity: entity.to_string(), contents: contents.iter().map(|text| text.to_string()).collect() }
 }
 
-fn names(graph: &opsgate_store::MemoryGraph) -> Vec<&str> {
+fn names(graph: &MemoryGraph) -> Vec<&str> {
     graph.entities.iter().map(|entity| entity.name.as_str()).collect()
 }
 
@@ -138,6 +140,8 @@ async fn adding_observations_skips_duplicates_and_an_unknown_entity_adds_nothing
     for (store, _dir) in stores("memory_add_observations").await? {
         let backend = store.backend();
         seed(&store).await?;
+        // Stored times have milliseconds: a change made now is later than the seed.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let added = store
             .add_memory_observations(
                 &[
@@ -175,7 +179,14 @@ async fn adding_observations_skips_duplicates_and_an_unknown_entity_adds_nothing
             strings(&["owned by team-web"]),
             "{backend}: nothing of the refused call"
         );
-        assert!(graph.entities[0].updated_at >= graph.entities[0].created_at);
+        let graph = store.memory_graph(100).await?;
+        let touched: Vec<(&str, bool)> =
+            graph.entities.iter().map(|entity| (entity.name.as_str(), entity.updated_at > entity.created_at)).collect();
+        assert_eq!(
+            touched,
+            [("payments-api", true), ("postgres-main", false), ("checkout", true)],
+            "{backend}: updated_at moves where observations were added"
+        );
     }
     Ok(())
 }
@@ -208,6 +219,11 @@ async fn deleting_observations_and_relations_skips_what_is_not_there() -> Result
         store
             .add_memory_observations(&[observations("payments-api", &["p99 120ms", "rolled back v1.8.0"])], "key:agent")
             .await?;
+        let updated_at = |graph: &MemoryGraph| -> Vec<String> {
+            graph.entities.iter().map(|entity| entity.updated_at.clone()).collect()
+        };
+        let before = updated_at(&store.memory_graph(100).await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let n_deleted = store
             .delete_memory_observations(&[
                 observations("payments-api", &["deploys on Tuesdays", "never said"]),
@@ -221,6 +237,9 @@ async fn deleting_observations_and_relations_skips_what_is_not_there() -> Result
             strings(&["owned by team-payments", "p99 120ms", "rolled back v1.8.0"]),
             "{backend}: the others keep their order"
         );
+        let after = updated_at(&store.memory_graph(100).await?);
+        assert!(after[0] > before[0], "{backend}: payments-api lost an observation");
+        assert_eq!(after[1..], before[1..], "{backend}: the others did not");
 
         let n_deleted = store
             .delete_memory_relations(&[
@@ -299,7 +318,7 @@ async fn open_nodes_returns_the_named_entities_and_their_relations() -> Result<(
         );
         assert_eq!(opened.entities[0].observations, strings(&["primary in eu-west-1"]), "{backend}");
         let none = store.open_memory_nodes(&[], 100).await?;
-        assert_eq!(none, opsgate_store::MemoryGraph::default());
+        assert_eq!(none, MemoryGraph::default());
     }
     Ok(())
 }
