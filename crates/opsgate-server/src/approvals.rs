@@ -412,13 +412,13 @@ mod tests {
 
     /// A waiting `approval_status` wakes on a notice about its own request, or when it may have
     /// missed one (lagged), and on nothing else.
+    async fn woke(receiver: &mut tokio::sync::broadcast::Receiver<Notice>) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), notice_about(receiver, "apr_mine")).await.is_ok()
+    }
+
     #[tokio::test]
     async fn a_wait_wakes_on_its_own_approval_notice_only() {
         let (sender, mut receiver) = tokio::sync::broadcast::channel(4);
-        let woke = |receiver: &mut tokio::sync::broadcast::Receiver<Notice>| {
-            let wait = notice_about(receiver, "apr_mine");
-            async move { tokio::time::timeout(Duration::from_millis(100), wait).await.is_ok() }
-        };
         let _ = sender.send(Notice::Events { services: vec!["payments".to_string()] });
         let _ = sender.send(Notice::Approval { id: "apr_other".to_string() });
         assert!(!woke(&mut receiver).await, "another request's decision does not wake it");
