@@ -313,18 +313,41 @@ fn profile_one(kind: ServerKind, options: &Options, threads: usize) -> Result<()
     Ok(())
 }
 
+/// Why the sections that run the real binary (2, 3, 5 and 6) cannot: it has not been built, so
+/// they are skipped, or its path does not resolve, so they fail.
+enum NoBinary {
+    Missing(String),
+    Unresolved(String),
+}
+
+impl NoBinary {
+    fn section<T>(&self) -> Section<T> {
+        match self {
+            NoBinary::Missing(why) => Section::Skipped(why.clone()),
+            NoBinary::Unresolved(error) => Section::Failed(error.clone()),
+        }
+    }
+}
+
+/// `--opsgate-bin`, made absolute: each opsgate process runs in its own scratch working directory.
+fn opsgate_bin(options: &Options) -> Result<PathBuf, NoBinary> {
+    let bin = &options.opsgate_bin;
+    if !bin.is_file() {
+        let why = format!("{} does not exist (build it with `cargo build --release -p opsgate`)", bin.display());
+        return Err(NoBinary::Missing(why));
+    }
+    std::fs::canonicalize(bin).map_err(|error| NoBinary::Unresolved(format!("resolving {}: {error}", bin.display())))
+}
+
 /// The measurements of the real binary, in each configuration; both are skipped, with the
 /// reason, when it is missing.
 type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>);
 
 fn run_binary(options: &Options) -> Result<BinarySections> {
-    let bin = &options.opsgate_bin;
-    if !bin.is_file() {
-        let why = format!("{} does not exist (build it with `cargo build --release -p opsgate`)", bin.display());
-        return Ok((Section::Skipped(why.clone()), Section::Skipped(why)));
-    }
-    // Absolute, because each opsgate process runs in its own scratch working directory.
-    let bin = &std::fs::canonicalize(bin).with_context(|| format!("resolving {}", bin.display()))?;
+    let bin = &match opsgate_bin(options) {
+        Ok(bin) => bin,
+        Err(unavailable) => return Ok((unavailable.section(), unavailable.section())),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -350,13 +373,10 @@ fn run_binary(options: &Options) -> Result<BinarySections> {
 
 /// Section 5, or why it could not run: it needs the opsgate binary.
 fn run_federation(options: &Options, threads: usize) -> Section<FederationReport> {
-    let bin = &options.opsgate_bin;
-    if !bin.is_file() {
-        return Section::Skipped(format!(
-            "{} does not exist (build it with `cargo build --release -p opsgate`)",
-            bin.display()
-        ));
-    }
+    let bin = match opsgate_bin(options) {
+        Ok(bin) => bin,
+        Err(unavailable) => return unavailable.section(),
+    };
     let settings = federation::Settings {
         connections: options.connections,
         stdio_in_flight: STDIO_IN_FLIGHT,
@@ -365,21 +385,15 @@ fn run_federation(options: &Options, threads: usize) -> Section<FederationReport
         rounds: options.rounds,
         threads,
     };
-    let measured = std::fs::canonicalize(bin)
-        .with_context(|| format!("resolving {}", bin.display()))
-        .and_then(|bin| federation::measure(&bin, settings));
-    Section::from_result(measured)
+    Section::from_result(federation::measure(&bin, settings))
 }
 
 /// Section 6, or why it could not run: it needs the opsgate binary.
 fn run_context(options: &Options, threads: usize) -> Section<ContextReport> {
-    let bin = &options.opsgate_bin;
-    if !bin.is_file() {
-        return Section::Skipped(format!(
-            "{} does not exist (build it with `cargo build --release -p opsgate`)",
-            bin.display()
-        ));
-    }
+    let bin = match opsgate_bin(options) {
+        Ok(bin) => bin,
+        Err(unavailable) => return unavailable.section(),
+    };
     let settings = context::Settings {
         n_events: options.context_events,
         senders: options.context_senders,
@@ -387,10 +401,7 @@ fn run_context(options: &Options, threads: usize) -> Section<ContextReport> {
         ingest: options.ingest_measure,
         threads,
     };
-    let measured = std::fs::canonicalize(bin)
-        .with_context(|| format!("resolving {}", bin.display()))
-        .and_then(|bin| context::measure(&bin, settings));
-    Section::from_result(measured)
+    Section::from_result(context::measure(&bin, settings))
 }
 
 /// Whether section 6 failed as a whole or on either backend.
@@ -430,6 +441,20 @@ mod tests {
         assert!(opsgate.n_measured > 0);
         assert!(audit.chain_ok);
         assert_eq!(audit.n_records, opsgate.n_succeeded);
+        Ok(())
+    }
+
+    #[test]
+    fn without_the_binary_its_sections_are_skipped_and_with_it_the_path_is_absolute() -> Result<()> {
+        let with_bin = |path: &str| Options::parse(["--opsgate-bin", path].map(String::from).into_iter());
+        let missing = with_bin("/nonexistent/opsgate")?;
+        let skipped = |section: &Section<()>| matches!(section, Section::Skipped(why) if why.contains("/nonexistent"));
+        assert!(matches!(run_federation(&missing, 1), Section::Skipped(_)));
+        assert!(matches!(run_context(&missing, 1), Section::Skipped(_)));
+        assert!(matches!(run_binary(&missing)?, (Section::Skipped(_), Section::Skipped(_))));
+        assert!(opsgate_bin(&missing).is_err_and(|unavailable| skipped(&unavailable.section())));
+        // Tests run in the crate's directory.
+        assert!(opsgate_bin(&with_bin("Cargo.toml")?).is_ok_and(|bin| bin.is_absolute() && bin.is_file()));
         Ok(())
     }
 
