@@ -53,7 +53,7 @@ pub async fn start(
     changes: opsgate_server::ChangeFeed,
     store: &opsgate_store::Store,
 ) -> (CatalogHandle, tokio::task::JoinHandle<()>) {
-    let catalog = opsgate_server::catalog::load_async(settings.sources.clone()).await;
+    let (catalog, loaded) = opsgate_server::catalog::load_async(settings.sources.clone()).await;
     for problem in catalog.problems() {
         tracing::warn!(%problem, "service catalog");
     }
@@ -62,6 +62,7 @@ pub async fn start(
     let watch = opsgate_server::catalog::watch(
         handle.clone(),
         settings.sources.clone(),
+        loaded,
         RELOAD_INTERVAL,
         Some(changes),
         Some(store.clone()),
@@ -73,7 +74,7 @@ pub async fn start(
 /// (errors FAIL, warnings warn). Returns how many errors there were.
 pub async fn doctor(config: &RuntimeConfig, stdout: &mut impl Write) -> anyhow::Result<usize> {
     let Some(settings) = &config.catalog else { return Ok(0) };
-    let catalog = opsgate_server::catalog::load_async(settings.sources.clone()).await;
+    let (catalog, _) = opsgate_server::catalog::load_async(settings.sources.clone()).await;
     writeln!(stdout, "catalog   {}  {}", if has_errors(&catalog) { "FAIL" } else { "ok  " }, counts(&catalog))?;
     let mut n_errors = 0;
     for problem in catalog.problems() {

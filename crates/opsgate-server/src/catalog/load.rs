@@ -2,6 +2,7 @@
 //! runbook directories (`*.md`), and a polling watcher that reloads when any of them changes.
 //! Loading never fails: what cannot be read becomes a `CatalogProblem` and the rest loads.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -63,36 +64,80 @@ fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<PathBuf>,
     }
 }
 
-/// The catalog files the sources name now, and the problems of finding them.
-fn catalog_files(sources: &CatalogSources) -> (Vec<PathBuf>, Vec<CatalogProblem>) {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    for path in &sources.paths {
-        if path.is_dir() {
-            scan(path, &["yaml", "yml"], 0, &mut files, &mut problems);
-        } else if path.exists() {
-            files.push(path.clone());
-        } else {
-            problems.push(CatalogProblem::error(&path.display().to_string(), None, "no such file or directory"));
+/// Every file the sources name now, each with its metadata (or why there is none), and the
+/// problems of finding them. The one walk `load` and the watcher's look both make, so that what
+/// they see compares.
+struct Listing {
+    catalog_files: Vec<(PathBuf, std::io::Result<Metadata>)>,
+    catalog_problems: Vec<CatalogProblem>,
+    /// Each runbook file with its directory.
+    runbook_files: Vec<(PathBuf, PathBuf, std::io::Result<Metadata>)>,
+    runbook_problems: Vec<CatalogProblem>,
+}
+
+impl Listing {
+    fn new(sources: &CatalogSources) -> Listing {
+        let mut catalog_files = Vec::new();
+        let mut catalog_problems = Vec::new();
+        for path in &sources.paths {
+            if path.is_dir() {
+                scan(path, &["yaml", "yml"], 0, &mut catalog_files, &mut catalog_problems);
+            } else if path.exists() {
+                catalog_files.push(path.clone());
+            } else {
+                catalog_problems.push(CatalogProblem::error(
+                    &path.display().to_string(),
+                    None,
+                    "no such file or directory",
+                ));
+            }
+        }
+        let mut runbook_files = Vec::new();
+        let mut runbook_problems = Vec::new();
+        for dir in &sources.runbooks {
+            let mut files = Vec::new();
+            scan(dir, &["md"], 0, &mut files, &mut runbook_problems);
+            runbook_files.extend(files.into_iter().map(|file| (dir.clone(), file)));
+        }
+        Listing {
+            catalog_files: catalog_files.into_iter().map(|file| (file.clone(), std::fs::metadata(file))).collect(),
+            catalog_problems,
+            runbook_files: runbook_files
+                .into_iter()
+                .map(|(dir, file)| (dir, file.clone(), std::fs::metadata(file)))
+                .collect(),
+            runbook_problems,
         }
     }
-    (files, problems)
-}
 
-/// Every runbook file with its directory.
-fn runbook_files(sources: &CatalogSources) -> (Vec<(PathBuf, PathBuf)>, Vec<CatalogProblem>) {
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    for dir in &sources.runbooks {
-        let mut files = Vec::new();
-        scan(dir, &["md"], 0, &mut files, &mut problems);
-        found.extend(files.into_iter().map(|file| (dir.clone(), file)));
+    fn fingerprint(&self) -> Fingerprint {
+        let files = self
+            .catalog_files
+            .iter()
+            .map(|(file, metadata)| (file, metadata))
+            .chain(self.runbook_files.iter().map(|(_, file, metadata)| (file, metadata)))
+            .map(|(file, metadata)| {
+                let metadata = metadata.as_ref().ok();
+                let modified = metadata.and_then(|metadata| metadata.modified().ok());
+                (file.clone(), modified, metadata.map_or(0, Metadata::len))
+            });
+        let missing = self
+            .catalog_problems
+            .iter()
+            .chain(&self.runbook_problems)
+            .map(|problem| (PathBuf::from(&problem.file), None, 0));
+        Fingerprint(files.chain(missing).collect())
     }
-    (found, problems)
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    let size = std::fs::metadata(path).map_err(|error| format!("cannot read: {error}"))?.len();
+/// What the sources looked like: every file with its modification time and size, and the paths
+/// that could not be looked at. Equal fingerprints mean there is nothing new to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, Option<SystemTime>, u64)>);
+
+/// The text of a file whose metadata was taken when it was listed.
+fn read_text(path: &Path, metadata: &std::io::Result<Metadata>) -> Result<String, String> {
+    let size = metadata.as_ref().map_err(|error| format!("cannot read: {error}"))?.len();
     if size > MAX_FILE_BYTES {
         return Err(format!("is {size} bytes, more than the {MAX_FILE_BYTES} a catalog file may have"));
     }
@@ -101,11 +146,20 @@ fn read_text(path: &Path) -> Result<String, String> {
 
 /// Reads the catalog the sources describe. Blocking: call it from a blocking context.
 pub fn load(sources: &CatalogSources) -> Catalog {
-    let (files, mut problems) = catalog_files(sources);
+    load_with_fingerprint(sources).0
+}
+
+/// Reads the catalog, and says what it read: the files' fingerprint, taken as they were listed,
+/// before they were read (an edit made while they are read then shows at the watcher's next look).
+/// Blocking: call it from a blocking context.
+pub fn load_with_fingerprint(sources: &CatalogSources) -> (Catalog, Fingerprint) {
+    let listing = Listing::new(sources);
+    let fingerprint = listing.fingerprint();
+    let Listing { catalog_files, catalog_problems: mut problems, runbook_files, runbook_problems } = listing;
     let mut entities: Vec<Entity> = Vec::new();
-    for file in files {
+    for (file, metadata) in catalog_files {
         let name = file.display().to_string();
-        match read_text(&file) {
+        match read_text(&file, &metadata) {
             Ok(text) => {
                 let (found, found_problems) = parse_file(&text, &name);
                 entities.extend(found);
@@ -114,18 +168,17 @@ pub fn load(sources: &CatalogSources) -> Catalog {
             Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
         }
     }
-    let (files, runbook_problems) = runbook_files(sources);
     problems.extend(runbook_problems);
     let mut runbooks = Vec::new();
-    for (dir, file) in files {
+    for (dir, file, metadata) in runbook_files {
         let name = file.display().to_string();
         let Some(id) = runbook_id(&dir, &file) else { continue };
-        match read_text(&file) {
+        match read_text(&file, &metadata) {
             Ok(text) => runbooks.push(Runbook::new(id, text, name)),
             Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
         }
     }
-    Catalog::build(entities, runbooks, problems)
+    (Catalog::build(entities, runbooks, problems), fingerprint)
 }
 
 /// `runbooks/payments/high-error-rate.md` below `runbooks/` ⇒ `payments/high-error-rate`.
@@ -136,29 +189,17 @@ fn runbook_id(dir: &Path, file: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// What the sources look like now: every file with its modification time and size, and the
-/// paths that are missing. Cheap (metadata only), so it can run every few seconds.
-pub fn fingerprint(sources: &CatalogSources) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let (files, problems) = catalog_files(sources);
-    let (runbooks, runbook_problems) = runbook_files(sources);
-    let mut print: Vec<(PathBuf, Option<SystemTime>, u64)> = files
-        .into_iter()
-        .chain(runbooks.into_iter().map(|(_, file)| file))
-        .map(|file| {
-            let metadata = std::fs::metadata(&file).ok();
-            let modified = metadata.as_ref().and_then(|metadata| metadata.modified().ok());
-            (file, modified, metadata.map_or(0, |metadata| metadata.len()))
-        })
-        .collect();
-    print.extend(problems.into_iter().chain(runbook_problems).map(|problem| (PathBuf::from(problem.file), None, 0)));
-    print
+/// What the sources look like now. Cheap (directory listings and metadata only), so the watcher
+/// can look every few seconds.
+fn fingerprint(sources: &CatalogSources) -> Fingerprint {
+    Listing::new(sources).fingerprint()
 }
 
-/// Loads the catalog off the async threads.
-pub async fn load_async(sources: CatalogSources) -> Catalog {
+/// Loads the catalog off the async threads, with the fingerprint of what it read.
+pub async fn load_async(sources: CatalogSources) -> (Catalog, Fingerprint) {
     let fallback = sources.clone();
-    match tokio::task::spawn_blocking(move || load(&sources)).await {
-        Ok(catalog) => catalog,
+    match tokio::task::spawn_blocking(move || load_with_fingerprint(&sources)).await {
+        Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(%error, "catalog load panicked");
             let problem = CatalogProblem::error(
@@ -166,27 +207,28 @@ pub async fn load_async(sources: CatalogSources) -> Catalog {
                 None,
                 format!("loading the catalog failed: {error}"),
             );
-            Catalog::build(Vec::new(), Vec::new(), vec![problem])
+            // An empty fingerprint: the watcher's next look tries again.
+            (Catalog::build(Vec::new(), Vec::new(), vec![problem]), Fingerprint::default())
         }
     }
 }
 
-/// Every `interval`, compares the sources' fingerprint with the one they had when `watch` was
-/// called (then with the last one seen); when it changed,
-/// loads the catalog again and swaps it in, then announces on `changes` the resources that
-/// changed, and indexes the runbooks again in `store`. A file that no longer parses is a problem in the new catalog, and the other files'
-/// entities stay. Stops with the runtime (or when the handle is aborted).
+/// Every `interval`, compares the sources' fingerprint with `loaded`'s, the fingerprint of the
+/// catalog in `handle` (then with that of the last catalog loaded); when it changed, loads the
+/// catalog again and swaps it in, then announces on `changes` the resources that changed, and
+/// indexes the runbooks again in `store`. A file that no longer parses is a problem in the new
+/// catalog, and the other files' entities stay. Stops with the runtime (or when the handle is
+/// aborted).
 pub fn watch(
     handle: CatalogHandle,
     sources: CatalogSources,
+    loaded: Fingerprint,
     interval: Duration,
     changes: Option<ChangeFeed>,
     store: Option<opsgate_store::Store>,
 ) -> tokio::task::JoinHandle<()> {
-    // Taken now, not in the task: an edit made right after this call must count as a change.
-    // Metadata only, so cheap enough for the caller's thread.
-    let mut last = fingerprint(&sources);
     tokio::spawn(async move {
+        let mut last = loaded;
         loop {
             tokio::time::sleep(interval).await;
             let print_sources = sources.clone();
@@ -194,8 +236,9 @@ pub fn watch(
             if now == last {
                 continue;
             }
-            last = now;
-            let catalog = Arc::new(load_async(sources.clone()).await);
+            let (catalog, read) = load_async(sources.clone()).await;
+            last = read;
+            let catalog = Arc::new(catalog);
             let previous = handle.replace(catalog.clone());
             tracing::info!(
                 n_entities = catalog.entities().count(),

@@ -359,10 +359,11 @@ async fn an_edited_file_is_reloaded_and_a_broken_edit_keeps_the_other_files() ->
     std::fs::write(&edited, component("payments", &[]))?;
     std::fs::write(dir.path().join("checkout.yaml"), component("checkout", &["component:payments"]))?;
     let sources = CatalogSources { paths: vec![dir.path().to_path_buf()], runbooks: Vec::new() };
-    let handle = CatalogHandle::new(load(&sources));
+    let (catalog, loaded) = load_with_fingerprint(&sources);
+    let handle = CatalogHandle::new(catalog);
     let changes = crate::ChangeFeed::default();
     let mut announced = changes.subscribe();
-    let watcher = watch(handle.clone(), sources, Duration::from_millis(20), Some(changes), None);
+    let watcher = watch(handle.clone(), sources, loaded, Duration::from_millis(20), Some(changes), None);
     let depends =
         |service: &str| handle.current().find(service).map(|entity| entity.depends_on.clone()).unwrap_or_default();
 
@@ -387,6 +388,24 @@ async fn an_edited_file_is_reloaded_and_a_broken_edit_keeps_the_other_files() ->
     assert!(catalog.find("checkout").is_some(), "the other file's entity stays");
     let shown = problems(&catalog);
     assert!(shown.iter().any(|problem| problem.starts_with(&format!("{}:5: ", edited.display()))), "{shown:#?}");
+    watcher.abort();
+    Ok(())
+}
+
+/// The watcher compares the files with what was loaded, not with a look of its own when it
+/// starts: an edit made between the load and the watcher's start was missed until the next one.
+#[tokio::test]
+async fn an_edit_made_between_the_load_and_the_watchers_start_is_reloaded() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("payments.yaml");
+    std::fs::write(&file, component("payments", &[]))?;
+    let sources = CatalogSources { paths: vec![dir.path().to_path_buf()], runbooks: Vec::new() };
+    let (catalog, loaded) = load_with_fingerprint(&sources);
+    let handle = CatalogHandle::new(catalog);
+    std::fs::write(&file, component("payments", &["resource:payments-db"]))?;
+    let watcher = watch(handle.clone(), sources, loaded, Duration::from_millis(20), None, None);
+    let depends = || handle.current().find("payments").map(|entity| entity.depends_on.clone()).unwrap_or_default();
+    assert!(eventually(|| depends() == ["resource:payments-db"]).await, "the edit was missed");
     watcher.abort();
     Ok(())
 }
