@@ -214,7 +214,8 @@ pub struct Entity {
     pub provides_apis: Vec<String>,
     #[serde(rename = "consumesApis")]
     pub consumes_apis: Vec<String>,
-    /// Runbook ids or URLs: the runbook annotation's entries, then links about runbooks.
+    /// Runbook ids (without the slashes around them) or URLs: the runbook annotation's entries,
+    /// then links about runbooks.
     pub runbooks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsLink>,
@@ -411,6 +412,14 @@ fn comma_list(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_string)
 }
 
+/// A runbook as the catalog keeps it: a URL as written, an id without the slashes around it
+/// (`/payments/high-error-rate/` is the runbook `payments/high-error-rate`), so that every
+/// lookup of an id is a plain comparison.
+fn runbook_entry(written: &str) -> Option<String> {
+    let entry = if is_url(written) { written.trim() } else { written.trim().trim_matches('/') };
+    (!entry.is_empty()).then(|| entry.to_string())
+}
+
 fn entity(kind: EntityKind, raw: RawEntity, source: Source) -> Result<Entity, String> {
     let metadata = raw.metadata;
     let name = metadata.name.trim().to_string();
@@ -419,13 +428,17 @@ fn entity(kind: EntityKind, raw: RawEntity, source: Source) -> Result<Entity, St
     EntityRef::parse(&format!("{}:{namespace}/{name}", kind.as_str()), kind.as_str())
         .map_err(|_| format!("metadata.name {name:?} in namespace {namespace:?} cannot be referred to"))?;
     let annotations = metadata.annotations;
-    let mut runbooks: Vec<String> =
-        annotations.get(ANNOTATION_RUNBOOK).map(|value| comma_list(value).collect()).unwrap_or_default();
+    let mut runbooks: Vec<String> = annotations
+        .get(ANNOTATION_RUNBOOK)
+        .map(|value| comma_list(value).filter_map(|entry| runbook_entry(&entry)).collect())
+        .unwrap_or_default();
     for link in &metadata.links {
         let mentions =
             |text: &Option<String>| text.as_deref().is_some_and(|text| text.to_lowercase().contains("runbook"));
-        if (mentions(&link.title) || mentions(&link.link_type)) && !runbooks.contains(&link.url) {
-            runbooks.push(link.url.clone());
+        if (mentions(&link.title) || mentions(&link.link_type))
+            && let Some(entry) = runbook_entry(&link.url).filter(|entry| !runbooks.contains(entry))
+        {
+            runbooks.push(entry);
         }
     }
     let metrics = non_empty(annotations.get(ANNOTATION_PROMETHEUS_TARGET).cloned()).map(|target| MetricsLink {
@@ -594,7 +607,7 @@ impl Catalog {
             }
             upstream.insert(key.clone(), targets);
             for runbook in &entity.runbooks {
-                if !is_url(runbook) && !runbooks.contains_key(runbook.trim_matches('/')) {
+                if !is_url(runbook) && !runbooks.contains_key(runbook) {
                     problems.push(CatalogProblem::warning(
                         &entity.source,
                         format!(
@@ -723,16 +736,13 @@ impl Catalog {
         entity
             .runbooks
             .iter()
-            .map(|written| {
-                let id = written.trim_matches('/');
-                match self.runbooks.get(id) {
-                    Some(runbook) if !is_url(written) => RunbookLink {
-                        id: Some(runbook.id.clone()),
-                        uri: super::runbook_uri(&runbook.id),
-                        title: Some(runbook.title.clone()),
-                    },
-                    _ => RunbookLink { id: None, uri: written.clone(), title: None },
-                }
+            .map(|written| match self.runbooks.get(written) {
+                Some(runbook) if !is_url(written) => RunbookLink {
+                    id: Some(runbook.id.clone()),
+                    uri: super::runbook_uri(&runbook.id),
+                    title: Some(runbook.title.clone()),
+                },
+                _ => RunbookLink { id: None, uri: written.clone(), title: None },
             })
             .collect()
     }

@@ -295,6 +295,30 @@ fn runbooks_resolve_to_their_resource_and_an_unknown_id_is_reported() {
     );
 }
 
+/// A runbook id written with slashes around it is the same runbook everywhere: resolved, not
+/// reported, and indexed for `search_context` with the service that names it (the index looked
+/// the id up as written, and found no service).
+#[tokio::test]
+async fn a_runbook_id_written_with_slashes_is_indexed_with_its_service() -> anyhow::Result<()> {
+    let text = "kind: Component\nmetadata:\n  name: payments\n  annotations:\n    opsgate.dev/runbook: /payments/high-error-rate/\n";
+    let catalog = catalog_of(&[("a.yaml", text)], &["payments/high-error-rate"]);
+    assert_eq!(problems(&catalog), Vec::<String>::new());
+    let payments = catalog.find("payments").cloned().unwrap_or_else(|| panic!("payments"));
+    let uris: Vec<String> = catalog.runbook_links(&payments).into_iter().map(|link| link.uri).collect();
+    assert_eq!(uris, ["opsgate://runbooks/payments/high-error-rate"]);
+
+    let dir = tempfile::tempdir()?;
+    let store = opsgate_store::Store::open_sqlite(dir.path()).await?;
+    index_runbooks(&store, &catalog).await;
+    let query =
+        opsgate_store::SearchQuery { text: "error rate".to_string(), kinds: vec!["runbook".to_string()], limit: 10 };
+    let hits: Vec<(String, Option<String>)> =
+        store.search(&query).await?.hits.into_iter().map(|hit| (hit.reference, hit.service)).collect();
+    assert_eq!(hits, [("payments/high-error-rate".to_string(), Some("payments".to_string()))]);
+    store.close().await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading and reloading
 
