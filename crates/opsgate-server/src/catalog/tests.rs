@@ -434,6 +434,47 @@ async fn an_edit_made_between_the_load_and_the_watchers_start_is_reloaded() -> a
     Ok(())
 }
 
+/// After a reload the runbooks are indexed again for `search_context`, replacing what was
+/// indexed: a new runbook is found, a deleted one no longer is.
+#[tokio::test]
+async fn a_reload_indexes_the_runbooks_again() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let store = opsgate_store::Store::open_sqlite(data.path()).await?;
+    let runbooks = tempfile::tempdir()?;
+    std::fs::write(runbooks.path().join("old.md"), "# Old\nRestart the frobnicator.\n")?;
+    let sources = CatalogSources { paths: Vec::new(), runbooks: vec![runbooks.path().to_path_buf()] };
+    let (catalog, loaded) = load_with_fingerprint(&sources);
+    index_runbooks(&store, &catalog).await;
+    let found = |text: &str| {
+        let query =
+            opsgate_store::SearchQuery { text: text.to_string(), kinds: vec!["runbook".to_string()], limit: 10 };
+        let store = store.clone();
+        async move {
+            let result = store.search(&query).await?;
+            anyhow::Ok(result.hits.into_iter().map(|hit| hit.reference).collect::<Vec<String>>())
+        }
+    };
+    assert_eq!(found("frobnicator").await?, ["old"]);
+    let watcher =
+        watch(CatalogHandle::new(catalog), sources, loaded, Duration::from_millis(20), None, Some(store.clone()));
+
+    std::fs::remove_file(runbooks.path().join("old.md"))?;
+    std::fs::write(runbooks.path().join("new.md"), "# New\nRotate the widget keys.\n")?;
+    let mut indexed = false;
+    for _ in 0..200 {
+        if found("widget").await? == ["new"] {
+            indexed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(indexed, "the new runbook was not indexed");
+    assert_eq!(found("frobnicator").await?, Vec::<String>::new(), "the deleted runbook is still found");
+    watcher.abort();
+    store.close().await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // get_service_dependencies
 
