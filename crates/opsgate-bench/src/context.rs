@@ -318,18 +318,7 @@ async fn run_backend(
     // Each stored event was committed before its 202 left: stopping abruptly loses none.
     opsgate.kill().await.context("stopping opsgate serve")?;
     let (ingest, ingest_cpu) = ingest.map_err(opsgate_log)?;
-    if ingest.n_errors > 0 {
-        bail!(
-            "{} deliveries failed ({} stored); first error: {}; opsgate stderr:\n{}",
-            ingest.n_errors,
-            ingest.n_succeeded,
-            ingest.first_error.as_deref().unwrap_or("none recorded"),
-            sandbox.log_tail()
-        );
-    }
-    if ingest.n_measured == 0 {
-        bail!("no delivery completed inside the ingestion window");
-    }
+    ingest.no_errors("ingestion").map_err(opsgate_log)?;
     let store = Store::open(&location).await.with_context(|| format!("opening the {label} store again"))?;
     // One more than expected, so that a surplus shows as well as a shortfall.
     let ingested = EventQuery { since: Some(since), limit: ingest.n_succeeded as i64 + 1, ..Default::default() };

@@ -180,8 +180,8 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
                 (run(Route::Direct)?, through)
             };
             let label = format!("{} with {} in flight", pair.transport.label(), pair.in_flight);
-            no_errors(&direct, &format!("{label}, direct"))?;
-            no_errors(&through, &format!("{label}, through opsgate"))?;
+            direct.no_errors(&format!("{label}, direct"))?;
+            through.no_errors(&format!("{label}, through opsgate"))?;
             match pair.transport {
                 Transport::Http => n_http_through += through.n_succeeded,
                 Transport::Stdio => n_stdio_through += through.n_succeeded,
@@ -206,21 +206,6 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
     let stdio_audit =
         runtime.block_on(stdio.finish(opsgate_bin, n_stdio_through)).context("opsgate stdio's audit log")?;
     Ok(FederationReport { settings, rounds, http_audit, stdio_audit })
-}
-
-fn no_errors(report: &LoadReport, label: &str) -> Result<()> {
-    if report.n_errors > 0 {
-        bail!(
-            "{label}: {} calls failed ({} succeeded); first error: {}",
-            report.n_errors,
-            report.n_succeeded,
-            report.first_error.as_deref().unwrap_or("none recorded")
-        );
-    }
-    if report.n_measured == 0 {
-        bail!("{label}: no call completed inside the measurement window");
-    }
-    Ok(())
 }
 
 /// Which side of a pair a run calls.

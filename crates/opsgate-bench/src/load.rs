@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::wire::{self, Connection};
 
@@ -35,6 +35,25 @@ pub struct LoadReport {
     pub n_errors: u64,
     /// The first error seen, for the report.
     pub first_error: Option<String>,
+}
+
+impl LoadReport {
+    /// A run counts only when every call succeeded and some completed inside the window; `label`
+    /// names the run in the error.
+    pub fn no_errors(&self, label: &str) -> Result<()> {
+        if self.n_errors > 0 {
+            bail!(
+                "{label}: {} calls failed ({} succeeded); first error: {}",
+                self.n_errors,
+                self.n_succeeded,
+                self.first_error.as_deref().unwrap_or("none recorded")
+            );
+        }
+        if self.n_measured == 0 {
+            bail!("{label}: no call completed inside the measurement window");
+        }
+        Ok(())
+    }
 }
 
 pub fn run(config: &LoadConfig) -> Result<LoadReport> {
@@ -200,7 +219,9 @@ async fn connection_loop(
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use std::time::{Duration, Instant};
+
+    use super::{CallerStats, Window, percentile, summarize};
 
     #[test]
     fn percentile_is_nearest_rank() {
@@ -209,5 +230,26 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), 99);
         assert_eq!(percentile(&[7], 0.99), 7);
         assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn a_run_with_a_failed_call_or_none_in_the_window_does_not_count() {
+        let window = Window { start: Instant::now(), end: Instant::now() + Duration::from_secs(60) };
+        let mut ok = CallerStats::default();
+        ok.success(window.start, window.start, &window);
+        assert!(summarize([ok], &window).no_errors("run").is_ok());
+
+        let mut failed = CallerStats::default();
+        failed.success(window.start, window.start, &window);
+        failed.error(anyhow::anyhow!("HTTP 503"));
+        let error = summarize([failed], &window).no_errors("run").map_err(|error| error.to_string());
+        assert_eq!(error, Err("run: 1 calls failed (1 succeeded); first error: HTTP 503".to_string()));
+
+        let mut before = CallerStats::default();
+        let early = window.start - Duration::from_secs(1);
+        before.success(early, early, &window);
+        assert!(
+            summarize([before], &window).no_errors("run").is_err_and(|error| error.to_string().contains("no call"))
+        );
     }
 }

@@ -270,15 +270,7 @@ fn measure_server(kind: ServerKind, options: &Options, threads: usize) -> Result
     runtime.shutdown_timeout(Duration::from_secs(5));
     let load = load.with_context(|| format!("load against {}", kind.label()))?;
     let audit = audit.with_context(|| format!("stopping {}", kind.label()))?;
-    if load.n_errors > 0 {
-        bail!(
-            "{}: {} calls failed ({} succeeded); first error: {}",
-            kind.label(),
-            load.n_errors,
-            load.n_succeeded,
-            load.first_error.as_deref().unwrap_or("none recorded")
-        );
-    }
+    load.no_errors(kind.label())?;
     eprintln!(
         "opsgate-bench: {}: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
         kind.label(),
