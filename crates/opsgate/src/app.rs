@@ -125,15 +125,15 @@ pub async fn open_store(config: &RuntimeConfig) -> anyhow::Result<Store> {
 /// Builds the registry of built-in tools with the configured backend instances as targets.
 /// Secret references are resolved here, once, at start-up.
 pub fn registry(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<Registry> {
-    registry_and_prometheus(config, env).map(|(registry, _)| registry)
+    registry_and_health(config, env).map(|(registry, _)| registry)
 }
 
-/// `registry`, and the Prometheus clients its tools use, for tools built later that read
-/// metrics too (the catalog's health).
-fn registry_and_prometheus(
+/// `registry`, and the catalog's health source over the same Prometheus clients and signal
+/// catalog as its metrics tools (none without a Prometheus).
+fn registry_and_health(
     config: &RuntimeConfig,
     env: &impl Env,
-) -> anyhow::Result<(Registry, Arc<PrometheusClients>)> {
+) -> anyhow::Result<(Registry, Option<crate::catalog::PrometheusHealth>)> {
     let mut prometheus = Vec::new();
     for (name, instance) in &config.prometheus {
         let token = crate::config::resolve_secret_text(instance.bearer_token.as_deref(), env)
@@ -162,22 +162,24 @@ fn registry_and_prometheus(
     }
     let mut registry = Registry::new(targets);
     let mut tools = Vec::new();
+    let mut health = None;
     if !prometheus.is_empty() {
         let catalog = SignalCatalog::from_config(&config.metrics).context("metrics.signals")?;
-        tools.extend(prometheus_tools(prometheus.clone(), catalog));
+        tools.extend(prometheus_tools(prometheus.clone(), catalog.clone()));
+        health = Some(crate::catalog::PrometheusHealth::new(prometheus.clone(), catalog));
     }
     if !alertmanager.is_empty() {
-        tools.extend(alertmanager_tools(alertmanager, prometheus.clone()));
+        tools.extend(alertmanager_tools(alertmanager, prometheus));
     }
     for tool in tools {
         registry.register(tool)?;
     }
-    Ok((registry, prometheus))
+    Ok((registry, health))
 }
 
 impl App {
     pub async fn build(config: &RuntimeConfig, env: &impl Env) -> anyhow::Result<App> {
-        let (mut registry, prometheus) = registry_and_prometheus(config, env)?;
+        let (mut registry, health) = registry_and_health(config, env)?;
         let policy = Arc::new(PolicyHandle::shared(policy_files::load(config)?));
         let store = open_store(config).await?;
         let notices = Notices::new(store.clone());
@@ -193,13 +195,7 @@ impl App {
         registry
             .register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone(), services.clone())))?;
         if let (Some(settings), Some(handle)) = (&config.catalog, &services) {
-            let health = if prometheus.is_empty() {
-                None
-            } else {
-                let signals = SignalCatalog::from_config(&config.metrics).context("metrics.signals")?;
-                Some(Arc::new(crate::catalog::PrometheusHealth::new(prometheus, signals))
-                    as Arc<dyn opsgate_server::catalog::HealthSource>)
-            };
+            let health = health.map(|health| Arc::new(health) as Arc<dyn opsgate_server::catalog::HealthSource>);
             registry.register(Arc::new(opsgate_server::catalog::GetServiceDependencies::new(
                 handle.clone(),
                 health,
