@@ -27,12 +27,6 @@ pub struct CatalogSources {
     pub runbooks: Vec<PathBuf>,
 }
 
-impl CatalogSources {
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.runbooks.is_empty()
-    }
-}
-
 /// Files below `dir` whose extension is one of `extensions`, in path order; an unreadable
 /// directory is a problem.
 fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<CatalogProblem>) {
