@@ -20,11 +20,8 @@ pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, 
         .ok_or_else(|| HookError::BadRequest("missing X-GitHub-Event header".to_string()))?
         .to_string();
     let payload = parse_json(body, SOURCE)?;
-    let delivery = header(headers, "x-github-delivery")
-        .map(str::to_string)
-        .unwrap_or_else(|| super::digest_id(&[&kind, &String::from_utf8_lossy(body)]));
     let action = text_at(&payload, "/action").unwrap_or_default();
-    let event = match kind.as_str() {
+    let mut event = match kind.as_str() {
         "ping" => return Ok(Ingest::Ignored("ping: the webhook works".to_string())),
         "deployment" => deployment(&payload, None),
         "deployment_status" => deployment(&payload, payload.get("deployment_status")),
@@ -43,12 +40,13 @@ pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, 
         "release" => return Ok(Ingest::Ignored(format!("release {action}: only published releases are kept"))),
         other => return Ok(Ingest::Ignored(format!("GitHub event {other:?} is not kept"))),
     }?;
-    let mut event = event;
-    event.delivery_id = delivery;
+    event.delivery_id = header(headers, "x-github-delivery")
+        .map(str::to_string)
+        .unwrap_or_else(|| super::digest_id(&[&kind, &String::from_utf8_lossy(body)]));
     if event.time.is_empty() {
         event.time = now.to_string();
     }
-    event.service = event.service.take().or_else(|| text_at(&payload, "/repository/name"));
+    event.service = text_at(&payload, "/repository/name");
     event.attribute("repository", text_at(&payload, "/repository/full_name"));
     event.attribute("sender", text_at(&payload, "/sender/login"));
     event.attribute("github_event", Some(kind));
