@@ -4,8 +4,8 @@
 //!
 //! Health comes through `HealthSource`, which the binary implements with the Prometheus
 //! connector's signal catalog (the same PromQL as `get_service_metrics`), so this crate needs no
-//! connector. Every service is asked at once, each within a short timeout; one slow target
-//! makes that service "unknown", not the call late.
+//! connector. Services are asked concurrently (`HealthSettings::concurrency` at a time), each
+//! within a short timeout; one slow target makes that service "unknown", not the call late.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
