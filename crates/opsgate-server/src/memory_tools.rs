@@ -715,8 +715,8 @@ fn graph_output(headline: String, graph: &MemoryGraph, budget: OutputBudget) -> 
     output.field("entities", json_list(&entities)).field("relations", json_list(&relations))
 }
 
-/// `(name, entityType)` of the given entities the store did not create: their name was taken,
-/// earlier in the store or in the same call.
+/// The names of the given entities the store did not create: their name was taken, earlier in
+/// the store or in the same call.
 fn skipped_entities<'a>(given: &'a [NewMemoryEntity], created: &[MemoryEntity]) -> Vec<&'a str> {
     let mut unclaimed: HashSet<&str> = created.iter().map(|entity| entity.name.as_str()).collect();
     given.iter().map(|entity| entity.name.as_str()).filter(|name| !unclaimed.remove(name)).collect()
@@ -911,10 +911,6 @@ impl Tool for MemoryTool {
                 deleted_output(message)
             }
             Request::DeleteObservations(groups) => {
-                let groups: Vec<MemoryObservations> = groups
-                    .into_iter()
-                    .map(|group| MemoryObservations { entity: group.entity, contents: dedupe(group.contents) })
-                    .collect();
                 let n_deleted = store.delete_memory_observations(&groups).await.map_err(unavailable)? as usize;
                 let n_given: usize = groups.iter().map(|group| group.contents.len()).sum();
                 let mut message = format!("deleted {}", count(n_deleted, "observation", "observations"));

@@ -154,6 +154,14 @@ fn names_and_observations_are_trimmed_and_repeats_dropped() {
             observations: vec!["a".to_string(), "b".to_string()],
         }]
     );
+    // Deleting counts what it did not find, so a repeated observation must not count twice.
+    let parsed = Operation::DeleteObservations
+        .parse(&arguments(json!({"deletions": [{"entityName": "a", "observations": ["x", "x ", "y"]}]})));
+    let Ok(Request::DeleteObservations(groups)) = parsed else { panic!("refused") };
+    assert_eq!(
+        groups,
+        [MemoryObservations { entity: "a".to_string(), contents: vec!["x".to_string(), "y".to_string()] }]
+    );
     let Ok(Request::SearchNodes(query)) = Operation::SearchNodes.parse(&arguments(json!({"query": ""}))) else {
         panic!("an empty query matches everything, as in server-memory")
     };
