@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
+mod support;
+use support::Served;
+
 fn opsgate(data_dir: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new(BIN)
         .args(args)
@@ -411,49 +414,6 @@ async fn serve_refuses_requests_without_credentials_once_identity_is_set_up() ->
     Ok(())
 }
 
-/// `opsgate serve` with the given config, answering /healthz; killed on drop.
-struct Served {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Served {
-    async fn start(config: &Path, data_dir: &Path, port: u16) -> Result<Served> {
-        let child = tokio::process::Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        for _ in 0..200 {
-            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
-                && response.status().is_success()
-            {
-                return Ok(Served { child, url: format!("http://127.0.0.1:{port}/mcp") });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("opsgate serve never answered /healthz")
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().context("child pid")?;
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
-        Ok(())
-    }
-}
-
-async fn agent_client(url: &str, key: &str) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>> {
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string());
-    Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
-}
-
 fn structured(result: &rmcp::model::CallToolResult) -> Value {
     result.structured_content.clone().unwrap_or(Value::Null)
 }
@@ -504,8 +464,8 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
 
     // The agent's request: pending, with the plan naming the firing alert.
     let port = opsgate_testkit::free_port();
-    let served = Served::start(&config, dir.path(), port).await?;
-    let client = agent_client(&served.url, &key).await?;
+    let served = Served::start(&config, dir.path(), port, &[]).await?;
+    let client = served.client(&key).await?;
     let arguments =
         json!({"matchers": ["alertname=HighErrorRate"], "duration": "1h", "comment": "e2e: deploy in progress"});
     let pending = client
@@ -576,8 +536,8 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
     assert_eq!(active[0]["comment"], "e2e: deploy in progress");
 
     // The restarted server answers the agent's approval_status with the call's result.
-    let served = Served::start(&config, dir.path(), port).await?;
-    let client = agent_client(&served.url, &key).await?;
+    let served = Served::start(&config, dir.path(), port, &[]).await?;
+    let client = served.client(&key).await?;
     let status = client
         .call_tool(
             CallToolRequestParams::new("approval_status")
@@ -724,7 +684,7 @@ async fn alertmanager_webhooks_put_an_alert_firing_and_resolving_on_the_timeline
         &format!("[hooks.alertmanager]\nsecret = \"file:{}\"\n", dir.path().join("am-token").display()),
     )?;
     let port = opsgate_testkit::free_port();
-    let served = Served::start(&config, dir.path(), port).await?;
+    let served = Served::start(&config, dir.path(), port, &[]).await?;
     let hook = format!("http://127.0.0.1:{port}/hooks/alertmanager");
 
     let refused = reqwest::Client::new().post(&hook).bearer_auth("wrong").body(r#"{"alerts":[]}"#).send().await?;
@@ -821,7 +781,7 @@ async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silen
     assert!(created.status.success(), "{}", stderr(&created));
     let key = stdout(&created).trim().to_string();
     let port = opsgate_testkit::free_port();
-    let served = Served::start(&config, dir.path(), port).await?;
+    let served = Served::start(&config, dir.path(), port, &[]).await?;
     let hook = format!("http://127.0.0.1:{port}/hooks/github");
     let http = reqwest::Client::new();
     let ago = |minutes: i64| {
@@ -874,7 +834,7 @@ async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silen
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     // The agent silences the service's alerts in staging (not protected: it runs at once).
-    let client = agent_client(&served.url, &key).await?;
+    let client = served.client(&key).await?;
     let arguments = json!({"matchers": ["alertname=PaymentsErrors", "service=\"payments-api\""], "duration": "30m",
                            "comment": "rolling back v1.8.0"});
     let silenced = client
@@ -952,8 +912,8 @@ async fn a_client_subscribed_through_one_process_hears_of_an_event_ingested_thro
     let key = stdout(&created).trim().to_string();
     let (port_a, port_b) = (opsgate_testkit::free_port(), opsgate_testkit::free_port());
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
-    let process_a = Served::start(&config, &dir_a, port_a).await?;
-    let process_b = Served::start(&config, &dir_b, port_b).await?;
+    let process_a = Served::start(&config, &dir_a, port_a, &[]).await?;
+    let process_b = Served::start(&config, &dir_b, port_b, &[]).await?;
 
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;

@@ -3,17 +3,16 @@
 //! delete cascades, bad input and read-only mode are refused, and every call is audited.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use anyhow::{Context, Result};
-use rmcp::ServiceExt;
+use anyhow::Result;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
-type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+mod support;
+use support::{Client, Served};
 
 fn opsgate(data_dir: &Path, config: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new(BIN)
@@ -32,51 +31,6 @@ fn key(data_dir: &Path, config: &Path, name: &str, roles: &str) -> Result<String
     let created = opsgate(data_dir, config, &["keys", "create", "--name", name, "--roles", roles])?;
     anyhow::ensure!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     Ok(String::from_utf8_lossy(&created.stdout).trim().to_string())
-}
-
-/// `opsgate [global_args] serve`, answering /healthz; killed on drop.
-struct Served {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Served {
-    async fn start(config: &Path, data_dir: &Path, global_args: &[&str]) -> Result<Served> {
-        let port = opsgate_testkit::free_port();
-        let child = tokio::process::Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(global_args)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        for _ in 0..200 {
-            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
-                && response.status().is_success()
-            {
-                return Ok(Served { child, url: format!("http://127.0.0.1:{port}/mcp") });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("opsgate serve never answered /healthz")
-    }
-
-    async fn client(&self, key: &str) -> Result<Client> {
-        use rmcp::transport::StreamableHttpClientTransport;
-        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-        let config = StreamableHttpClientTransportConfig::with_uri(self.url.clone()).auth_header(key.to_string());
-        Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().context("child pid")?;
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
-        Ok(())
-    }
 }
 
 async fn call(client: &Client, tool: &str, arguments: Value) -> Result<CallToolResult> {
@@ -108,7 +62,7 @@ async fn agents_share_a_memory_graph_that_survives_a_restart_and_every_call_is_a
     let reader_key = key(dir.path(), &config, "reader", "reader")?;
 
     // An agent builds the graph with server-memory's arguments and gets its result shapes.
-    let served = Served::start(&config, dir.path(), &[]).await?;
+    let served = Served::start(&config, dir.path(), opsgate_testkit::free_port(), &[]).await?;
     let agent = served.client(&agent_key).await?;
     let created = structured(
         &agent,
@@ -219,7 +173,7 @@ async fn agents_share_a_memory_graph_that_survives_a_restart_and_every_call_is_a
     served.stop().await?;
 
     // After a restart the graph is still there; deleting an entity takes its relations along.
-    let served = Served::start(&config, dir.path(), &[]).await?;
+    let served = Served::start(&config, dir.path(), opsgate_testkit::free_port(), &[]).await?;
     let reader = served.client(&reader_key).await?;
     let graph = structured(&reader, "read_graph", json!({})).await?;
     assert_eq!(names(&graph), ["payments-api", "postgres-main", "checkout"], "{graph}");
@@ -235,7 +189,7 @@ async fn agents_share_a_memory_graph_that_survives_a_restart_and_every_call_is_a
     served.stop().await?;
 
     // Read-only: the write is denied and stores nothing.
-    let served = Served::start(&config, dir.path(), &["--read-only"]).await?;
+    let served = Served::start(&config, dir.path(), opsgate_testkit::free_port(), &["--read-only"]).await?;
     let agent = served.client(&agent_key).await?;
     let denied = call(
         &agent,

@@ -1,0 +1,59 @@
+//! Shared by the binary's end-to-end tests: `opsgate serve` on a loopback port, and MCP clients
+//! of it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rmcp::ServiceExt;
+
+pub type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// `opsgate --config <config> --data-dir <data_dir> [global_args] serve` on `127.0.0.1:<port>`,
+/// answering /healthz; killed on drop.
+pub struct Served {
+    child: tokio::process::Child,
+    /// The MCP endpoint.
+    pub url: String,
+}
+
+impl Served {
+    pub async fn start(config: &Path, data_dir: &Path, port: u16, global_args: &[&str]) -> Result<Served> {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsgate"))
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(global_args)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        for _ in 0..200 {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
+                && response.status().is_success()
+            {
+                return Ok(Served { child, url: format!("http://127.0.0.1:{port}/mcp") });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("opsgate serve never answered /healthz")
+    }
+
+    /// An MCP client over Streamable HTTP presenting the API key `key`.
+    pub async fn client(&self, key: &str) -> Result<Client> {
+        use rmcp::transport::StreamableHttpClientTransport;
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        let config = StreamableHttpClientTransportConfig::with_uri(self.url.clone()).auth_header(key.to_string());
+        Ok(().serve(StreamableHttpClientTransport::from_config(config)).await?)
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().context("child pid")?;
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??;
+        Ok(())
+    }
+}
