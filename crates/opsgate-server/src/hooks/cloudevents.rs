@@ -21,7 +21,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Event, EventKind, HookError, Ingest, first_line, normalize_time, parse_json, text_at};
+use super::{Event, EventKind, HookError, Ingest, first_line, header, normalize_time, parse_json, text_at, text_of};
 
 pub const SOURCE: &str = "cloudevents";
 
@@ -36,9 +36,7 @@ pub fn verify(token: &str, headers: &HeaderMap) -> Result<(), HookError> {
 }
 
 pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, HookError> {
-    let media_type = headers
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
+    let media_type = header(headers, "content-type")
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase())
         .unwrap_or_default();
@@ -106,11 +104,12 @@ struct Attributes {
 impl Attributes {
     fn structured(event: &Value) -> Result<Attributes, HookError> {
         let object = event.as_object().ok_or_else(|| bad("the cloudevent is not a JSON object"))?;
-        let attribute = |name: &str| text_at(event, &format!("/{name}")).filter(|value| !value.is_empty());
+        let text = |value: &Value| text_of(value).filter(|text| !text.is_empty());
+        let attribute = |name: &str| object.get(name).and_then(text);
         let extensions = object
             .iter()
             .filter(|(name, _)| !CONTEXT.contains(&name.as_str()))
-            .filter_map(|(name, _)| attribute(name).map(|value| (name.clone(), value)))
+            .filter_map(|(name, value)| text(value).map(|value| (name.clone(), value)))
             .take(MAX_EXTENSIONS)
             .collect();
         Ok(Attributes {
@@ -509,6 +508,13 @@ mod tests {
         assert_eq!(attribute(&event, "ce.comexampleextension1"), Some("value"));
         assert_eq!(attribute(&event, "ce.comexampleothervalue"), Some("5"));
         assert_eq!(attribute(&event, "ce.subject"), None);
+
+        // An extension is read from the event object, whatever its name holds (a JSON pointer
+        // would read `vendor/flag` as a path).
+        let vendor = crate::hooks::test_support::edited("cloudevents/structured-json-data.json", |event| {
+            event["vendor/flag"] = "on".into();
+        });
+        assert_eq!(attribute(&one(normalize(&structured(), &vendor, NOW)), "ce.vendor/flag"), Some("on"));
 
         let xml = one(normalize(&structured(), &testdata("structured-xml-data.json"), NOW));
         assert_eq!(xml.delivery_id, "/mycontext|B234-1234-1234");

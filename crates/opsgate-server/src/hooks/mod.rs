@@ -115,7 +115,12 @@ pub fn store_time(time: chrono::DateTime<chrono::Utc>) -> Option<String> {
 
 /// The string at a JSON pointer, if it is one (numbers are written out).
 pub fn text_at(value: &serde_json::Value, pointer: &str) -> Option<String> {
-    match value.pointer(pointer)? {
+    text_of(value.pointer(pointer)?)
+}
+
+/// A JSON string, number or boolean as text; `None` for null, arrays and objects.
+pub fn text_of(value: &serde_json::Value) -> Option<String> {
+    match value {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Number(number) => Some(number.to_string()),
         serde_json::Value::Bool(flag) => Some(flag.to_string()),
