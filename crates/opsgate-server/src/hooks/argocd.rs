@@ -24,7 +24,7 @@
 
 use axum::http::HeaderMap;
 
-use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, normalize_time, parse_json, text_at};
+use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, normalize_time, parse_object, text_at};
 
 pub const SOURCE: &str = "argocd";
 
@@ -36,10 +36,7 @@ pub fn verify(token: &str, headers: &HeaderMap) -> Result<(), HookError> {
 }
 
 pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
-    let payload = parse_json(body, SOURCE)?;
-    if !payload.is_object() {
-        return Err(HookError::BadRequest("argocd payload is not a JSON object".to_string()));
-    }
+    let payload = parse_object(body, SOURCE)?;
     let field = |name: &str| text_at(&payload, &format!("/{name}")).filter(|value| !value.is_empty());
     let app = field("app").ok_or_else(|| missing("app", ".app.metadata.name"))?;
     let phase = field("phase").ok_or_else(|| missing("phase", ".app.status.operationState.phase"))?;
@@ -109,7 +106,7 @@ pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
     event.attribute("initiated_by", field("initiatedBy").or_else(|| automated.then(|| "automated sync".to_string())));
     event.attribute("message", message.map(|message| first_line(&message, 500)));
     event.attribute("event", field("event"));
-    event.link(field("url").filter(|url| url.starts_with("http://") || url.starts_with("https://")));
+    event.link(field("url").filter(|url| super::is_url(url)));
     Ok(Ingest::Events(vec![event]))
 }
 

@@ -21,7 +21,9 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Event, EventKind, HookError, Ingest, first_line, header, normalize_time, parse_json, text_at, text_of};
+use super::{
+    Event, EventKind, HookError, Ingest, first_line, header, is_url, normalize_time, parse_json, text_at, text_of,
+};
 
 pub const SOURCE: &str = "cloudevents";
 
@@ -295,10 +297,6 @@ fn keyword_kind(kind: &str) -> EventKind {
     } else {
         EventKind::Other
     }
-}
-
-fn is_url(text: &str) -> bool {
-    text.starts_with("https://") || text.starts_with("http://")
 }
 
 /// The last path segment of an id: `service/myapp` → `myapp`, `/namespace/taskrun-123` →

@@ -16,7 +16,9 @@
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, header, normalize_time, parse_json, text_at};
+use super::{
+    Event, EventKind, HookError, Ingest, digest_id, first_line, header, normalize_time, parse_object, text_at,
+};
 
 pub const SOURCE: &str = "flux";
 
@@ -30,10 +32,7 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), Hook
 }
 
 pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
-    let payload = parse_json(body, SOURCE)?;
-    if !payload.is_object() {
-        return Err(HookError::BadRequest("flux payload is not a JSON object".to_string()));
-    }
+    let payload = parse_object(body, SOURCE)?;
     let object =
         payload.get("involvedObject").filter(|object| object.is_object()).ok_or_else(|| missing("involvedObject"))?;
     let required = |value: &Value, pointer: &str, what: &str| {

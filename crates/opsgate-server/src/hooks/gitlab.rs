@@ -10,7 +10,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, header, parse_json, text_at};
+use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, header, parse_object, text_at};
 
 pub const SOURCE: &str = "gitlab";
 
@@ -29,10 +29,7 @@ pub fn normalize(headers: &HeaderMap, body: &[u8], now: &str) -> Result<Ingest, 
     let hook = header(headers, "x-gitlab-event")
         .ok_or_else(|| HookError::BadRequest("missing X-Gitlab-Event header".to_string()))?
         .to_string();
-    let payload = parse_json(body, SOURCE)?;
-    if !payload.is_object() {
-        return Err(HookError::BadRequest("gitlab payload is not a JSON object".to_string()));
-    }
+    let payload = parse_object(body, SOURCE)?;
     // `object_kind` names the event in the body; a system hook sends the same bodies under
     // `X-Gitlab-Event: System Hook`, so the body decides and the header is the fallback.
     let kind = text_at(&payload, "/object_kind").unwrap_or_else(|| match hook.as_str() {

@@ -83,6 +83,11 @@ pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
+/// A link worth keeping on an event: an http or https URL.
+pub fn is_url(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
+}
+
 /// A delivery id for sources that send none: the SHA-256 of the parts that make the event
 /// unique, so a retried delivery maps to the same id.
 pub fn digest_id(parts: &[&str]) -> String {
@@ -98,6 +103,15 @@ pub fn digest_id(parts: &[&str]) -> String {
 pub fn parse_json(body: &[u8], source: &str) -> Result<serde_json::Value, HookError> {
     serde_json::from_slice(body)
         .map_err(|error| HookError::BadRequest(format!("{source} payload is not valid JSON: {error}")))
+}
+
+/// Parses a body that must be one JSON object, naming the source in the error.
+pub fn parse_object(body: &[u8], source: &str) -> Result<serde_json::Value, HookError> {
+    let payload = parse_json(body, source)?;
+    if !payload.is_object() {
+        return Err(HookError::BadRequest(format!("{source} payload is not a JSON object")));
+    }
+    Ok(payload)
 }
 
 /// Any RFC 3339 time (any offset, any precision) as the store's format: UTC, milliseconds.
