@@ -2,8 +2,10 @@
 //! shared token or an HMAC signature, per source), turns the payload into `Event`s, maps service
 //! and environment, and stores them; a delivery seen before is stored once.
 //!
-//! One module per source, each with the same two functions: `verify(secret, headers, body)` and
-//! `normalize(headers, body, now) -> Ingest`. Normalising is pure: no IO, the time passed in.
+//! One module per source, each with a `SOURCE` name and two functions: `verify` (the secret
+//! against the headers, and the body too where the source signs it) and `normalize` (the body,
+//! and the headers where the source puts facts there, to an `Ingest` at `now`). `hooks_api.rs`
+//! calls them in that order. Normalising is pure: no IO, the time passed in.
 
 pub mod alertmanager;
 pub mod argocd;
