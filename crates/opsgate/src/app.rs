@@ -25,8 +25,8 @@ pub struct App {
     pub audit_writer: tokio::task::JoinHandle<()>,
     /// Reloads the policy files when they change (none when there are none).
     pub policy_watch: Option<tokio::task::JoinHandle<()>>,
-    /// Reloads the service catalog when its files change (none without `[catalog]`).
-    pub catalog_watch: Option<tokio::task::JoinHandle<()>>,
+    /// The service catalog as loaded (none without `[catalog]`); `run_in_background` watches it.
+    pub services: Option<crate::catalog::LoadedCatalog>,
     /// Marks approval requests whose time ran out as expired.
     pub expiry_sweep: tokio::task::JoinHandle<()>,
     /// The federated MCP servers of `.opsgate/mcp.json` and the global `mcp.json`, once
@@ -43,10 +43,9 @@ pub struct App {
     pub hooks: opsgate_server::hooks_api::HooksConfig,
     /// Announcements between the processes on the store: new events, approval decisions.
     pub notices: Notices,
-    /// Passes the services new events touched on to subscribed clients (`serve`, `stdio`).
-    pub announcer: Option<tokio::task::JoinHandle<()>>,
-    /// Deletes events past `[events] retention_days` (`serve`, `stdio`).
-    pub retention: Option<tokio::task::JoinHandle<()>>,
+    /// What `run_in_background` started for the commands that keep running: the announcer of
+    /// service updates, retention, the catalog's watcher.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Reads each configured hook's secret; a reference that cannot be read stops start-up, naming
@@ -185,13 +184,11 @@ impl App {
         let notices = Notices::new(store.clone());
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone()).with_notices(notices.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
-        let (services, catalog_watch) = match &config.catalog {
-            Some(settings) => {
-                let (handle, watch) = crate::catalog::start(settings, registry.changes().clone(), &store).await;
-                (Some(handle), Some(watch))
-            }
-            None => (None, None),
+        let loaded = match &config.catalog {
+            Some(settings) => Some(crate::catalog::load(settings, &store).await),
+            None => None,
         };
+        let services = loaded.as_ref().map(|loaded| loaded.handle.clone());
         registry
             .register(Arc::new(opsgate_server::context_tools::WhatChangedTool::new(store.clone(), services.clone())))?;
         if let (Some(settings), Some(handle)) = (&config.catalog, &services) {
@@ -252,7 +249,7 @@ impl App {
             mcp,
             audit_writer,
             policy_watch,
-            catalog_watch,
+            services: loaded,
             expiry_sweep,
             gateway: None,
             catalog,
@@ -260,22 +257,25 @@ impl App {
             events,
             hooks,
             notices,
-            announcer: None,
-            retention: None,
+            background: Vec::new(),
         })
     }
 
-    /// Starts passing the services that new events touch, here or in another process on the
-    /// store, on to the clients subscribed to them. For the commands that serve clients.
-    pub fn announce_service_updates(&mut self) {
+    /// Starts what only the commands that keep running need: passing the services new events
+    /// touch (here or in another process on the store) on to subscribed clients, deleting events
+    /// past their retention, and reloading the catalog when its files change.
+    pub fn run_in_background(&mut self, config: &RuntimeConfig) {
         let changes = self.mcp.pipeline.registry().changes().clone();
-        self.announcer =
-            Some(tokio::spawn(opsgate_server::events::announce_service_updates(self.notices.clone(), changes)));
-    }
-
-    /// Starts deleting events past their retention in the background, if they have one.
-    pub fn apply_retention(&mut self, keep: Option<chrono::Duration>) {
-        self.retention = keep.map(|keep| tokio::spawn(apply_retention(self.store.clone(), keep)));
+        self.background.push(tokio::spawn(opsgate_server::events::announce_service_updates(
+            self.notices.clone(),
+            changes.clone(),
+        )));
+        if let Some(keep) = config.event_retention {
+            self.background.push(tokio::spawn(apply_retention(self.store.clone(), keep)));
+        }
+        if let Some(services) = &self.services {
+            self.background.push(services.watch(changes, &self.store));
+        }
     }
 
     /// Starts a supervisor for each federated server in the project's `.opsgate/mcp.json` and
@@ -313,19 +313,8 @@ impl App {
 
     /// Drops this app's handles and waits for the audit writer to commit what is queued.
     pub async fn finish(self) {
-        let App {
-            store,
-            mcp,
-            audit_writer,
-            policy_watch,
-            catalog_watch,
-            expiry_sweep,
-            gateway,
-            announcer,
-            retention,
-            ..
-        } = self;
-        for task in announcer.into_iter().chain(retention).chain(catalog_watch) {
+        let App { store, mcp, audit_writer, policy_watch, expiry_sweep, gateway, background, .. } = self;
+        for task in background {
             task.abort();
         }
         if let Some(gateway) = gateway {

@@ -45,29 +45,44 @@ impl HealthSource for PrometheusHealth {
     }
 }
 
-/// Loads the catalog the settings name (problems are logged, never fatal), indexes its runbooks
-/// for `search_context` in `store`, and starts its watcher, which announces changed resources on
-/// `changes` and indexes the runbooks again after each reload.
-pub async fn start(
-    settings: &CatalogSettings,
-    changes: opsgate_server::ChangeFeed,
-    store: &opsgate_store::Store,
-) -> (CatalogHandle, tokio::task::JoinHandle<()>) {
+/// The catalog as loaded, and what its watcher needs to start from it.
+pub struct LoadedCatalog {
+    pub handle: CatalogHandle,
+    sources: opsgate_server::catalog::CatalogSources,
+    /// The files as they were when they were read: an edit after that counts as a change.
+    loaded: opsgate_server::catalog::Fingerprint,
+}
+
+/// Loads the catalog the settings name (problems are logged, never fatal) and indexes its
+/// runbooks for `search_context` in `store`, so even a one-shot command searches what the files
+/// say now.
+pub async fn load(settings: &CatalogSettings, store: &opsgate_store::Store) -> LoadedCatalog {
     let (catalog, loaded) = opsgate_server::catalog::load_async(settings.sources.clone()).await;
     for problem in catalog.problems() {
         tracing::warn!(%problem, "service catalog");
     }
     opsgate_server::catalog::index_runbooks(store, &catalog).await;
-    let handle = CatalogHandle::new(catalog);
-    let watch = opsgate_server::catalog::watch(
-        handle.clone(),
-        settings.sources.clone(),
-        loaded,
-        RELOAD_INTERVAL,
-        Some(changes),
-        Some(store.clone()),
-    );
-    (handle, watch)
+    LoadedCatalog { handle: CatalogHandle::new(catalog), sources: settings.sources.clone(), loaded }
+}
+
+impl LoadedCatalog {
+    /// Starts the watcher: it reloads the catalog when its files change, announces changed
+    /// resources on `changes` and indexes the runbooks again in `store`. For the commands that
+    /// keep running.
+    pub fn watch(
+        &self,
+        changes: opsgate_server::ChangeFeed,
+        store: &opsgate_store::Store,
+    ) -> tokio::task::JoinHandle<()> {
+        opsgate_server::catalog::watch(
+            self.handle.clone(),
+            self.sources.clone(),
+            self.loaded.clone(),
+            RELOAD_INTERVAL,
+            Some(changes),
+            Some(store.clone()),
+        )
+    }
 }
 
 /// `doctor`'s lines about the catalog: what loaded, then every problem as `file:line: message`
