@@ -3,7 +3,7 @@
 //! error rate is known, the catalog's resources over stdio, and a reload after an edit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +15,8 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
-fn opsgate(data_dir: &Path, args: &[&str]) -> Result<Output> {
-    Ok(Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("OPSGATE_CONFIG")
-        .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
-        .current_dir(data_dir)
-        .output()?)
-}
+mod support;
+use support::opsgate;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -14,26 +14,7 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
 mod support;
-use support::Served;
-
-fn opsgate(data_dir: &Path, args: &[&str]) -> Result<Output> {
-    Ok(Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("OPSGATE_CONFIG")
-        .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
-        .current_dir(data_dir)
-        .output()?)
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{Served, opsgate, stderr, stdout};
 
 fn write_config(dir: &Path, text: &str) -> Result<std::path::PathBuf> {
     let path = dir.join("opsgate.toml");

@@ -3,27 +3,20 @@
 //! delete cascades, bad input and read-only mode are refused, and every call is audited.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::Result;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
-
 mod support;
 use support::{Client, Served};
 
+/// `opsgate --config <config> ARGS`.
 fn opsgate(data_dir: &Path, config: &Path, args: &[&str]) -> Result<Output> {
-    Ok(Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("OPSGATE_CONFIG")
-        .current_dir(data_dir)
-        .output()?)
+    let mut full = vec!["--config", config.to_str().unwrap_or_default()];
+    full.extend_from_slice(args);
+    support::opsgate(data_dir, &full)
 }
 
 /// A new API key named `name` with `roles`.

@@ -1,12 +1,34 @@
-//! Shared by the binary's end-to-end tests: `opsgate serve` on a loopback port, and MCP clients
-//! of it.
+//! Shared by the binary's end-to-end tests: one-shot `opsgate` commands, `opsgate serve` on a
+//! loopback port, and MCP clients of it. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
+
+/// `opsgate ARGS --data-dir <data_dir>` run in `data_dir`, blind to the user's own config (no
+/// `OPSGATE_CONFIG`, an empty config home).
+pub fn opsgate(data_dir: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_opsgate"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("OPSGATE_CONFIG")
+        .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
+        .current_dir(data_dir)
+        .output()?)
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
 
 pub type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
 
