@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+# CI builds once from a fresh clone, so incremental compilation buys nothing there and would
+# double the target directory's size on disk.
+if [[ ${CI:-} == true ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "test dependencies (Debian packages)"
