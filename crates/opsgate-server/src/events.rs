@@ -3,7 +3,7 @@
 //! once.
 
 use opsgate_core::{Event, EventKind};
-use opsgate_store::{AuditEntry, Notice, Notices, Store, StoreError, StoredEvent};
+use opsgate_store::{AuditEntry, EventDelivery, Notice, Notices, Store, StoreError, StoredEvent};
 use regex::Regex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -108,8 +108,7 @@ pub struct EventSink {
 
 /// One delivery's events waiting for the writer, and where its outcome goes.
 struct Pending {
-    events: Vec<Event>,
-    received_at: String,
+    delivery: EventDelivery,
     reply: oneshot::Sender<Result<Vec<StoredEvent>, String>>,
 }
 
@@ -124,29 +123,29 @@ const MAX_BATCH_EVENTS: usize = 2_000;
 /// it (their senders retry); none is half stored.
 async fn write_batches(store: Store, notices: Notices, mut queue: mpsc::Receiver<Pending>) {
     while let Some(first) = queue.recv().await {
-        let mut n_events = first.events.len();
+        let mut n_events = first.delivery.events.len();
         let mut batch = vec![first];
         while n_events < MAX_BATCH_EVENTS {
             let Ok(pending) = queue.try_recv() else { break };
-            n_events += pending.events.len();
+            n_events += pending.delivery.events.len();
             batch.push(pending);
         }
-        let groups: Vec<(&[Event], &str)> =
-            batch.iter().map(|pending| (pending.events.as_slice(), pending.received_at.as_str())).collect();
-        match store.insert_event_groups(&groups).await {
+        let (deliveries, replies): (Vec<EventDelivery>, Vec<_>) =
+            batch.into_iter().map(|pending| (pending.delivery, pending.reply)).unzip();
+        match store.insert_event_groups(deliveries).await {
             Ok(stored) => {
                 // One notice for the batch, after its deliveries are answered.
                 let services: Vec<String> =
                     stored.iter().flatten().filter_map(|stored| stored.event.service.clone()).collect();
-                for (pending, stored) in batch.into_iter().zip(stored) {
-                    let _ = pending.reply.send(Ok(stored));
+                for (reply, stored) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(stored));
                 }
                 notices.publish(Notice::Events { services }).await;
             }
             Err(error) => {
                 let message = error.to_string();
-                for pending in batch {
-                    let _ = pending.reply.send(Err(message.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
                 }
             }
         }
@@ -189,7 +188,7 @@ impl EventSink {
             sender
         });
         let (reply, outcome) = oneshot::channel();
-        let pending = Pending { events, received_at: opsgate_store::now_rfc3339(), reply };
+        let pending = Pending { delivery: EventDelivery { events, received_at: opsgate_store::now_rfc3339() }, reply };
         let gone = || StoreError::Internal("the event writer stopped".to_string());
         writer.send(pending).await.map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?.map_err(StoreError::Internal)

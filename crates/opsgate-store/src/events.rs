@@ -35,8 +35,37 @@ pub struct EventQuery {
     pub limit: i64,
 }
 
-const COLUMNS: &str =
-    "id, time, received_at, source, kind, service, environment, summary, attributes, links, delivery_id";
+/// The columns of `events`, in the order `INSERT` binds them.
+macro_rules! columns {
+    () => {
+        "id, time, received_at, source, kind, service, environment, summary, attributes, links, delivery_id"
+    };
+}
+
+const COLUMNS: &str = columns!();
+
+/// Stores one event unless its delivery is stored already (one row affected when it was new).
+/// Both dialects, and both SQLite drivers, take it.
+pub(crate) const INSERT: &str = concat!(
+    "INSERT INTO events (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (source, delivery_id) DO NOTHING"
+);
+
+/// One delivery's events and when opsgate received them: what
+/// [`Store::insert_event_groups`] stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDelivery {
+    pub events: Vec<Event>,
+    pub received_at: String,
+}
+
+/// An event's attributes and links as stored: JSON text.
+pub(crate) fn json_columns(event: &Event) -> (String, String) {
+    let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".to_string());
+    let links = serde_json::to_string(&event.links).unwrap_or_else(|_| "[]".to_string());
+    (attributes, links)
+}
 
 fn decode_event<R: Row>(row: &R) -> Result<StoredEvent, StoreError>
 where
@@ -69,52 +98,69 @@ impl Store {
     /// Stores `events` in one transaction, each unless its delivery (`source`, `delivery_id`)
     /// is stored already. Returns the events that were new, as stored, in the order given.
     pub async fn insert_events(&self, events: &[Event], received_at: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut stored = self.insert_event_groups(&[(events, received_at)]).await?;
+        let delivery = EventDelivery { events: events.to_vec(), received_at: received_at.to_string() };
+        let mut stored = self.insert_event_groups(vec![delivery]).await?;
         Ok(stored.pop().unwrap_or_default())
     }
 
-    /// Stores several deliveries' events in one transaction (one commit, one flush to disk, for
-    /// all of them): what lets concurrent webhook deliveries share the cost of durability.
-    /// Returns, per group, the events that were new, in the order given. A delivery repeated in
-    /// a later group, or within one, is stored once, where it first appears.
-    pub async fn insert_event_groups(&self, groups: &[(&[Event], &str)]) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
-        let sql = format!(
-            "INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (source, delivery_id) DO NOTHING"
-        );
-        let mut stored_groups = Vec::with_capacity(groups.len());
-        on_pool!(self, pool => {
-            let mut transaction = pool.begin().await?;
-            for (events, received_at) in groups {
-                let mut stored = Vec::new();
-                for event in *events {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".to_string());
-                    let links = serde_json::to_string(&event.links).unwrap_or_else(|_| "[]".to_string());
-                    let result = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                        .bind(&id)
-                        .bind(&event.time)
-                        .bind(*received_at)
-                        .bind(&event.source)
-                        .bind(event.kind.as_str())
-                        .bind(&event.service)
-                        .bind(&event.environment)
-                        .bind(&event.summary)
-                        .bind(&attributes)
-                        .bind(&links)
-                        .bind(&event.delivery_id)
-                        .execute(&mut *transaction)
-                        .await?;
-                    if result.rows_affected() == 1 {
-                        crate::search::upsert_documents(&mut transaction, &[SearchDocument::event(&id, event)]).await?;
-                        stored.push(StoredEvent { id, received_at: received_at.to_string(), event: event.clone() });
-                    }
-                }
-                stored_groups.push(stored);
+    /// Stores several deliveries' events, with their search documents, in one transaction (one
+    /// commit, one flush to disk, for all of them): what lets concurrent webhook deliveries
+    /// share the cost of durability. Durable when it returns. Returns, per delivery, the events
+    /// that were new, in the order given. A delivery repeated in a later group, or within one,
+    /// is stored once, where it first appears.
+    ///
+    /// On SQLite the rows go through the store's own write connection on a blocking thread,
+    /// like audit appends (see `sqlite.rs`): two cached statements per event, where sqlx
+    /// handed every statement and every value to its worker thread and back.
+    pub async fn insert_event_groups(
+        &self,
+        deliveries: Vec<EventDelivery>,
+    ) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
+        match self {
+            Store::Sqlite { appender, .. } => {
+                let appender = appender.clone();
+                tokio::task::spawn_blocking(move || {
+                    let stored = appender.insert_events_unsynced(deliveries).map_err(StoreError::Sqlite)?;
+                    appender.sync()?;
+                    Ok(stored)
+                })
+                .await
+                .map_err(|join_error| StoreError::Internal(format!("event insert thread failed: {join_error}")))?
             }
-            transaction.commit().await?;
-        });
-        Ok(stored_groups)
+            Store::Postgres(pool) => {
+                let mut transaction = pool.begin().await?;
+                let mut stored_groups = Vec::with_capacity(deliveries.len());
+                for delivery in deliveries {
+                    let mut stored = Vec::new();
+                    for event in delivery.events {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        let (attributes, links) = json_columns(&event);
+                        let result = sqlx::query(INSERT)
+                            .bind(&id)
+                            .bind(&event.time)
+                            .bind(&delivery.received_at)
+                            .bind(&event.source)
+                            .bind(event.kind.as_str())
+                            .bind(&event.service)
+                            .bind(&event.environment)
+                            .bind(&event.summary)
+                            .bind(&attributes)
+                            .bind(&links)
+                            .bind(&event.delivery_id)
+                            .execute(&mut *transaction)
+                            .await?;
+                        if result.rows_affected() == 1 {
+                            crate::search::upsert_documents(&mut transaction, &[SearchDocument::event(&id, &event)])
+                                .await?;
+                            stored.push(StoredEvent { id, received_at: delivery.received_at.clone(), event });
+                        }
+                    }
+                    stored_groups.push(stored);
+                }
+                transaction.commit().await?;
+                Ok(stored_groups)
+            }
+        }
     }
 
     /// Events matching `query`, newest first (by event time, then id).

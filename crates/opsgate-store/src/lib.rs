@@ -24,7 +24,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKey, ApiKeyError, NewApiKey, Revocation};
 pub use approvals::{Approval, ApprovalDecision, ApprovalError, ApprovalStatus, DecisionRequest, NewApproval};
 pub use audit::{AuditEntry, AuditReceipt, AuditRecord, VerifyReport};
-pub use events::{EventQuery, StoredEvent};
+pub use events::{EventDelivery, EventQuery, StoredEvent};
 pub use memory::{
     MemoryDeletion, MemoryEntity, MemoryError, MemoryGraph, MemoryObservations, MemoryRelation, NewMemoryEntity,
 };

@@ -1,11 +1,13 @@
-//! The SQLite audit appender: its own rusqlite connection on the store's file, used only to append
-//! to the audit chain.
+//! The SQLite write connection: its own rusqlite connection on the store's file, used to append
+//! to the audit chain and to store events, the two writes that come in floods.
 //!
 //! sqlx runs every SQLite statement on a worker thread and binds each value through a command
 //! channel; with 20 columns a record that costs more than the fsync it shares with the batch
 //! (measured: about 17k records/s from 32 callers, where SQLite itself does three times that).
 //! A plain connection with a cached prepared statement, driven from a blocking thread, removes
-//! that cost. Everything else (reads, migrations, other tables) stays on the sqlx pool.
+//! that cost. Events and their search documents take the same connection for the same reason;
+//! sharing it means the two queue on a mutex rather than on SQLite's busy-wait for the write
+//! lock. Everything else (reads, migrations, other tables) stays on the sqlx pool.
 //!
 //! Durability is split from the commit. The connection runs `synchronous=NORMAL`, so a commit
 //! writes its WAL frames and returns without waiting for the disk; [`Appender::sync`] then
@@ -22,6 +24,8 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditReceipt, Chained};
+use crate::events::{EventDelivery, StoredEvent};
+use crate::search::SearchDocument;
 
 const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kind, client, tool, server, target, \
      environment, arguments, arguments_hash, decision, reason, approval_id, outcome, error, result_bytes, \
@@ -89,7 +93,104 @@ impl Appender {
     /// takes the write lock before the head is read, so appends from several processes on one
     /// file serialise instead of forking the chain. Blocking: call it from a blocking thread.
     pub fn append_unsynced(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, rusqlite::Error> {
-        // A poisoned lock means a panic mid-append, whose transaction SQLite rolled back when the
+        self.in_transaction(|transaction| {
+            let n_entries = entries.len() as i64;
+            let (last_seq, head_hash): (i64, String) = transaction
+                .prepare_cached("UPDATE audit_head SET seq = seq + ?1 WHERE id = 1 RETURNING seq, hash")?
+                .query_row([n_entries], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let chained = Chained::new(last_seq - n_entries, head_hash, entries);
+            {
+                let mut insert = transaction.prepare_cached(INSERT)?;
+                for link in chained.links() {
+                    let entry = link.entry;
+                    insert.execute(params![
+                        link.seq,
+                        entry.time,
+                        entry.principal,
+                        entry.principal_kind,
+                        entry.client,
+                        entry.tool,
+                        entry.server,
+                        entry.target,
+                        entry.environment,
+                        entry.arguments,
+                        entry.arguments_hash,
+                        entry.decision,
+                        entry.reason,
+                        entry.approval_id,
+                        entry.outcome,
+                        entry.error,
+                        entry.result_bytes,
+                        entry.duration_us,
+                        link.prev_hash,
+                        link.hash,
+                        entry.approvers,
+                    ])?;
+                }
+            }
+            transaction
+                .prepare_cached("UPDATE audit_head SET hash = ?1 WHERE id = 1")?
+                .execute([chained.last_hash()])?;
+            Ok(chained.receipts)
+        })
+    }
+
+    /// Stores each delivery's events that are new (by source and delivery id) with their search
+    /// documents, in one committed transaction; they are durable after the next
+    /// [`Appender::sync`]. Returns, per delivery, the events stored. Blocking.
+    pub fn insert_events_unsynced(
+        &self,
+        deliveries: Vec<EventDelivery>,
+    ) -> Result<Vec<Vec<StoredEvent>>, rusqlite::Error> {
+        self.in_transaction(|transaction| {
+            let mut insert = transaction.prepare_cached(crate::events::INSERT)?;
+            let mut index = transaction.prepare_cached(crate::search::UPSERT_DOCUMENT)?;
+            let mut stored_groups = Vec::with_capacity(deliveries.len());
+            for delivery in deliveries {
+                let mut stored = Vec::new();
+                for event in delivery.events {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let (attributes, links) = crate::events::json_columns(&event);
+                    let n_inserted = insert.execute(params![
+                        id,
+                        event.time,
+                        delivery.received_at,
+                        event.source,
+                        event.kind.as_str(),
+                        event.service,
+                        event.environment,
+                        event.summary,
+                        attributes,
+                        links,
+                        event.delivery_id,
+                    ])?;
+                    if n_inserted == 1 {
+                        let document = SearchDocument::event(&id, &event);
+                        index.execute(params![
+                            document.source.as_str(),
+                            document.reference,
+                            document.kind,
+                            document.title,
+                            document.body,
+                            document.time,
+                            document.service,
+                        ])?;
+                        stored.push(StoredEvent { id, received_at: delivery.received_at.clone(), event });
+                    }
+                }
+                stored_groups.push(stored);
+            }
+            Ok(stored_groups)
+        })
+    }
+
+    /// Runs `write` in a transaction that holds the database's write lock from its start
+    /// (`BEGIN IMMEDIATE`), and commits it when `write` succeeds.
+    fn in_transaction<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, rusqlite::Error> {
+        // A poisoned lock means a panic mid-write, whose transaction SQLite rolled back when the
         // statement failed or rolls back at the next BEGIN: the connection itself is sound.
         let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(connection) = connection.as_mut() else {
@@ -99,43 +200,9 @@ impl Appender {
             ));
         };
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n_entries = entries.len() as i64;
-        let (last_seq, head_hash): (i64, String) = transaction
-            .prepare_cached("UPDATE audit_head SET seq = seq + ?1 WHERE id = 1 RETURNING seq, hash")?
-            .query_row([n_entries], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        let chained = Chained::new(last_seq - n_entries, head_hash, entries);
-        {
-            let mut insert = transaction.prepare_cached(INSERT)?;
-            for link in chained.links() {
-                let entry = link.entry;
-                insert.execute(params![
-                    link.seq,
-                    entry.time,
-                    entry.principal,
-                    entry.principal_kind,
-                    entry.client,
-                    entry.tool,
-                    entry.server,
-                    entry.target,
-                    entry.environment,
-                    entry.arguments,
-                    entry.arguments_hash,
-                    entry.decision,
-                    entry.reason,
-                    entry.approval_id,
-                    entry.outcome,
-                    entry.error,
-                    entry.result_bytes,
-                    entry.duration_us,
-                    link.prev_hash,
-                    link.hash,
-                    entry.approvers,
-                ])?;
-            }
-        }
-        transaction.prepare_cached("UPDATE audit_head SET hash = ?1 WHERE id = 1")?.execute([chained.last_hash()])?;
+        let value = write(&transaction)?;
         transaction.commit()?;
-        Ok(chained.receipts)
+        Ok(value)
     }
 
     /// Closes the connection; later appends fail.

@@ -93,6 +93,55 @@ async fn events_are_found_by_their_words_ranked_and_filtered_by_kind() -> Result
     Ok(())
 }
 
+/// Events are ranked among the newest matches; runbooks and memory whatever their age. A
+/// runbook written before thousands of events that share its word is still found, first when it
+/// matches better (in its title, where the events hold the word in an attribute).
+#[tokio::test]
+async fn a_runbook_is_ranked_however_many_newer_events_match() -> Result<()> {
+    for (store, _dir) in stores("search_lasting").await? {
+        let backend = store.backend();
+        store
+            .replace_documents(
+                DocumentSource::Runbook,
+                &[SearchDocument {
+                    source: DocumentSource::Runbook,
+                    reference: "payments/rollback".to_string(),
+                    kind: "runbook".to_string(),
+                    title: "Payments rollback".to_string(),
+                    body: "Roll back with argocd app rollback payments.".to_string(),
+                    time: "2026-01-01T00:00:00.000Z".to_string(),
+                    service: Some("payments-api".to_string()),
+                }],
+            )
+            .await?;
+        let n_events = opsgate_store::search::RANK_WINDOW as usize + 100;
+        let events: Vec<Event> = (0..n_events)
+            .map(|index| {
+                let mut event = event(
+                    "2026-11-21T12:00:00.000Z",
+                    EventKind::Deploy,
+                    "payments-api",
+                    &format!("Deployed payments-api v{index}"),
+                    &format!("d-{index}"),
+                );
+                event.attribute("strategy", Some("rollback-ready"));
+                event
+            })
+            .collect();
+        store.insert_events(&events, "2026-11-21T12:00:01.000Z").await?;
+
+        let result = store.search(&query("rollback", &[])).await?;
+        assert_eq!(result.hits.len(), 10, "{backend}");
+        assert_eq!(result.hits[0].reference, "payments/rollback", "{backend}: {:?}", result.hits[0]);
+        assert!(result.hits[1..].iter().all(|hit| hit.source == DocumentSource::Event), "{backend}");
+        let result = store.search(&query("rollback payments", &["runbook"])).await?;
+        assert_eq!(result.hits.len(), 1, "{backend}");
+        let result = store.search(&query("rollback", &["deploy"])).await?;
+        assert!(result.hits.iter().all(|hit| hit.kind == "deploy"), "{backend}: {:?}", result.hits);
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn runbooks_are_replaced_as_a_set() -> Result<()> {
     for (store, _dir) in stores("search_runbooks").await? {

@@ -6,23 +6,35 @@
 //! migrations, with statements that are idempotent:
 //!
 //! - SQLite: an FTS5 table over the documents (external content, kept in step by triggers),
-//!   Porter-stemmed, ranked by BM25 with the title weighing twice the body.
+//!   Porter-stemmed.
 //! - PostgreSQL: a stored `tsvector` column (English stemming, title weighted above body) under a
-//!   GIN index, ranked by `ts_rank`.
+//!   GIN index, and a second GIN index over runbooks and memory alone.
 //!
 //! A query is the words of the text, all required (a word is a run of letters and digits, so
 //! `payments-api` is `payments` and `api`, as both indexes split it); when no document has every
 //! word, the documents with any of them are ranked instead, and the result says so.
 //!
 //! Ranking every match of a common word in a million events costs more than an agent should
-//! wait, so matches are ranked among the newest [`RANK_WINDOW`] that contain all the words: an
-//! old document still ranks when few documents match, and a flood of matches is cut by recency.
+//! wait, so events are ranked among the newest [`RANK_WINDOW`] matches; runbooks and memory,
+//! few and lasting, are ranked whatever their age. Among equal scores runbooks and memory come
+//! first, then the newest.
+//!
+//! - SQLite scores a document by how many of the words its title holds. FTS5's BM25 would read
+//!   every document of every word to weigh them (tens of milliseconds for a common word in a
+//!   million events, however small the window); marking the title's words costs a few
+//!   microseconds per candidate. Snippets are cut from the hits alone (`snippet.rs`).
+//! - PostgreSQL scores with `ts_rank` (title above body) and cuts snippets with `ts_headline`.
+//!   The newest matches are looked for in the last day first, then the week, the month and all
+//!   time, so that neither a common word (every match sorted by time) nor a rare one (the time
+//!   index walked to the end) reads most of the table.
 
 use opsgate_core::Event;
 use serde::Serialize;
 use sqlx::Row;
 
 use crate::{Store, StoreError, on_pool};
+
+mod snippet;
 
 /// The most matching documents that are ranked, newest first; see the module comment.
 pub const RANK_WINDOW: i64 = 2_000;
@@ -233,7 +245,17 @@ const POSTGRES_SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS search_documents_words ON search_documents USING GIN (words)",
     "CREATE INDEX IF NOT EXISTS search_documents_time ON search_documents (time)",
+    // Runbooks and memory, searched whatever their age, without reading every event that
+    // matches too.
+    "CREATE INDEX IF NOT EXISTS search_documents_lasting_words ON search_documents USING GIN (words)
+        WHERE source <> 'event'",
 ];
+
+/// Writes a document, replacing any with the same source and reference. Both dialects take this
+/// upsert; the update keeps the SQLite row id, so its triggers replace the indexed words in place.
+pub(crate) const UPSERT_DOCUMENT: &str = "INSERT INTO search_documents (source, ref, kind, title, body, time, service) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ref) DO UPDATE SET kind = excluded.kind, \
+     title = excluded.title, body = excluded.body, time = excluded.time, service = excluded.service";
 
 /// Writes `documents` (replacing any with the same source and reference) inside `transaction`.
 pub(crate) async fn upsert_documents<'c, DB>(
@@ -247,13 +269,8 @@ where
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    // Both dialects take this upsert; the update keeps the SQLite row id, so its triggers
-    // replace the indexed words in place.
-    const UPSERT: &str = "INSERT INTO search_documents (source, ref, kind, title, body, time, service) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ref) DO UPDATE SET kind = excluded.kind, \
-         title = excluded.title, body = excluded.body, time = excluded.time, service = excluded.service";
     for document in documents {
-        sqlx::query(UPSERT)
+        sqlx::query(UPSERT_DOCUMENT)
             .bind(document.source.as_str())
             .bind(document.reference.as_str())
             .bind(document.kind.as_str())
@@ -363,61 +380,139 @@ impl Store {
             Store::Sqlite { pool, .. } => {
                 let joiner = if all { " AND " } else { " OR " };
                 let terms: Vec<String> = words.iter().map(|word| format!("\"{word}\"")).collect();
-                let mut expression = format!("{{title body}} : ({})", terms.join(joiner));
-                if !query.kinds.is_empty() {
-                    let kinds: Vec<String> =
-                        query.kinds.iter().map(|kind| format!("\"{}\"", fts_string(kind))).collect();
-                    expression = format!("({expression}) AND kind : ({})", kinds.join(" OR "));
-                }
-                // The newest RANK_WINDOW matches (row ids grow with time of writing), then BM25.
-                let sql = "WITH window AS (
-                        SELECT rowid FROM search_fts WHERE search_fts MATCH $1 ORDER BY rowid DESC LIMIT $2
+                let matching = format!("{{title body}} : ({})", terms.join(joiner));
+                let of_kinds = |kinds: &[&str]| -> String {
+                    let kinds: Vec<String> = kinds.iter().map(|kind| format!("\"{}\"", fts_string(kind))).collect();
+                    format!("({matching}) AND kind : ({})", kinds.join(" OR "))
+                };
+                let requested: Vec<&str> = query.kinds.iter().map(String::as_str).collect();
+                let expression = if requested.is_empty() { matching.clone() } else { of_kinds(&requested) };
+                let lasting = lasting_kinds(&query.kinds);
+                let lasting_arm = if lasting.is_empty() {
+                    String::new()
+                } else {
+                    "UNION SELECT * FROM (SELECT rowid AS id, highlight(search_fts, 0, char(1), '') AS marked \
+                     FROM search_fts WHERE search_fts MATCH $5 ORDER BY rowid DESC LIMIT $2)"
+                        .to_string()
+                };
+                // The newest RANK_WINDOW matches (row ids grow with time of writing), each with
+                // its title's matched words marked; then ranked (see `sqlite_rank`).
+                let sql = format!(
+                    "WITH candidates AS MATERIALIZED (
+                        SELECT * FROM (SELECT rowid AS id, highlight(search_fts, 0, char(1), '') AS marked
+                            FROM search_fts WHERE search_fts MATCH $1 ORDER BY rowid DESC LIMIT $2)
+                        {lasting_arm}
                     )
-                    SELECT d.source, d.ref, d.kind, d.title, d.time, d.service,
-                           snippet(search_fts, -1, '[', ']', '…', 12) AS snippet,
-                           -bm25(search_fts, 2.0, 1.0, 0.0) AS score
-                    FROM search_fts JOIN search_documents d ON d.id = search_fts.rowid
-                    WHERE search_fts MATCH $1 AND search_fts.rowid >= (SELECT COALESCE(MIN(rowid), 0) FROM window)
-                    ORDER BY score DESC, d.time DESC LIMIT $3";
-                let rows =
-                    sqlx::query(sql).bind(&expression).bind(RANK_WINDOW).bind(query.limit).fetch_all(pool).await?;
-                rows.iter().map(decode_hit).collect()
+                    SELECT d.source, d.ref, d.kind, d.title, d.body, d.time, d.service,
+                           CAST(MIN(length(c.marked) - length(replace(c.marked, char(1), '')), $4) AS REAL) AS score
+                    FROM candidates c JOIN search_documents d ON d.id = c.id
+                    ORDER BY score DESC, (d.source <> 'event') DESC, d.time DESC, d.id DESC LIMIT $3"
+                );
+                let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&expression)
+                    .bind(RANK_WINDOW)
+                    .bind(query.limit)
+                    .bind(words.len() as i64);
+                if !lasting.is_empty() {
+                    statement = statement.bind(of_kinds(&lasting));
+                }
+                let rows = statement.fetch_all(pool).await?;
+                let stems = snippet::Stems::of(words);
+                rows.iter()
+                    .map(|row| {
+                        let title: String = row.try_get("title")?;
+                        let body: String = row.try_get("body")?;
+                        let snippet = stems.snippet(&title, &body);
+                        decode_hit(row, title, snippet)
+                    })
+                    .collect()
             }
             Store::Postgres(pool) => {
                 let joiner = if all { " & " } else { " | " };
                 let terms: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
+                let tsquery = terms.join(joiner);
+                let requested = &query.kinds;
+                let lasting: Vec<String> = lasting_kinds(requested).into_iter().map(str::to_string).collect();
                 let mut kinds_filter = String::new();
-                if !query.kinds.is_empty() {
-                    let list: Vec<String> = (0..query.kinds.len()).map(|index| format!("${}", index + 4)).collect();
-                    kinds_filter = format!("AND kind IN ({})", list.join(", "));
+                if !requested.is_empty() {
+                    kinds_filter = "AND kind = ANY($4)".to_string();
                 }
-                let sql = format!(
-                    "WITH matched AS (
-                        SELECT source, ref, kind, title, body, time, service, words
-                        FROM search_documents, to_tsquery('english', $1) query
-                        WHERE words @@ query {kinds_filter}
-                        ORDER BY time DESC LIMIT $2
-                    ), ranked AS (
-                        SELECT matched.*, ts_rank(words, query)::float8 AS score
-                        FROM matched, to_tsquery('english', $1) query
-                        ORDER BY score DESC, time DESC LIMIT $3
+                // The newest RANK_WINDOW matches. Sorting every match of a common word by time
+                // reads most of the table, and walking the time index for a rare one reads all
+                // of it; so the newest day is tried first, then the week, the month, and all.
+                let newest = format!(
+                    "SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
+                     WHERE words @@ query AND time >= $2 {kinds_filter} ORDER BY time DESC LIMIT $3"
+                );
+                let now = chrono::Utc::now();
+                let mut keys: Vec<(String, String)> = Vec::new();
+                for days in [Some(1), Some(7), Some(31), None] {
+                    let since = days.map(|days| crate::rfc3339(now - chrono::Duration::days(days))).unwrap_or_default();
+                    let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(newest.as_str()))
+                        .bind(&tsquery)
+                        .bind(&since)
+                        .bind(RANK_WINDOW);
+                    if !requested.is_empty() {
+                        statement = statement.bind(requested);
+                    }
+                    keys = statement.fetch_all(pool).await?;
+                    if keys.len() as i64 >= RANK_WINDOW {
+                        break;
+                    }
+                }
+                if !lasting.is_empty() {
+                    // Under their own small index (see POSTGRES_SCHEMA).
+                    let lasting_keys: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
+                         WHERE source <> 'event' AND words @@ query AND kind = ANY($2)
+                         ORDER BY time DESC LIMIT $3",
+                    )
+                    .bind(&tsquery)
+                    .bind(&lasting)
+                    .bind(RANK_WINDOW)
+                    .fetch_all(pool)
+                    .await?;
+                    keys.extend(lasting_keys);
+                    // A runbook or entity may be among the newest too.
+                    keys.sort_unstable();
+                    keys.dedup();
+                }
+                let (sources, references): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+                let sql = "WITH ranked AS (
+                        SELECT d.source, d.ref, d.kind, d.title, d.body, d.time, d.service,
+                               ts_rank(d.words, query)::float8 AS score
+                        FROM unnest($2::text[], $3::text[]) AS c(source, ref)
+                        JOIN search_documents d ON d.source = c.source AND d.ref = c.ref,
+                        to_tsquery('english', $1) query
+                        ORDER BY score DESC, (d.source <> 'event') DESC, d.time DESC LIMIT $4
                     )
                     SELECT source, ref, kind, title, time, service, score,
                            ts_headline('english', body, to_tsquery('english', $1),
                                'StartSel=[, StopSel=], MaxWords=18, MinWords=6, MaxFragments=1') AS snippet
-                    FROM ranked ORDER BY score DESC, time DESC"
-                );
-                let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(terms.join(joiner))
-                    .bind(RANK_WINDOW)
-                    .bind(query.limit);
-                for kind in &query.kinds {
-                    statement = statement.bind(kind);
-                }
-                statement.fetch_all(pool).await?.iter().map(decode_hit).collect()
+                    FROM ranked ORDER BY score DESC, (source <> 'event') DESC, time DESC";
+                sqlx::query(sql)
+                    .bind(&tsquery)
+                    .bind(&sources)
+                    .bind(&references)
+                    .bind(query.limit)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|row| decode_hit(row, row.try_get("title")?, row.try_get("snippet")?))
+                    .collect()
             }
         }
     }
+}
+
+/// The kinds of the documents that are few and last (runbooks, memory) among `requested` (all
+/// when empty): ranked whatever their age, where events are ranked among the newest matches.
+fn lasting_kinds(requested: &[String]) -> Vec<&'static str> {
+    [DocumentSource::Runbook, DocumentSource::Memory]
+        .into_iter()
+        .map(DocumentSource::as_str)
+        .filter(|kind| requested.is_empty() || requested.iter().any(|requested| requested == kind))
+        .collect()
 }
 
 /// A kind inside an FTS5 string: its own quotes doubled.
@@ -425,7 +520,9 @@ fn fts_string(text: &str) -> String {
     text.replace('"', "\"\"")
 }
 
-fn decode_hit<R: Row>(row: &R) -> Result<SearchHit, StoreError>
+/// A hit from its row; the title and snippet are read by the caller (a SQLite snippet is made
+/// here, from the body).
+fn decode_hit<R: Row>(row: &R, title: String, snippet: String) -> Result<SearchHit, StoreError>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -438,10 +535,10 @@ where
             .ok_or_else(|| StoreError::Internal(format!("search document with unknown source {source:?}")))?,
         reference: row.try_get("ref")?,
         kind: row.try_get("kind")?,
-        title: row.try_get("title")?,
+        title,
         time: row.try_get("time")?,
         service: row.try_get("service")?,
-        snippet: row.try_get("snippet")?,
+        snippet,
         score: row.try_get("score")?,
     })
 }
