@@ -16,17 +16,15 @@
 //!
 //! Ranking every match of a common word in a million events costs more than an agent should
 //! wait, so events are ranked among the newest [`RANK_WINDOW`] matches; runbooks and memory,
-//! few and lasting, are ranked whatever their age. Among equal scores runbooks and memory come
-//! first, then the newest.
+//! few and lasting, are ranked whatever their age (on SQLite through a second index of their
+//! own). Among equal scores runbooks and memory come first, then the newest.
 //!
 //! - SQLite scores a document by how many of the words its title holds. FTS5's BM25 would read
 //!   every document of every word to weigh them (tens of milliseconds for a common word in a
 //!   million events, however small the window); marking the title's words costs a few
 //!   microseconds per candidate. Snippets are cut from the hits alone (`snippet.rs`).
-//! - PostgreSQL scores with `ts_rank` (title above body) and cuts snippets with `ts_headline`.
-//!   The newest matches are looked for in the last day first, then the week, the month and all
-//!   time, so that neither a common word (every match sorted by time) nor a rare one (the time
-//!   index walked to the end) reads most of the table.
+//! - PostgreSQL scores with `ts_rank` (title above body) and cuts snippets with `ts_headline`;
+//!   the newest matches carry only their keys through the sort by time.
 
 use opsgate_core::Event;
 use serde::Serialize;
@@ -155,8 +153,21 @@ pub fn query_words(text: &str) -> Vec<String> {
 pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     match store {
         Store::Sqlite { pool, .. } => {
+            let lasting_existed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'search_lasting_fts')",
+            )
+            .fetch_one(pool)
+            .await?;
             for statement in SQLITE_SCHEMA {
                 sqlx::query(*statement).execute(pool).await?;
+            }
+            if !lasting_existed {
+                sqlx::query(
+                    "INSERT INTO search_lasting_fts (rowid, title, body, kind)
+                     SELECT id, title, body, kind FROM search_documents WHERE source <> 'event'",
+                )
+                .execute(pool)
+                .await?;
             }
         }
         Store::Postgres(pool) => {
@@ -216,6 +227,28 @@ const SQLITE_SCHEMA: &[&str] = &[
         content = 'search_documents', content_rowid = 'id',
         tokenize = 'porter unicode61 remove_diacritics 2'
     )",
+    // Runbooks and memory again, in an index of their own: ranked whatever their age without
+    // walking every event that shares their words.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_lasting_fts USING fts5(
+        title, body, kind,
+        content = 'search_documents', content_rowid = 'id',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    )",
+    "CREATE TRIGGER IF NOT EXISTS search_lasting_insert AFTER INSERT ON search_documents
+        WHEN new.source <> 'event' BEGIN
+        INSERT INTO search_lasting_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
+    END",
+    "CREATE TRIGGER IF NOT EXISTS search_lasting_delete AFTER DELETE ON search_documents
+        WHEN old.source <> 'event' BEGIN
+        INSERT INTO search_lasting_fts (search_lasting_fts, rowid, title, body, kind)
+            VALUES ('delete', old.id, old.title, old.body, old.kind);
+    END",
+    "CREATE TRIGGER IF NOT EXISTS search_lasting_update AFTER UPDATE ON search_documents
+        WHEN old.source <> 'event' BEGIN
+        INSERT INTO search_lasting_fts (search_lasting_fts, rowid, title, body, kind)
+            VALUES ('delete', old.id, old.title, old.body, old.kind);
+        INSERT INTO search_lasting_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
+    END",
     "CREATE TRIGGER IF NOT EXISTS search_documents_insert AFTER INSERT ON search_documents BEGIN
         INSERT INTO search_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
     END",
@@ -391,22 +424,26 @@ impl Store {
                 let lasting_arm = if lasting.is_empty() {
                     String::new()
                 } else {
-                    "UNION SELECT * FROM (SELECT rowid AS id, highlight(search_fts, 0, char(1), '') AS marked \
-                     FROM search_fts WHERE search_fts MATCH $5 ORDER BY rowid DESC LIMIT $2)"
+                    "UNION SELECT rowid AS id, highlight(search_lasting_fts, 0, char(1), '') AS marked, kind \
+                     FROM search_lasting_fts WHERE search_lasting_fts MATCH $5"
                         .to_string()
                 };
                 // The newest RANK_WINDOW matches (row ids grow with time of writing), each with
-                // its title's matched words marked; then ranked (see `sqlite_rank`).
+                // its title's matched words marked and its kind, which the full-text cursor has
+                // read already; ranked; and only the best looked up again for the rest.
                 let sql = format!(
                     "WITH candidates AS MATERIALIZED (
-                        SELECT * FROM (SELECT rowid AS id, highlight(search_fts, 0, char(1), '') AS marked
+                        SELECT * FROM (SELECT rowid AS id, highlight(search_fts, 0, char(1), '') AS marked, kind
                             FROM search_fts WHERE search_fts MATCH $1 ORDER BY rowid DESC LIMIT $2)
                         {lasting_arm}
+                    ), best AS (
+                        SELECT id, CAST(MIN(length(marked) - length(replace(marked, char(1), '')), $4) AS REAL) AS score,
+                               kind IN ('runbook', 'memory') AS lasting
+                        FROM candidates ORDER BY score DESC, lasting DESC, id DESC LIMIT $3
                     )
-                    SELECT d.source, d.ref, d.kind, d.title, d.body, d.time, d.service,
-                           CAST(MIN(length(c.marked) - length(replace(c.marked, char(1), '')), $4) AS REAL) AS score
-                    FROM candidates c JOIN search_documents d ON d.id = c.id
-                    ORDER BY score DESC, (d.source <> 'event') DESC, d.time DESC, d.id DESC LIMIT $3"
+                    SELECT d.source, d.ref, d.kind, d.title, d.body, d.time, d.service, best.score
+                    FROM best JOIN search_documents d ON d.id = best.id
+                    ORDER BY best.score DESC, best.lasting DESC, best.id DESC"
                 );
                 let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(&expression)
@@ -430,71 +467,40 @@ impl Store {
             Store::Postgres(pool) => {
                 let joiner = if all { " & " } else { " | " };
                 let terms: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
-                let tsquery = terms.join(joiner);
                 let requested = &query.kinds;
                 let lasting: Vec<String> = lasting_kinds(requested).into_iter().map(str::to_string).collect();
-                let mut kinds_filter = String::new();
-                if !requested.is_empty() {
-                    kinds_filter = "AND kind = ANY($4)".to_string();
-                }
-                // The newest RANK_WINDOW matches. Sorting every match of a common word by time
-                // reads most of the table, and walking the time index for a rare one reads all
-                // of it; so the newest day is tried first, then the week, the month, and all.
-                let newest = format!(
-                    "SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
-                     WHERE words @@ query AND time >= $2 {kinds_filter} ORDER BY time DESC LIMIT $3"
-                );
-                let now = chrono::Utc::now();
-                let mut keys: Vec<(String, String)> = Vec::new();
-                for days in [Some(1), Some(7), Some(31), None] {
-                    let since = days.map(|days| crate::rfc3339(now - chrono::Duration::days(days))).unwrap_or_default();
-                    let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(newest.as_str()))
-                        .bind(&tsquery)
-                        .bind(&since)
-                        .bind(RANK_WINDOW);
-                    if !requested.is_empty() {
-                        statement = statement.bind(requested);
-                    }
-                    keys = statement.fetch_all(pool).await?;
-                    if keys.len() as i64 >= RANK_WINDOW {
-                        break;
-                    }
-                }
-                if !lasting.is_empty() {
-                    // Under their own small index (see POSTGRES_SCHEMA).
-                    let lasting_keys: Vec<(String, String)> = sqlx::query_as(
-                        "SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
-                         WHERE source <> 'event' AND words @@ query AND kind = ANY($2)
-                         ORDER BY time DESC LIMIT $3",
-                    )
-                    .bind(&tsquery)
-                    .bind(&lasting)
-                    .bind(RANK_WINDOW)
-                    .fetch_all(pool)
-                    .await?;
-                    keys.extend(lasting_keys);
-                    // A runbook or entity may be among the newest too.
-                    keys.sort_unstable();
-                    keys.dedup();
-                }
-                let (sources, references): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-                let sql = "WITH ranked AS (
+                let kinds_filter = if requested.is_empty() { "" } else { "AND kind = ANY($5)" };
+                // The newest matches carry only their keys through the sort; runbooks and
+                // memory come through their own small index (see POSTGRES_SCHEMA).
+                let sql = format!(
+                    "WITH newest AS MATERIALIZED (
+                        SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
+                        WHERE words @@ query {kinds_filter} ORDER BY time DESC LIMIT $2
+                    ), lasting AS MATERIALIZED (
+                        SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
+                        WHERE source <> 'event' AND words @@ query AND kind = ANY($4) LIMIT $2
+                    ), ranked AS (
                         SELECT d.source, d.ref, d.kind, d.title, d.body, d.time, d.service,
                                ts_rank(d.words, query)::float8 AS score
-                        FROM unnest($2::text[], $3::text[]) AS c(source, ref)
+                        FROM (SELECT * FROM newest UNION SELECT * FROM lasting) c
                         JOIN search_documents d ON d.source = c.source AND d.ref = c.ref,
                         to_tsquery('english', $1) query
-                        ORDER BY score DESC, (d.source <> 'event') DESC, d.time DESC LIMIT $4
+                        ORDER BY score DESC, (d.source <> 'event') DESC, d.time DESC LIMIT $3
                     )
                     SELECT source, ref, kind, title, time, service, score,
                            ts_headline('english', body, to_tsquery('english', $1),
                                'StartSel=[, StopSel=], MaxWords=18, MinWords=6, MaxFragments=1') AS snippet
-                    FROM ranked ORDER BY score DESC, (source <> 'event') DESC, time DESC";
-                sqlx::query(sql)
-                    .bind(&tsquery)
-                    .bind(&sources)
-                    .bind(&references)
+                    FROM ranked ORDER BY score DESC, (source <> 'event') DESC, time DESC"
+                );
+                let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(terms.join(joiner))
+                    .bind(RANK_WINDOW)
                     .bind(query.limit)
+                    .bind(&lasting);
+                if !requested.is_empty() {
+                    statement = statement.bind(requested);
+                }
+                statement
                     .fetch_all(pool)
                     .await?
                     .iter()
