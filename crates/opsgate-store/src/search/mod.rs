@@ -35,7 +35,7 @@ use crate::{Store, StoreError, on_pool};
 mod snippet;
 
 /// The most matching documents that are ranked, newest first; see the module comment.
-pub const RANK_WINDOW: i64 = 2_000;
+pub const RANK_WINDOW: i64 = 1_000;
 
 /// The most words of a query that are used.
 const MAX_WORDS: usize = 16;
