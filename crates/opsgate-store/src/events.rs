@@ -203,21 +203,6 @@ impl Store {
         Ok(events)
     }
 
-    /// Up to `limit` events with ids after `after`, in id order (ids are UUIDv7, so roughly the
-    /// order they were received): a way through every event, page by page.
-    pub(crate) async fn events_after_id(&self, after: &str, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2");
-        let events = on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(decode_event)
-            .collect::<Result<Vec<_>, _>>()?);
-        Ok(events)
-    }
-
     /// Deletes up to `limit` of the oldest events from before `before`, with their search
     /// documents, in one transaction; returns how many. Small batches keep each transaction
     /// short, so retention never holds the store's write lock for long.

@@ -5,7 +5,6 @@
 use anyhow::Result;
 use opsgate_core::{Event, EventKind};
 use opsgate_store::{DocumentSource, MemoryObservations, NewMemoryEntity, SearchDocument, SearchQuery, Store};
-use sqlx::ConnectOptions;
 use support::stores;
 
 mod support;
@@ -197,31 +196,6 @@ async fn runbooks_are_replaced_as_a_set() -> Result<()> {
         assert_eq!(store.search(&query("flux", &[])).await?.hits.len(), 1, "{backend}: the new text is found");
         // Events are untouched.
         assert_eq!(store.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}");
-    }
-    Ok(())
-}
-
-#[tokio::test]
-async fn events_stored_before_the_index_existed_are_indexed_on_open() -> Result<()> {
-    for (store, dir) in stores("search_backfill").await? {
-        let backend = store.backend();
-        seed(&store).await?;
-        let location = match &store {
-            Store::Sqlite { pool, .. } => {
-                sqlx::query("DELETE FROM search_documents").execute(pool).await?;
-                dir.path().display().to_string()
-            }
-            Store::Postgres(pool) => {
-                sqlx::query("DELETE FROM search_documents").execute(pool).await?;
-                pool.connect_options().to_url_lossy().to_string()
-            }
-        };
-        assert!(store.search(&query("nightly", &[])).await?.hits.is_empty(), "{backend}: emptied");
-        store.close().await;
-        let reopened = Store::open(&location).await?;
-        assert_eq!(reopened.search(&query("nightly", &[])).await?.hits.len(), 1, "{backend}: backfilled");
-        assert_eq!(reopened.search(&query("production", &[])).await?.hits.len(), 4, "{backend}: every event");
-        reopened.close().await;
     }
     Ok(())
 }

@@ -153,21 +153,8 @@ pub fn query_words(text: &str) -> Vec<String> {
 pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     match store {
         Store::Sqlite { pool, .. } => {
-            let lasting_existed: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'search_lasting_fts')",
-            )
-            .fetch_one(pool)
-            .await?;
-            for statement in SQLITE_SCHEMA {
-                sqlx::query(*statement).execute(pool).await?;
-            }
-            if !lasting_existed {
-                sqlx::query(
-                    "INSERT INTO search_lasting_fts (rowid, title, body, kind)
-                     SELECT id, title, body, kind FROM search_documents WHERE source <> 'event'",
-                )
-                .execute(pool)
-                .await?;
+            for statement in sqlite_schema() {
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await?;
             }
         }
         Store::Postgres(pool) => {
@@ -181,87 +168,59 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
             transaction.commit().await?;
         }
     }
-    backfill_events(store).await
+    Ok(())
 }
 
-/// Indexes the events stored before the index existed (a store migrated from an earlier
-/// opsgate): only when the index is empty and events are not, in pages, oldest first.
-async fn backfill_events(store: &Store) -> Result<(), StoreError> {
-    const PAGE: i64 = 1_000;
-    let indexed: i64 = on_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM search_documents LIMIT 1) d").fetch_one(pool).await?);
-    if indexed > 0 {
-        return Ok(());
-    }
-    let mut after = String::new();
-    loop {
-        let page = store.events_after_id(&after, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = last.id.clone();
-        let documents: Vec<SearchDocument> =
-            page.iter().map(|stored| SearchDocument::event(&stored.id, &stored.event)).collect();
-        on_pool!(store, pool => {
-            let mut transaction = pool.begin().await?;
-            upsert_documents(&mut transaction, &documents).await?;
-            transaction.commit().await?;
-        });
-        if (page.len() as i64) < PAGE {
-            return Ok(());
-        }
-    }
+/// The documents, and two FTS5 indexes over them (external content, kept in step by triggers):
+/// `search_fts` over every document, and `search_lasting_fts` over runbooks and memory alone, so
+/// that they are ranked whatever their age without walking every event that shares their words.
+fn sqlite_schema() -> Vec<String> {
+    let mut schema = vec![
+        "CREATE TABLE IF NOT EXISTS search_documents (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            time TEXT NOT NULL,
+            service TEXT,
+            UNIQUE (source, ref)
+        )"
+        .to_string(),
+    ];
+    schema.extend(sqlite_fts_index("search_fts", "search_documents", None));
+    schema.extend(sqlite_fts_index("search_lasting_fts", "search_lasting", Some("source <> 'event'")));
+    schema
 }
 
-const SQLITE_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS search_documents (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        time TEXT NOT NULL,
-        service TEXT,
-        UNIQUE (source, ref)
-    )",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
-        title, body, kind,
-        content = 'search_documents', content_rowid = 'id',
-        tokenize = 'porter unicode61 remove_diacritics 2'
-    )",
-    // Runbooks and memory again, in an index of their own: ranked whatever their age without
-    // walking every event that shares their words.
-    "CREATE VIRTUAL TABLE IF NOT EXISTS search_lasting_fts USING fts5(
-        title, body, kind,
-        content = 'search_documents', content_rowid = 'id',
-        tokenize = 'porter unicode61 remove_diacritics 2'
-    )",
-    "CREATE TRIGGER IF NOT EXISTS search_lasting_insert AFTER INSERT ON search_documents
-        WHEN new.source <> 'event' BEGIN
-        INSERT INTO search_lasting_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
-    END",
-    "CREATE TRIGGER IF NOT EXISTS search_lasting_delete AFTER DELETE ON search_documents
-        WHEN old.source <> 'event' BEGIN
-        INSERT INTO search_lasting_fts (search_lasting_fts, rowid, title, body, kind)
-            VALUES ('delete', old.id, old.title, old.body, old.kind);
-    END",
-    "CREATE TRIGGER IF NOT EXISTS search_lasting_update AFTER UPDATE ON search_documents
-        WHEN old.source <> 'event' BEGIN
-        INSERT INTO search_lasting_fts (search_lasting_fts, rowid, title, body, kind)
-            VALUES ('delete', old.id, old.title, old.body, old.kind);
-        INSERT INTO search_lasting_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
-    END",
-    "CREATE TRIGGER IF NOT EXISTS search_documents_insert AFTER INSERT ON search_documents BEGIN
-        INSERT INTO search_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
-    END",
-    "CREATE TRIGGER IF NOT EXISTS search_documents_delete AFTER DELETE ON search_documents BEGIN
-        INSERT INTO search_fts (search_fts, rowid, title, body, kind)
-            VALUES ('delete', old.id, old.title, old.body, old.kind);
-    END",
-    "CREATE TRIGGER IF NOT EXISTS search_documents_update AFTER UPDATE ON search_documents BEGIN
-        INSERT INTO search_fts (search_fts, rowid, title, body, kind)
-            VALUES ('delete', old.id, old.title, old.body, old.kind);
-        INSERT INTO search_fts (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);
-    END",
-];
+/// An FTS5 index `table` over the documents (those where `only` holds, if given), and the
+/// triggers, named `{triggers}_insert` and so on, that keep it in step.
+fn sqlite_fts_index(table: &str, triggers: &str, only: Option<&str>) -> [String; 4] {
+    let when = |row: &str| only.map(|only| format!("WHEN {row}.{only} ")).unwrap_or_default();
+    let add = format!("INSERT INTO {table} (rowid, title, body, kind) VALUES (new.id, new.title, new.body, new.kind);");
+    let remove = format!(
+        "INSERT INTO {table} ({table}, rowid, title, body, kind) VALUES ('delete', old.id, old.title, old.body, old.kind);"
+    );
+    [
+        format!(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5(title, body, kind, content = 'search_documents', \
+             content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2')"
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {triggers}_insert AFTER INSERT ON search_documents {}BEGIN {add} END",
+            when("new")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {triggers}_delete AFTER DELETE ON search_documents {}BEGIN {remove} END",
+            when("old")
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {triggers}_update AFTER UPDATE ON search_documents {}BEGIN {remove} {add} END",
+            when("old")
+        ),
+    ]
+}
 
 const POSTGRES_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS search_documents (
@@ -457,10 +416,8 @@ impl Store {
                 let stems = snippet::Stems::of(words);
                 rows.iter()
                     .map(|row| {
-                        let title: String = row.try_get("title")?;
-                        let body: String = row.try_get("body")?;
-                        let snippet = stems.snippet(&title, &body);
-                        decode_hit(row, title, snippet)
+                        let (title, body): (String, String) = (row.try_get("title")?, row.try_get("body")?);
+                        decode_hit(row, stems.snippet(&title, &body))
                     })
                     .collect()
             }
@@ -500,12 +457,7 @@ impl Store {
                 if !requested.is_empty() {
                     statement = statement.bind(requested);
                 }
-                statement
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(|row| decode_hit(row, row.try_get("title")?, row.try_get("snippet")?))
-                    .collect()
+                statement.fetch_all(pool).await?.iter().map(|row| decode_hit(row, row.try_get("snippet")?)).collect()
             }
         }
     }
@@ -526,9 +478,9 @@ fn fts_string(text: &str) -> String {
     text.replace('"', "\"\"")
 }
 
-/// A hit from its row; the title and snippet are read by the caller (a SQLite snippet is made
-/// here, from the body).
-fn decode_hit<R: Row>(row: &R, title: String, snippet: String) -> Result<SearchHit, StoreError>
+/// A hit from its row and its snippet (PostgreSQL's is a column; SQLite's is cut from the row's
+/// title and body).
+fn decode_hit<R: Row>(row: &R, snippet: String) -> Result<SearchHit, StoreError>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -541,7 +493,7 @@ where
             .ok_or_else(|| StoreError::Internal(format!("search document with unknown source {source:?}")))?,
         reference: row.try_get("ref")?,
         kind: row.try_get("kind")?,
-        title,
+        title: row.try_get("title")?,
         time: row.try_get("time")?,
         service: row.try_get("service")?,
         snippet,

@@ -16,6 +16,13 @@ const SNIPPET_WORDS: usize = 12;
 pub(super) struct Stems {
     stemmer: Stemmer,
     stems: Vec<String>,
+    /// Each stem's first letters: a word is stemmed only when it begins with one of these.
+    heads: Vec<String>,
+}
+
+/// A word's or a stem's first three letters.
+fn head(text: &str) -> String {
+    text.chars().take(3).collect()
 }
 
 /// One word of the text: where it is, and which query word it matches.
@@ -29,8 +36,9 @@ impl Stems {
     /// `words` lowercased, as `query_words` gives them.
     pub(super) fn of(words: &[String]) -> Stems {
         let stemmer = Stemmer::create(Algorithm::English);
-        let stems = words.iter().map(|word| stemmer.stem(word).into_owned()).collect();
-        Stems { stemmer, stems }
+        let stems: Vec<String> = words.iter().map(|word| stemmer.stem(word).into_owned()).collect();
+        let heads = stems.iter().map(|stem| head(stem)).collect();
+        Stems { stemmer, stems, heads }
     }
 
     /// The best of `title` and `body` (the one whose best run holds more of the query's words;
@@ -120,9 +128,7 @@ impl Stems {
 
     fn matching(&self, word: &str) -> Option<usize> {
         let word = word.to_lowercase();
-        let head = |text: &str| text.chars().take(3).collect::<String>();
-        let word_head = head(&word);
-        if !self.stems.iter().any(|stem| head(stem) == word_head) {
+        if !self.heads.contains(&head(&word)) {
             return None;
         }
         let stem = self.stemmer.stem(&word);
