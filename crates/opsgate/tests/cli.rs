@@ -118,14 +118,24 @@ async fn backends() -> Result<(opsgate_testkit::Exporter, opsgate_testkit::Prome
     labels: {severity: critical}
     annotations: {summary: "payments-api error rate above 5%", runbook_url: "https://runbooks.example.com/high-error-rate"}
 "#;
-    let prometheus = opsgate_testkit::Prometheus::start(
+    let prometheus = alerting_prometheus(&exporter, rules, &alertmanager).await?;
+    Ok((exporter, prometheus, alertmanager))
+}
+
+/// A Prometheus scraping `exporter` as job `payments`, evaluating `rules` and alerting
+/// `alertmanager`.
+async fn alerting_prometheus(
+    exporter: &opsgate_testkit::Exporter,
+    rules: &str,
+    alertmanager: &opsgate_testkit::Alertmanager,
+) -> Result<opsgate_testkit::Prometheus> {
+    opsgate_testkit::Prometheus::start(
         opsgate_testkit::PrometheusOptions::default()
             .scrape(opsgate_testkit::ScrapeTarget::new("payments", exporter.target()))
             .rules(rules)
             .alertmanager(alertmanager.url()),
     )
-    .await?;
-    Ok((exporter, prometheus, alertmanager))
+    .await
 }
 
 /// 10% of requests fail: 90 ok and 10 errors per tick.
@@ -686,13 +696,7 @@ async fn alertmanager_webhooks_put_an_alert_firing_and_resolving_on_the_timeline
     labels: {severity: critical}
     annotations: {summary: "payments-api errors above 5%"}
 "#;
-    let _prometheus = opsgate_testkit::Prometheus::start(
-        opsgate_testkit::PrometheusOptions::default()
-            .scrape(opsgate_testkit::ScrapeTarget::new("payments", exporter.target()))
-            .rules(rules)
-            .alertmanager(alertmanager.url()),
-    )
-    .await?;
+    let _prometheus = alerting_prometheus(&exporter, rules, &alertmanager).await?;
 
     let firing = wait_for_timeline(dir.path(), &config, "FIRING PaymentsErrors", Duration::from_secs(60)).await?;
     assert!(firing.contains("(critical): payments-api errors above 5%"), "{firing}");
