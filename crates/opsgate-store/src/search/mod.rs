@@ -425,7 +425,7 @@ impl Store {
                 let joiner = if all { " & " } else { " | " };
                 let terms: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
                 let requested = &query.kinds;
-                let lasting: Vec<String> = lasting_kinds(requested).into_iter().map(str::to_string).collect();
+                let lasting = lasting_kinds(requested);
                 let kinds_filter = if requested.is_empty() { "" } else { "AND kind = ANY($5)" };
                 // The newest matches carry only their keys through the sort; runbooks and
                 // memory come through their own small index (see POSTGRES_SCHEMA).
