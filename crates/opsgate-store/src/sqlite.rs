@@ -42,6 +42,11 @@ pub struct Appender {
     wal: Arc<PathBuf>,
     /// Set by `close`: only then may the log be gone.
     closed: Arc<AtomicBool>,
+    /// The first failed flush, after which every flush fails: a later one that succeeds proves
+    /// nothing (the kernel may have dropped the pages that failed, and SQLite's recovery
+    /// discards every frame after a lost one), until opsgate restarts and SQLite recovers the
+    /// log. Audit appends and event writes share the log, so one's failure is the other's too.
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Appender {
@@ -67,6 +72,7 @@ impl Appender {
             connection: Arc::new(Mutex::new(Some(connection))),
             wal: Arc::new(PathBuf::from(wal)),
             closed: Arc::new(AtomicBool::new(false)),
+            failed: Arc::default(),
         })
     }
 
@@ -81,13 +87,21 @@ impl Appender {
     /// durable when it returns. The file is opened afresh each time, so a log SQLite deleted and
     /// created again is the one flushed, never a stale descriptor's. Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
+        let path = || self.wal.display().to_string();
+        if let Some(earlier) = self.failed.get() {
+            let source = std::io::Error::other(format!("an earlier flush failed ({earlier}); restart opsgate"));
+            return Err(StoreError::Sync { path: path(), source });
+        }
         match std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data()) {
             Ok(()) => Ok(()),
             // SQLite deletes the log only when its last connection closes, after checkpointing
             // every committed transaction into the database file and flushing that file. While
             // this appender's connection is open the log exists, so a missing one is an error.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound && self.closed.load(Ordering::Acquire) => Ok(()),
-            Err(source) => Err(StoreError::Sync { path: self.wal.display().to_string(), source }),
+            Err(source) => {
+                let _ = self.failed.set(source.to_string());
+                Err(StoreError::Sync { path: path(), source })
+            }
         }
     }
 
@@ -260,8 +274,8 @@ mod tests {
     /// flush must find it there, and a log missing while the connection is open is an error,
     /// never "nothing to flush".
     #[test]
-    fn the_log_is_found_through_a_symbolic_link_and_never_missing_while_open() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn the_log_is_found_through_a_symbolic_link_never_missing_while_open_and_a_failed_flush_is_final()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir(dir.path().join("real"))?;
         let target = dir.path().join("real/audit.db");
@@ -283,6 +297,12 @@ mod tests {
 
         let wrong = Appender { wal: Arc::new(dir.path().join("audit.db-wal")), ..appender.clone() };
         assert!(matches!(wrong.sync(), Err(StoreError::Sync { .. })), "a missing log while open is not flushed");
+        // The failed flush is final, for everything sharing the log: the right path fails now too.
+        let later = appender.sync();
+        assert!(
+            matches!(&later, Err(StoreError::Sync { source, .. }) if source.to_string().contains("an earlier flush failed")),
+            "{later:?}"
+        );
         appender.close();
         Ok(())
     }
