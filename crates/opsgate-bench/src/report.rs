@@ -717,9 +717,7 @@ fn render_context(out: &mut String, context: &Section<ContextReport>, opsgate_bi
          here with PostgreSQL's default durability: fsync, full page writes and synchronous commit on; other \
          settings are initdb's defaults). Both stores live on the same disk as the rest of the run.\n\n\
          - **bulk load** (set-up, not a target): {n_events} generated events go into a fresh store through \
-         `Store::insert_events`, 5,000 per call (one transaction each; on PostgreSQL with their search documents, \
-         on SQLite followed by them, 1,000 per transaction, as opsgate indexes stored events; the load ends \
-         when every event is searchable). The \
+         `Store::insert_events`, 5,000 per call (one transaction each, with their search documents). The \
          generator is a seeded PRNG, so every run and both backends hold the same events: about 200 services \
          (some far busier than others), 8 environments, every event kind in a busy platform's proportions \
          (pipeline runs 30%, alerts 25%, deploys 18%, merges 10%, …), about thirty kinds of summary (deploys, \

@@ -111,33 +111,21 @@ impl Store {
     ///
     /// On SQLite the rows go through the store's own write connection on a blocking thread,
     /// like audit appends (see `sqlite.rs`): two cached statements per event, where sqlx
-    /// handed every statement and every value to its worker thread and back. Their search
-    /// documents follow in batches (`Store::index_pending_events`), in the background and before
-    /// any search, so a search always sees every stored event.
+    /// handed every statement and every value to its worker thread and back.
     pub async fn insert_event_groups(
         &self,
         deliveries: Vec<EventDelivery>,
     ) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
         match self {
             Store::Sqlite { appender, .. } => {
-                let writer = appender.clone();
-                let stored = tokio::task::spawn_blocking(move || {
-                    let stored = writer.insert_events_unsynced(deliveries).map_err(StoreError::Sqlite)?;
-                    writer.sync()?;
-                    Ok::<_, StoreError>(stored)
+                let appender = appender.clone();
+                tokio::task::spawn_blocking(move || {
+                    let stored = appender.insert_events_unsynced(deliveries).map_err(StoreError::Sqlite)?;
+                    appender.sync()?;
+                    Ok(stored)
                 })
                 .await
-                .map_err(|join_error| StoreError::Internal(format!("event insert thread failed: {join_error}")))??;
-                if appender.claim_indexing() {
-                    let indexer = appender.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(error) = indexer.index_pending_events() {
-                            tracing::warn!(%error, "indexing stored events for search failed; the next search tries again");
-                        }
-                        indexer.indexed();
-                    });
-                }
-                Ok(stored)
+                .map_err(|join_error| StoreError::Internal(format!("event insert thread failed: {join_error}")))?
             }
             Store::Postgres(pool) => {
                 let mut transaction = pool.begin().await?;

@@ -16,7 +16,7 @@
 //! another waits for the disk (the audit writer does exactly that; see `writer.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,16 +47,7 @@ pub struct Appender {
     /// discards every frame after a lost one), until opsgate restarts and SQLite recovers the
     /// log. Audit appends and event writes share the log, so one's failure is the other's too.
     failed: Arc<std::sync::OnceLock<String>>,
-    /// Events this process stored whose search documents are still pending (see
-    /// `insert_events_unsynced`), and whether a background indexing run is under way.
-    unindexed: Arc<AtomicUsize>,
-    indexing: Arc<AtomicBool>,
 }
-
-/// The most pending events one indexing transaction takes, and how many this process leaves
-/// pending before it indexes them in the background: the full-text index writes a segment, and
-/// now and then merges segments, at every commit, a cost that 1,000 events share.
-pub(crate) const INDEX_BATCH: usize = 1_000;
 
 impl Appender {
     /// Opens the already migrated database at `path` in WAL mode. `append` is durable when it
@@ -82,8 +73,6 @@ impl Appender {
             wal: Arc::new(PathBuf::from(wal)),
             closed: Arc::new(AtomicBool::new(false)),
             failed: Arc::default(),
-            unindexed: Arc::default(),
-            indexing: Arc::default(),
         })
     }
 
@@ -163,23 +152,16 @@ impl Appender {
         })
     }
 
-    /// Stores each delivery's events that are new (by source and delivery id) in one committed
-    /// transaction; they are durable after the next [`Appender::sync`]. Returns, per delivery,
-    /// the events stored. Blocking.
-    ///
-    /// Their search documents are not written here: each new event's id goes into
-    /// `search_pending` in the same transaction, and `index_pending_events` moves them into the
-    /// index a thousand at a time (before every search, and in the background once this process
-    /// has left `INDEX_BATCH` pending). Indexing per webhook batch cost more than the rest of
-    /// the insert. Nothing is lost between the two: the pending rows are as durable as the
-    /// events, and leave in the transaction that indexes them.
+    /// Stores each delivery's events that are new (by source and delivery id) with their search
+    /// documents, in one committed transaction; they are durable after the next
+    /// [`Appender::sync`]. Returns, per delivery, the events stored. Blocking.
     pub fn insert_events_unsynced(
         &self,
         deliveries: Vec<EventDelivery>,
     ) -> Result<Vec<Vec<StoredEvent>>, rusqlite::Error> {
-        let stored_groups = self.in_transaction(|transaction| {
+        self.in_transaction(|transaction| {
             let mut insert = transaction.prepare_cached(crate::events::INSERT)?;
-            let mut pending = transaction.prepare_cached("INSERT INTO search_pending (event_id) VALUES (?1)")?;
+            let mut index = transaction.prepare_cached(crate::search::UPSERT_DOCUMENT)?;
             let mut stored_groups = Vec::with_capacity(deliveries.len());
             for delivery in deliveries {
                 let mut stored = Vec::new();
@@ -200,54 +182,23 @@ impl Appender {
                         event.delivery_id,
                     ])?;
                     if n_inserted == 1 {
-                        pending.execute([&id])?;
+                        let document = SearchDocument::event(&id, &event);
+                        index.execute(params![
+                            document.source.as_str(),
+                            document.reference,
+                            document.kind,
+                            document.title,
+                            document.body,
+                            document.time,
+                            document.service,
+                        ])?;
                         stored.push(StoredEvent { id, received_at: delivery.received_at.clone(), event });
                     }
                 }
                 stored_groups.push(stored);
             }
             Ok(stored_groups)
-        })?;
-        let n_stored: usize = stored_groups.iter().map(Vec::len).sum();
-        self.unindexed.fetch_add(n_stored, Ordering::AcqRel);
-        Ok(stored_groups)
-    }
-
-    /// Whether this process has left enough events unindexed to index them now, and no other
-    /// run is under way; if so the caller owns the run and must end it with `indexed`.
-    pub(crate) fn claim_indexing(&self) -> bool {
-        self.unindexed.load(Ordering::Acquire) >= INDEX_BATCH
-            && self.indexing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    /// Ends a run `claim_indexing` granted.
-    pub(crate) fn indexed(&self) {
-        self.indexing.store(false, Ordering::Release);
-    }
-
-    /// Moves every pending event (whichever process stored it) into the search index, up to
-    /// `INDEX_BATCH` per transaction; returns how many it indexed. Events deleted meanwhile are
-    /// dropped from the queue. Its commits need no flush of their own: lost in a crash, they
-    /// leave the events pending, to be indexed again. Blocking.
-    pub fn index_pending_events(&self) -> Result<usize, rusqlite::Error> {
-        let mut n_indexed = 0;
-        loop {
-            let has_pending: bool = self.with_connection(|connection| {
-                connection
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM search_pending)")?
-                    .query_row([], |row| row.get(0))
-            })?;
-            if !has_pending {
-                return Ok(n_indexed);
-            }
-            let (n_taken, n_documents) = self.in_transaction(index_pending_batch)?;
-            n_indexed += n_documents;
-            let _ =
-                self.unindexed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(n_taken)));
-            if n_taken < INDEX_BATCH {
-                return Ok(n_indexed);
-            }
-        }
+        })
     }
 
     /// Runs `write` in a transaction that holds the database's write lock from its start
@@ -255,19 +206,6 @@ impl Appender {
     fn in_transaction<T>(
         &self,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, rusqlite::Error> {
-        self.with_connection(|connection| {
-            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = write(&transaction)?;
-            transaction.commit()?;
-            Ok(value)
-        })
-    }
-
-    /// Runs `use_connection` on the write connection, once no one else is using it.
-    fn with_connection<T>(
-        &self,
-        use_connection: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
         // A poisoned lock means a panic mid-write, whose transaction SQLite rolled back when the
         // statement failed or rolls back at the next BEGIN: the connection itself is sound.
@@ -278,7 +216,10 @@ impl Appender {
                 Some("the store is closed".to_string()),
             ));
         };
-        use_connection(connection)
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = write(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
     }
 
     /// Closes the connection; later appends fail.
@@ -301,58 +242,6 @@ impl Appender {
 /// SQLite busy or locked: another connection held the write lock past the busy timeout.
 pub fn is_transient(error: &rusqlite::Error) -> bool {
     matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
-}
-
-/// Indexes the oldest `INDEX_BATCH` pending events inside `transaction` and takes them off the
-/// queue; returns how many queue rows it took and how many documents it wrote.
-fn index_pending_batch(transaction: &rusqlite::Transaction<'_>) -> Result<(usize, usize), rusqlite::Error> {
-    let mut select = transaction.prepare_cached(
-        "SELECT p.rowid, e.id, e.time, e.source, e.kind, e.service, e.environment, e.summary, e.attributes \
-         FROM search_pending p LEFT JOIN events e ON e.id = p.event_id ORDER BY p.rowid LIMIT ?1",
-    )?;
-    let mut last_rowid = 0_i64;
-    let mut n_taken = 0;
-    let mut documents = Vec::new();
-    let mut rows = select.query([INDEX_BATCH as i64])?;
-    while let Some(row) = rows.next()? {
-        last_rowid = row.get(0)?;
-        n_taken += 1;
-        // Gone: deleted (retention) after it was stored.
-        let Some(id) = row.get::<_, Option<String>>(1)? else { continue };
-        let kind: String = row.get(4)?;
-        let attributes: String = row.get(8)?;
-        let corrupt = |column: usize, error: Box<dyn std::error::Error + Send + Sync>| {
-            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, error)
-        };
-        let event = opsgate_core::Event {
-            time: row.get(2)?,
-            source: row.get(3)?,
-            kind: opsgate_core::EventKind::parse(&kind)
-                .ok_or_else(|| corrupt(4, format!("stored event {id} has an unknown kind {kind:?}").into()))?,
-            service: row.get(5)?,
-            environment: row.get(6)?,
-            summary: row.get(7)?,
-            attributes: serde_json::from_str(&attributes).map_err(|error| corrupt(8, error.into()))?,
-            links: Vec::new(),
-            delivery_id: String::new(),
-        };
-        documents.push(SearchDocument::event(&id, &event));
-    }
-    drop(rows);
-    let mut upsert = transaction.prepare_cached(crate::search::UPSERT_DOCUMENT)?;
-    for document in &documents {
-        upsert.execute(params![
-            document.source.as_str(),
-            document.reference,
-            document.kind,
-            document.title,
-            document.body,
-            document.time,
-            document.service,
-        ])?;
-    }
-    transaction.prepare_cached("DELETE FROM search_pending WHERE rowid <= ?1")?.execute([last_rowid])?;
-    Ok((n_taken, documents.len()))
 }
 
 #[cfg(test)]

@@ -123,34 +123,3 @@ async fn retention_deletes_old_events_and_their_search_documents() -> Result<()>
     }
     Ok(())
 }
-
-/// SQLite indexes stored events for search after storing them: what is not indexed yet must
-/// survive a restart and be found by the next search, and what retention deleted meanwhile must
-/// never be found.
-#[tokio::test]
-async fn events_stored_but_not_yet_indexed_are_found_after_a_reopen_unless_deleted() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = opsgate_store::Store::open_sqlite(dir.path()).await?;
-    let events: Vec<Event> = (0..5)
-        .map(|day| {
-            event(&format!("2026-11-0{}T12:00:00.000Z", day + 1), EventKind::Deploy, "ledger", &format!("p-{day}"))
-        })
-        .collect();
-    store.insert_events(&events, "2026-11-21T00:00:00.000Z").await?;
-    assert_eq!(store.delete_events_before("2026-11-03T00:00:00.000Z", 10).await?, 2);
-    store.close().await;
-
-    let store = opsgate_store::Store::open_sqlite(dir.path()).await?;
-    let search = opsgate_store::SearchQuery { text: "deploy ledger".to_string(), kinds: Vec::new(), limit: 10 };
-    let hits = store.search(&search).await?.hits;
-    let left = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).await?;
-    assert_eq!(left.len(), 3);
-    let mut found: Vec<&str> = hits.iter().map(|hit| hit.reference.as_str()).collect();
-    let mut stored: Vec<&str> = left.iter().map(|stored| stored.id.as_str()).collect();
-    found.sort_unstable();
-    stored.sort_unstable();
-    assert_eq!(found, stored, "every event left, and only those, is found");
-    assert_eq!(store.index_pending_events().await?, 0, "the search indexed them all");
-    store.close().await;
-    Ok(())
-}

@@ -171,7 +171,7 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The documents, the queue of events waiting for theirs, and two FTS5 indexes over them (external content, kept in step by triggers):
+/// The documents, and two FTS5 indexes over them (external content, kept in step by triggers):
 /// `search_fts` over every document, and `search_lasting_fts` over runbooks and memory alone, so
 /// that they are ranked whatever their age without walking every event that shares their words.
 fn sqlite_schema() -> Vec<String> {
@@ -189,8 +189,6 @@ fn sqlite_schema() -> Vec<String> {
         )"
         .to_string(),
     ];
-    // Events stored but not yet indexed, oldest first (see `Appender::insert_events_unsynced`).
-    schema.push("CREATE TABLE IF NOT EXISTS search_pending (event_id TEXT NOT NULL)".to_string());
     schema.extend(sqlite_fts_index("search_fts", "search_documents", None));
     schema.extend(sqlite_fts_index("search_lasting_fts", "search_lasting", Some("source <> 'event'")));
     schema
@@ -349,22 +347,6 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the search documents of events still waiting for them (SQLite stores events'
-    /// documents in batches after the events; see `Appender::insert_events_unsynced`); returns
-    /// how many it wrote. `search` does this first, so it sees every stored event. PostgreSQL
-    /// writes them with the events: nothing waits there.
-    pub async fn index_pending_events(&self) -> Result<usize, StoreError> {
-        match self {
-            Store::Sqlite { appender, .. } => {
-                let appender = appender.clone();
-                tokio::task::spawn_blocking(move || appender.index_pending_events().map_err(StoreError::Sqlite))
-                    .await
-                    .map_err(|join_error| StoreError::Internal(format!("event indexing thread failed: {join_error}")))?
-            }
-            Store::Postgres(_) => Ok(0),
-        }
-    }
-
     /// The documents that best match `query`, best first. An empty query (no words) is an error
     /// for the caller to name; here it finds nothing.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
@@ -372,7 +354,6 @@ impl Store {
         if words.is_empty() || query.limit <= 0 {
             return Ok(SearchResult { hits: Vec::new(), words, all_words: true });
         }
-        self.index_pending_events().await?;
         let hits = self.search_words(&words, true, query).await?;
         if !hits.is_empty() || words.len() == 1 {
             return Ok(SearchResult { hits, words, all_words: true });
