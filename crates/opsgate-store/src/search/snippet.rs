@@ -16,13 +16,15 @@ const SNIPPET_WORDS: usize = 12;
 pub(super) struct Stems {
     stemmer: Stemmer,
     stems: Vec<String>,
-    /// Each stem's first letters: a word is stemmed only when it begins with one of these.
+    /// The first letters of each query word and of its stem: a word is stemmed only when it
+    /// begins with one of these.
     heads: Vec<String>,
 }
 
-/// A word's or a stem's first three letters.
+/// A word's or a stem's first two letters. Three would miss words whose stem changes their
+/// third letter (`aws` → `aw`, `dry` → `dri`, `added` → `ad`).
 fn head(text: &str) -> String {
-    text.chars().take(3).collect()
+    text.chars().take(2).collect()
 }
 
 /// One word of the text: where it is, and which query word it matches.
@@ -37,7 +39,9 @@ impl Stems {
     pub(super) fn of(words: &[String]) -> Stems {
         let stemmer = Stemmer::create(Algorithm::English);
         let stems: Vec<String> = words.iter().map(|word| stemmer.stem(word).into_owned()).collect();
-        let heads = stems.iter().map(|stem| head(stem)).collect();
+        let mut heads: Vec<String> = words.iter().chain(&stems).map(|text| head(text)).collect();
+        heads.sort_unstable();
+        heads.dedup();
         Stems { stemmer, stems, heads }
     }
 
@@ -108,8 +112,9 @@ impl Stems {
     }
 
     /// The words of `text` (runs of letters and digits, as the index splits them), each with the
-    /// query word it matches. Only a word that begins like some stem is stemmed: a stem keeps
-    /// its word's first letters, bar a changed ending.
+    /// query word it matches. Only a word that begins like some query word or its stem is
+    /// stemmed: a stem keeps its word's first two letters, bar a rare few (`dying` → `die`,
+    /// which a query for `die` then leaves unmarked).
     fn tokens(&self, text: &str) -> Vec<Token> {
         let mut tokens = Vec::new();
         let mut start = None;
@@ -128,7 +133,7 @@ impl Stems {
 
     fn matching(&self, word: &str) -> Option<usize> {
         let word = word.to_lowercase();
-        if !self.heads.contains(&head(&word)) {
+        if !self.heads.iter().any(|head| word.starts_with(head.as_str())) {
             return None;
         }
         let stem = self.stemmer.stem(&word);
@@ -163,6 +168,12 @@ mod tests {
             "[FIRING] [OOMKilled] on [checkout]-api"
         );
         assert_eq!(stems.snippet("nothing here", "nor here"), "");
+    }
+
+    #[test]
+    fn words_whose_stem_changes_their_third_letter_are_marked() {
+        let stems = stems(&["aws", "dry", "added"]);
+        assert_eq!(stems.snippet("", "Dry run on AWS: 3 nodes added"), "[Dry] run on [AWS]: 3 nodes [added]");
     }
 
     #[test]
