@@ -280,7 +280,10 @@ impl Store {
             return Ok(Vec::new());
         }
         let pool = match self {
-            Store::Sqlite { appender, .. } => return appender.append_blocking(entries.to_vec().into()).await,
+            Store::Sqlite { appender, .. } => {
+                let entries = entries.to_vec();
+                return appender.durably("audit append", move |appender| appender.append_unsynced(&entries)).await;
+            }
             Store::Postgres(pool) => pool,
         };
         let n_entries = entries.len() as i64;

@@ -118,14 +118,7 @@ impl Store {
     ) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
         match self {
             Store::Sqlite { appender, .. } => {
-                let appender = appender.clone();
-                tokio::task::spawn_blocking(move || {
-                    let stored = appender.insert_events_unsynced(deliveries).map_err(StoreError::Sqlite)?;
-                    appender.sync()?;
-                    Ok(stored)
-                })
-                .await
-                .map_err(|join_error| StoreError::Internal(format!("event insert thread failed: {join_error}")))?
+                appender.durably("event insert", move |appender| appender.insert_events_unsynced(deliveries)).await
             }
             Store::Postgres(pool) => {
                 let mut transaction = pool.begin().await?;

@@ -75,7 +75,8 @@ pub const SQLITE_FILE: &str = "opsgate.db";
 /// A handle to the store. Cloning is cheap (the pools are reference counted).
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// The pool serves everything but audit appends, which go through their own connection.
+    /// The pool serves everything but audit appends and event inserts, which go through their
+    /// own connection (`sqlite.rs`).
     Sqlite {
         pool: SqlitePool,
         appender: sqlite::Appender,
@@ -108,8 +109,9 @@ impl Store {
         let path = data_dir.join(SQLITE_FILE);
         let location = path.display().to_string();
         // WAL lets readers run beside the writer; synchronous=FULL makes every commit of this
-        // pool (approvals, keys, pins) durable. Audit appends use their own connection, flushed
-        // by the audit writer before callers are answered (`sqlite.rs`, `writer.rs`).
+        // pool (approvals, keys, pins, memory, runbook documents) durable. Audit appends and
+        // event inserts use their own connection, whose log is flushed before callers are
+        // answered (`sqlite.rs`, `writer.rs`).
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)

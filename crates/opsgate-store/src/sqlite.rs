@@ -32,7 +32,8 @@ const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kin
      duration_us, prev_hash, hash, approvers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
      ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
-/// One connection behind a mutex: appends are serialised anyway (they all move the chain head).
+/// One connection behind a mutex: its writes are serialised anyway (audit appends all move the
+/// chain head, and SQLite has one writer at a time).
 /// `None` once the store is closed.
 #[derive(Debug, Clone)]
 pub struct Appender {
@@ -50,8 +51,9 @@ pub struct Appender {
 }
 
 impl Appender {
-    /// Opens the already migrated database at `path` in WAL mode. `append` is durable when it
-    /// returns; `append_unsynced` is durable after the next `sync`.
+    /// Opens the already migrated database at `path` in WAL mode. What `append_unsynced` and
+    /// `insert_events_unsynced` commit is durable after the next `sync` (`durably` runs one and
+    /// then the other).
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Appender, rusqlite::Error> {
         let connection = Connection::open_with_flags(
             path,
@@ -74,13 +76,6 @@ impl Appender {
             closed: Arc::new(AtomicBool::new(false)),
             failed: Arc::default(),
         })
-    }
-
-    /// Appends `entries` in one transaction and waits until they are on disk. Blocking.
-    pub fn append(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, StoreError> {
-        let receipts = self.append_unsynced(entries).map_err(StoreError::Sqlite)?;
-        self.sync()?;
-        Ok(receipts)
     }
 
     /// Flushes the write-ahead log to disk: every transaction committed before this call is
@@ -229,13 +224,21 @@ impl Appender {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// `append` on a blocking thread.
-    pub async fn append_blocking(&self, entries: Arc<[AuditEntry]>) -> Result<Vec<AuditReceipt>, StoreError> {
+    /// Runs `write` (one committed transaction) and then `sync` on a blocking thread: what it
+    /// wrote is durable when this returns. `what` names the write in the error of a thread that
+    /// failed.
+    pub async fn durably<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        write: impl FnOnce(&Appender) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let appender = self.clone();
-        match tokio::task::spawn_blocking(move || appender.append(&entries)).await {
-            Ok(result) => result,
-            Err(join_error) => Err(StoreError::Internal(format!("audit append thread failed: {join_error}"))),
-        }
+        let written = tokio::task::spawn_blocking(move || {
+            let value = write(&appender).map_err(StoreError::Sqlite)?;
+            appender.sync()?;
+            Ok(value)
+        });
+        written.await.map_err(|join_error| StoreError::Internal(format!("{what} thread failed: {join_error}")))?
     }
 }
 

@@ -19,7 +19,9 @@
 //! few and lasting, are ranked whatever their age (on SQLite through a second index of their
 //! own). Among equal scores runbooks and memory come first, then the newest.
 //!
-//! - SQLite scores a document by how many of the words its title holds. FTS5's BM25 would read
+//! - SQLite scores a document by its title's matches of the query's words, at most as many as
+//!   the query has words (so a title repeating one word scores like one holding two; counting
+//!   distinct words would cost a pass over each candidate's markers). FTS5's BM25 would read
 //!   every document of every word to weigh them (tens of milliseconds for a common word in a
 //!   million events, however small the window); marking the title's words costs a few
 //!   microseconds per candidate. Snippets are cut from the hits alone (`snippet.rs`).
