@@ -35,9 +35,12 @@ struct SearchArguments {
 }
 
 impl SearchContextTool {
+    /// The tool's name.
+    pub const NAME: &'static str = "search_context";
+
     pub fn new(store: Store) -> SearchContextTool {
         let spec = ToolSpec {
-            name: "search_context".to_string(),
+            name: SearchContextTool::NAME.to_string(),
             title: "Search context".to_string(),
             description: "Ranked full-text search over opsgate's operational history (deploys, pipeline runs, \
                           alerts, executed actions, approvals…), runbooks and agent memory, best match first. \

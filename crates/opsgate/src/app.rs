@@ -185,7 +185,7 @@ impl App {
         registry.register(Arc::new(ApprovalStatusTool::new(store.clone()).with_notices(notices.clone())))?;
         registry.register(Arc::new(opsgate_server::context_tools::TimelineTool::new(store.clone())))?;
         let loaded = match &config.catalog {
-            Some(settings) => Some(crate::catalog::load(settings, &store).await),
+            Some(settings) => Some(crate::catalog::load(settings).await),
             None => None,
         };
         let services = loaded.as_ref().map(|loaded| loaded.handle.clone());
@@ -261,10 +261,14 @@ impl App {
         })
     }
 
-    /// Starts what only the commands that keep running need: passing the services new events
-    /// touch (here or in another process on the store) on to subscribed clients, deleting events
-    /// past their retention, and reloading the catalog when its files change.
-    pub fn run_in_background(&mut self, config: &RuntimeConfig) {
+    /// Starts what only the commands that keep running need, once the catalog's runbooks are
+    /// indexed for search: passing the services new events touch (here or in another process on
+    /// the store) on to subscribed clients, deleting events past their retention, and reloading
+    /// the catalog (and indexing its runbooks again) when its files change.
+    pub async fn run_in_background(&mut self, config: &RuntimeConfig) {
+        if let Some(services) = &self.services {
+            services.index_runbooks(&self.store).await;
+        }
         let changes = self.mcp.pipeline.registry().changes().clone();
         self.background.push(tokio::spawn(opsgate_server::events::announce_service_updates(
             self.notices.clone(),
@@ -303,10 +307,16 @@ impl App {
     }
 
     /// For a one-shot command about `tool`: when it is federated, starts its server and waits
-    /// until it has connected or failed once, so that the tool exists if its server is up.
+    /// until it has connected or failed once, so that the tool exists if its server is up; when
+    /// it is `search_context`, indexes the catalog's runbooks first.
     pub async fn reach_tool(&mut self, tool: &str, env: &impl Env) -> anyhow::Result<()> {
         if let Some((server, _)) = opsgate_core::split_federated_name(tool) {
             self.start_gateway(env, Some(server))?.settle().await;
+        }
+        if tool == opsgate_server::search_tool::SearchContextTool::NAME
+            && let Some(services) = &self.services
+        {
+            services.index_runbooks(&self.store).await;
         }
         Ok(())
     }

@@ -53,19 +53,23 @@ pub struct LoadedCatalog {
     loaded: opsgate_server::catalog::Fingerprint,
 }
 
-/// Loads the catalog the settings name (problems are logged, never fatal) and indexes its
-/// runbooks for `search_context` in `store`, so even a one-shot command searches what the files
-/// say now.
-pub async fn load(settings: &CatalogSettings, store: &opsgate_store::Store) -> LoadedCatalog {
+/// Loads the catalog the settings name (problems are logged, never fatal).
+pub async fn load(settings: &CatalogSettings) -> LoadedCatalog {
     let (catalog, loaded) = opsgate_server::catalog::load_async(settings.sources.clone()).await;
     for problem in catalog.problems() {
         tracing::warn!(%problem, "service catalog");
     }
-    opsgate_server::catalog::index_runbooks(store, &catalog).await;
     LoadedCatalog { handle: CatalogHandle::new(catalog), sources: settings.sources.clone(), loaded }
 }
 
 impl LoadedCatalog {
+    /// Indexes the runbooks as loaded for `search_context` in `store`, replacing what was
+    /// indexed: by the commands that may search, before they do, so they search what the files
+    /// say now (a write to the store the other commands are spared).
+    pub async fn index_runbooks(&self, store: &opsgate_store::Store) {
+        opsgate_server::catalog::index_runbooks(store, &self.handle.current()).await;
+    }
+
     /// Starts the watcher: it reloads the catalog when its files change, announces changed
     /// resources on `changes` and indexes the runbooks again in `store`. For the commands that
     /// keep running.

@@ -246,7 +246,7 @@ pub fn local_principal(config: &RuntimeConfig) -> Principal {
 async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     let mut app = App::build(&config, &ProcessEnv).await?;
     app.start_gateway(&ProcessEnv, None)?;
-    app.run_in_background(&config);
+    app.run_in_background(&config).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -281,7 +281,7 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
 async fn stdio(config: RuntimeConfig) -> anyhow::Result<ExitCode> {
     let mut app = App::build(&config, &ProcessEnv).await?;
     app.start_gateway(&ProcessEnv, None)?;
-    app.run_in_background(&config);
+    app.run_in_background(&config).await;
     let handler = OpsgateMcp::new(app.mcp.clone(), local_principal(&config));
     // Pipes (how MCP clients start a stdio server) are read on the IO reactor, not through a
     // blocking thread per read; a terminal or a file falls back to the blocking handles.
