@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_opsgate");
 
 mod support;
-use support::opsgate;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{opsgate, stderr, stdout};
 
 /// `testdata/catalog`, copied below `dir` as `catalog/`, so a test can break or edit it.
 fn copy_catalog(dir: &Path) -> Result<PathBuf> {
@@ -57,8 +53,8 @@ fn doctor_counts_the_catalog_and_names_the_file_and_line_of_each_problem() -> Re
     let config = config.to_str().unwrap_or_default();
 
     let doctor = opsgate(dir.path(), &["--config", config, "doctor"])?;
-    let out = text(&doctor.stdout);
-    assert!(doctor.status.success(), "warnings alone do not fail doctor:\n{out}{}", text(&doctor.stderr));
+    let out = stdout(&doctor);
+    assert!(doctor.status.success(), "warnings alone do not fail doctor:\n{out}{}", stderr(&doctor));
     assert!(out.contains("catalog   ok    4 components, 1 resource, 2 systems, 2 runbooks\n"), "{out}");
     let checkout = catalog.join("checkout/catalog-info.yaml");
     assert!(
@@ -81,7 +77,7 @@ fn doctor_counts_the_catalog_and_names_the_file_and_line_of_each_problem() -> Re
         "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: [oops\nspec: {}\n",
     )?;
     let doctor = opsgate(dir.path(), &["--config", config, "doctor"])?;
-    let out = text(&doctor.stdout);
+    let out = stdout(&doctor);
     assert_eq!(doctor.status.code(), Some(1), "{out}");
     assert!(out.contains("catalog   FAIL  4 components, 1 resource, 2 systems, 2 runbooks\n"), "{out}");
     let line = out.lines().find(|line| line.contains("broken.yaml")).unwrap_or_default();
@@ -151,8 +147,8 @@ async fn dependencies_show_live_health_from_a_real_prometheus_and_a_mermaid_diag
     };
 
     let output = call(&["--arg", "service=checkout", "--arg", "depth:=2", "--json"])?;
-    assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
-    let answer: Value = serde_json::from_str(&text(&output.stdout))?;
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output))?;
     let items = answer["items"].as_array().cloned().unwrap_or_default();
     let row = |service: &str| items.iter().find(|item| item["service"] == service).cloned().unwrap_or(Value::Null);
 
@@ -183,7 +179,7 @@ async fn dependencies_show_live_health_from_a_real_prometheus_and_a_mermaid_diag
 
     // As text: the table, then the diagram at the end.
     let output = call(&["--arg", "service=checkout", "--arg", "depth:=2"])?;
-    let table = text(&output.stdout);
+    let table = stdout(&output);
     assert!(table.trim_end().ends_with("```"), "{table}");
     assert!(table.contains("```mermaid\ngraph LR\n"), "{table}");
     assert!(
@@ -195,14 +191,14 @@ async fn dependencies_show_live_health_from_a_real_prometheus_and_a_mermaid_diag
     let output = call(&["--arg", "service=paymnts"])?;
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        text(&output.stderr).contains("no service \"paymnts\" in the catalog; did you mean payments"),
+        stderr(&output).contains("no service \"paymnts\" in the catalog; did you mean payments"),
         "{}",
-        text(&output.stderr)
+        stderr(&output)
     );
 
     let output =
         opsgate(dir.path(), &["--config", config, "call", "what_changed", "--arg", "service=payments", "--json"])?;
-    let changed: Value = serde_json::from_str(&text(&output.stdout))?;
+    let changed: Value = serde_json::from_str(&stdout(&output))?;
     assert_eq!(changed["dependencies"], json!(["payments-db"]), "{changed}");
     ticker.abort();
     Ok(())
@@ -305,9 +301,8 @@ async fn resources_serve_the_catalog_and_follow_an_edit() -> Result<()> {
     Ok(())
 }
 
-/// `search_context` finds the catalog's runbooks beside events and memory: a runbook is found by
-/// words of its text, with its service and the URI to read it; once its file is gone, it is no
-/// longer found.
+/// `search_context` finds the catalog's runbooks: a runbook is found by words of its text, with its
+/// service and the URI to read it; once its file is gone, it is no longer found.
 #[test]
 fn search_context_finds_runbooks_and_forgets_deleted_ones() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -316,7 +311,7 @@ fn search_context_finds_runbooks_and_forgets_deleted_ones() -> Result<()> {
     let config = config.to_str().unwrap_or_default();
     let search = |query: &str| -> Result<Value> {
         let output = opsgate(dir.path(), &["--config", config, "call", "search_context", "--arg", query, "--json"])?;
-        anyhow::ensure!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        anyhow::ensure!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
         Ok(serde_json::from_slice(&output.stdout)?)
     };
     let found = search("query=5xx roll back")?;

@@ -347,24 +347,7 @@ async fn serve_refuses_requests_without_credentials_once_identity_is_set_up() ->
     let config = config.to_str().unwrap_or_default().to_string();
     let created = opsgate(dir.path(), &["--config", &config, "keys", "create", "--name", "agent"])?;
     let key = stdout(&created).trim().to_string();
-
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["--config", &config, "serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .current_dir(dir.path())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut healthy = false;
-    for _ in 0..100 {
-        if let Ok(response) = reqwest::get(format!("{public_url}/healthz")).await
-            && response.status().is_success()
-        {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(healthy, "opsgate serve never answered /healthz");
+    let served = Served::start(Path::new(&config), dir.path(), port, &[]).await?;
 
     let list_tools = |authorization: Option<&str>| {
         let mut request = reqwest::Client::new()
@@ -395,10 +378,7 @@ async fn serve_refuses_requests_without_credentials_once_identity_is_set_up() ->
     assert_eq!(metadata["resource"], json!(public_url));
     assert_eq!(metadata["scopes_supported"], json!(["opsgate:read"]));
 
-    let pid = child.id().context("child pid")?;
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await??;
-    assert!(status.success(), "{status}");
+    served.stop().await?;
     let tail = stdout(&opsgate(dir.path(), &["--config", &config, "audit", "tail"])?);
     assert!(tail.contains("unauthenticated  tools/list  deny  unauthenticated"), "{tail}");
     assert!(!tail.contains(&key[11..]));
@@ -446,12 +426,8 @@ async fn a_protected_silence_waits_for_a_human_across_a_restart_then_runs_once()
         full.extend_from_slice(args);
         opsgate(dir.path(), &full)
     };
-    let created = with_config(&["keys", "create", "--name", "agent", "--roles", "operator"])?;
-    assert!(created.status.success(), "{}", stderr(&created));
-    let key = stdout(&created).trim().to_string();
-    let bystander = with_config(&["keys", "create", "--name", "bystander", "--roles", "reader"])?;
-    assert!(bystander.status.success(), "{}", stderr(&bystander));
-    let bystander = stdout(&bystander).trim().to_string();
+    let key = support::key(dir.path(), &config, "agent", "operator")?;
+    let bystander = support::key(dir.path(), &config, "bystander", "reader")?;
 
     // The agent's request: pending, with the plan naming the firing alert.
     let port = opsgate_testkit::free_port();
@@ -734,6 +710,25 @@ async fn alertmanager_webhooks_put_an_alert_firing_and_resolving_on_the_timeline
     served.stop().await
 }
 
+/// POSTs `body` to the GitHub hook `hook` as delivery `delivery` of `event`, with `signature` as
+/// its `X-Hub-Signature-256`.
+async fn post_github(
+    hook: &str,
+    event: &str,
+    delivery: &str,
+    signature: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .post(hook)
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", signature)
+        .body(body)
+        .send()
+        .await
+}
+
 fn github_signature(secret: &str, body: &str) -> String {
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
@@ -759,16 +754,10 @@ async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silen
             alertmanager.url()
         ),
     )?;
-    let created = opsgate(
-        dir.path(),
-        &["--config", config.to_str().unwrap_or_default(), "keys", "create", "--name", "agent", "--roles", "operator"],
-    )?;
-    assert!(created.status.success(), "{}", stderr(&created));
-    let key = stdout(&created).trim().to_string();
+    let key = support::key(dir.path(), &config, "agent", "operator")?;
     let port = opsgate_testkit::free_port();
     let served = Served::start(&config, dir.path(), port, &[]).await?;
     let hook = format!("http://127.0.0.1:{port}/hooks/github");
-    let http = reqwest::Client::new();
     let ago = |minutes: i64| {
         (chrono::Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
@@ -797,25 +786,14 @@ async fn what_changed_returns_the_deploy_the_pipeline_run_and_the_executed_silen
     ];
     for (event, delivery, payload) in &deliveries {
         let body = payload.to_string();
-        let response = http
-            .post(&hook)
-            .header("X-GitHub-Event", *event)
-            .header("X-GitHub-Delivery", *delivery)
-            .header("X-Hub-Signature-256", github_signature(secret, &body))
-            .body(body)
-            .send()
-            .await?;
+        let response = post_github(&hook, event, delivery, &github_signature(secret, &body), body).await?;
         assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED, "{delivery}: {}", response.text().await?);
     }
-    let tampered = deliveries[0].2.to_string().replace("v1.8.0", "v6.6.6");
-    let refused = http
-        .post(&hook)
-        .header("X-GitHub-Event", "deployment_status")
-        .header("X-GitHub-Delivery", "d-tampered")
-        .header("X-Hub-Signature-256", github_signature(secret, &deliveries[0].2.to_string()))
-        .body(tampered)
-        .send()
-        .await?;
+    // Signed as delivered, then edited in transit.
+    let signed = deliveries[0].2.to_string();
+    let tampered = signed.replace("v1.8.0", "v6.6.6");
+    let refused =
+        post_github(&hook, "deployment_status", "d-tampered", &github_signature(secret, &signed), tampered).await?;
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     // The agent silences the service's alerts in staging (not protected: it runs at once).
@@ -889,24 +867,14 @@ async fn a_client_subscribed_through_one_process_hears_of_an_event_ingested_thro
             dir.path().join("gh-secret").display()
         ),
     )?;
-    let created = opsgate(
-        dir.path(),
-        &["--config", config.to_str().unwrap_or_default(), "keys", "create", "--name", "agent", "--roles", "viewer"],
-    )?;
-    assert!(created.status.success(), "{}", stderr(&created));
-    let key = stdout(&created).trim().to_string();
+    let key = support::key(dir.path(), &config, "agent", "viewer")?;
     let (port_a, port_b) = (opsgate_testkit::free_port(), opsgate_testkit::free_port());
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let process_a = Served::start(&config, &dir_a, port_a, &[]).await?;
     let process_b = Served::start(&config, &dir_b, port_b, &[]).await?;
 
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     let (updated, mut heard) = tokio::sync::mpsc::unbounded_channel();
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(process_a.url.clone()).auth_header(key.clone()),
-    );
-    let client = SubscribedClient { updated }.serve(transport).await?;
+    let client = process_a.client_with(SubscribedClient { updated }, &key).await?;
     // resources/subscribe is how a 2025-11-25 session subscribes (deprecated only for 2026-07-28).
     #[allow(deprecated)]
     client.subscribe(rmcp::model::SubscribeRequestParams::new("opsgate://services/payments-api")).await?;
@@ -922,14 +890,8 @@ async fn a_client_subscribed_through_one_process_hears_of_an_event_ingested_thro
                 "sender": {"login": "deploy-bot"}
             })
             .to_string();
-            let response = reqwest::Client::new()
-                .post(&hook)
-                .header("X-GitHub-Event", "deployment_status")
-                .header("X-GitHub-Delivery", delivery)
-                .header("X-Hub-Signature-256", github_signature(secret, &body))
-                .body(body)
-                .send()
-                .await?;
+            let response =
+                post_github(&hook, "deployment_status", delivery, &github_signature(secret, &body), body).await?;
             anyhow::ensure!(response.status() == reqwest::StatusCode::ACCEPTED, "{}", response.text().await?);
             anyhow::Ok(())
         }

@@ -10,20 +10,13 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
 
 mod support;
-use support::{Client, Served};
+use support::{Client, Served, key};
 
 /// `opsgate --config <config> ARGS`.
 fn opsgate(data_dir: &Path, config: &Path, args: &[&str]) -> Result<Output> {
     let mut full = vec!["--config", config.to_str().unwrap_or_default()];
     full.extend_from_slice(args);
     support::opsgate(data_dir, &full)
-}
-
-/// A new API key named `name` with `roles`.
-fn key(data_dir: &Path, config: &Path, name: &str, roles: &str) -> Result<String> {
-    let created = opsgate(data_dir, config, &["keys", "create", "--name", name, "--roles", roles])?;
-    anyhow::ensure!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    Ok(String::from_utf8_lossy(&created.stdout).trim().to_string())
 }
 
 async fn call(client: &Client, tool: &str, arguments: Value) -> Result<CallToolResult> {
