@@ -36,16 +36,16 @@ use crate::report::Section;
 use crate::wire::{self, Connection};
 
 /// The bulk-loaded events fall in this many days before the run started.
-const SPAN_DAYS: i64 = 90;
+pub const SPAN_DAYS: i64 = 90;
 /// The generator's seed: any constant, so that every run holds the same events.
 const SEED: u64 = 0x6f70_7367_6174_6531;
 /// Events per `Store::insert_events` call in the bulk load.
-const BATCH: u64 = 5_000;
+pub const BATCH: u64 = 5_000;
 const HOOK_PATH: &str = "/hooks/cloudevents";
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 const SEARCH_TOOL: &str = "search_context";
 /// Passed on every search, by the tool and to the store alone alike (the tool's default).
-const SEARCH_LIMIT: i64 = 10;
+pub const SEARCH_LIMIT: i64 = 10;
 /// Untimed rounds over the query mix before the measured ones.
 pub const SEARCH_WARMUP_ROUNDS: usize = 2;
 /// Measured rounds over the query mix, each query once per round.

@@ -332,7 +332,7 @@ fn opsgate_bin(options: &Options) -> Result<PathBuf, NoBinary> {
 }
 
 /// The measurements of the real binary, in each configuration; both are skipped, with the
-/// reason, when it is missing.
+/// reason, when it is missing, and failed when its path does not resolve.
 type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>);
 
 fn run_binary(options: &Options) -> Result<BinarySections> {

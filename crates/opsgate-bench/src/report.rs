@@ -717,19 +717,19 @@ fn render_context(out: &mut String, context: &Section<ContextReport>, opsgate_bi
          here with PostgreSQL's default durability: fsync, full page writes and synchronous commit on; other \
          settings are initdb's defaults). Both stores live on the same disk as the rest of the run.\n\n\
          - **bulk load** (set-up, not a target): {n_events} generated events go into a fresh store through \
-         `Store::insert_events`, 5,000 per call (one transaction each, with their search documents). The \
+         `Store::insert_events`, {batch} per call (one transaction each, with their search documents). The \
          generator is a seeded PRNG, so every run and both backends hold the same events: about 200 services \
          (some far busier than others), 8 environments, every event kind in a busy platform's proportions \
          (pipeline runs 30%, alerts 25%, deploys 18%, merges 10%, …), about thirty kinds of summary (deploys, \
          rollbacks, Argo CD syncs, pipeline runs passed or failed with suite and test names, alerts firing and \
          resolved such as HighErrorRate, PodCrashLooping, OOMKilled, DiskPressure, LatencyHigh, merges with PR \
          titles, config changes, feature flags, scaling, secret rotations, releases, executed actions, \
-         approvals), attributes (sha, version, actor, status, repository…) and links, spread over the 90 days \
+         approvals), attributes (sha, version, actor, status, repository…) and links, spread over the {span_days} days \
          before the run in the order they would have arrived.\n\
          - **search**: `{opsgate_bin} serve` on that store (`[events] retention_days = 0`, so nothing is \
          deleted under the benchmark) is called over Streamable HTTP (2026-07-28, stateless, with an API key \
          of role operator) from one client, one call after another: the {n_queries} queries below in turn, \
-         {warmup} rounds untimed, then {rounds} rounds timed ({n_calls} calls), `limit` 10. Each call is the \
+         {warmup} rounds untimed, then {rounds} rounds timed ({n_calls} calls), `limit` {limit}. Each call is the \
          whole of what an agent waits for: HTTP, identity, policy, `Store::search`, the output budget and the \
          durable audit record. Every call must succeed (`isError` not set). *store alone* is the median of \
          {store_runs} runs of the same `Store::search` in the benchmark's own process before opsgate started: \
@@ -747,6 +747,9 @@ fn render_context(out: &mut String, context: &Section<ContextReport>, opsgate_bi
             Section::Measured(report) => report.cases.len().to_string(),
             _ => "N".to_string(),
         },
+        batch = thousands(crate::context::BATCH),
+        span_days = crate::context::SPAN_DAYS,
+        limit = crate::context::SEARCH_LIMIT,
         warmup = crate::context::SEARCH_WARMUP_ROUNDS,
         rounds = crate::context::SEARCH_ROUNDS,
         n_calls = match context {
@@ -869,8 +872,9 @@ fn render_context_queries(out: &mut String, report: &ContextReport) {
     }
     let _ = writeln!(
         out,
-        "Per query (*hits*: items returned, at most 10; * marks a query no document fully matched, ranked on \
+        "Per query (*hits*: items returned, at most {}; * marks a query no document fully matched, ranked on \
          any of its words; p50 and max over its {} timed calls through opsgate):\n",
+        crate::context::SEARCH_LIMIT,
         crate::context::SEARCH_ROUNDS
     );
     let mut header = "| query | kinds |".to_string();
