@@ -13,6 +13,8 @@ use opsgate_store::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::context_tools::object;
+
 /// The most entities, relations, names or observation groups one call may carry, and the most
 /// observations per entity.
 const MAX_ITEMS: usize = 100;
@@ -67,13 +69,6 @@ enum Request {
     ReadGraph,
     SearchNodes(String),
     OpenNodes(Vec<String>),
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
 }
 
 fn entity_schema() -> Value {

@@ -27,9 +27,13 @@ pub struct CatalogSources {
     pub runbooks: Vec<PathBuf>,
 }
 
-/// Files below `dir` whose extension is one of `extensions`, in path order; an unreadable
-/// directory is a problem.
-fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<CatalogProblem>) {
+/// A file found, with its metadata (or why there is none), taken when it was found.
+type Found = (PathBuf, std::io::Result<Metadata>);
+
+/// Files below `dir` whose extension is one of `extensions`, in path order, each with its
+/// metadata; an unreadable directory is a problem. Each entry is looked at once: its metadata
+/// (following symbolic links) says whether it is a directory, and is kept for a file.
+fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<Found>, problems: &mut Vec<CatalogProblem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
@@ -48,21 +52,22 @@ fn scan(dir: &Path, extensions: &[&str], depth: usize, files: &mut Vec<PathBuf>,
         if name.starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        let metadata = std::fs::metadata(&path);
+        if metadata.as_ref().is_ok_and(Metadata::is_dir) {
             if depth < MAX_DEPTH {
                 scan(&path, extensions, depth + 1, files, problems);
             }
         } else if path.extension().is_some_and(|extension| extensions.iter().any(|wanted| extension == *wanted)) {
-            files.push(path);
+            files.push((path, metadata));
         }
     }
 }
 
 /// Every file the sources name now, each with its metadata (or why there is none), and the
-/// problems of finding them. The one walk `load` and the watcher's look both make, so that what
-/// they see compares.
+/// problems of finding them. The one walk a load and the watcher's look both make: the look's
+/// fingerprint is taken from it, and on a change the same listing is read.
 struct Listing {
-    catalog_files: Vec<(PathBuf, std::io::Result<Metadata>)>,
+    catalog_files: Vec<Found>,
     catalog_problems: Vec<CatalogProblem>,
     /// Each runbook file with its directory.
     runbook_files: Vec<(PathBuf, PathBuf, std::io::Result<Metadata>)>,
@@ -74,16 +79,16 @@ impl Listing {
         let mut catalog_files = Vec::new();
         let mut catalog_problems = Vec::new();
         for path in &sources.paths {
-            if path.is_dir() {
-                scan(path, &["yaml", "yml"], 0, &mut catalog_files, &mut catalog_problems);
-            } else if path.exists() {
-                catalog_files.push(path.clone());
-            } else {
-                catalog_problems.push(CatalogProblem::error(
+            match std::fs::metadata(path) {
+                Ok(metadata) if metadata.is_dir() => {
+                    scan(path, &["yaml", "yml"], 0, &mut catalog_files, &mut catalog_problems);
+                }
+                Ok(metadata) => catalog_files.push((path.clone(), Ok(metadata))),
+                Err(_) => catalog_problems.push(CatalogProblem::error(
                     &path.display().to_string(),
                     None,
                     "no such file or directory",
-                ));
+                )),
             }
         }
         let mut runbook_files = Vec::new();
@@ -91,17 +96,9 @@ impl Listing {
         for dir in &sources.runbooks {
             let mut files = Vec::new();
             scan(dir, &["md"], 0, &mut files, &mut runbook_problems);
-            runbook_files.extend(files.into_iter().map(|file| (dir.clone(), file)));
+            runbook_files.extend(files.into_iter().map(|(file, metadata)| (dir.clone(), file, metadata)));
         }
-        Listing {
-            catalog_files: catalog_files.into_iter().map(|file| (file.clone(), std::fs::metadata(file))).collect(),
-            catalog_problems,
-            runbook_files: runbook_files
-                .into_iter()
-                .map(|(dir, file)| (dir, file.clone(), std::fs::metadata(file)))
-                .collect(),
-            runbook_problems,
-        }
+        Listing { catalog_files, catalog_problems, runbook_files, runbook_problems }
     }
 
     fn fingerprint(&self) -> Fingerprint {
@@ -122,6 +119,34 @@ impl Listing {
             .map(|problem| (PathBuf::from(&problem.file), None, 0));
         Fingerprint(files.chain(missing).collect())
     }
+
+    /// Reads the files listed into a catalog. Blocking: call it from a blocking context.
+    fn read(self) -> Catalog {
+        let Listing { catalog_files, catalog_problems: mut problems, runbook_files, runbook_problems } = self;
+        let mut entities: Vec<Entity> = Vec::new();
+        for (file, metadata) in catalog_files {
+            let name = file.display().to_string();
+            match read_text(&file, &metadata) {
+                Ok(text) => {
+                    let (found, found_problems) = parse_file(&text, &name);
+                    entities.extend(found);
+                    problems.extend(found_problems);
+                }
+                Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
+            }
+        }
+        problems.extend(runbook_problems);
+        let mut runbooks = Vec::new();
+        for (dir, file, metadata) in runbook_files {
+            let name = file.display().to_string();
+            let Some(id) = runbook_id(&dir, &file) else { continue };
+            match read_text(&file, &metadata) {
+                Ok(text) => runbooks.push(Runbook::new(id, text, name)),
+                Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
+            }
+        }
+        Catalog::build(entities, runbooks, problems)
+    }
 }
 
 /// What the sources looked like: every file with its modification time and size, and the paths
@@ -138,41 +163,13 @@ fn read_text(path: &Path, metadata: &std::io::Result<Metadata>) -> Result<String
     std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))
 }
 
-/// Reads the catalog the sources describe. Blocking: call it from a blocking context.
-pub fn load(sources: &CatalogSources) -> Catalog {
-    load_with_fingerprint(sources).0
-}
-
 /// Reads the catalog, and says what it read: the files' fingerprint, taken as they were listed,
 /// before they were read (an edit made while they are read then shows at the watcher's next look).
 /// Blocking: call it from a blocking context.
-pub fn load_with_fingerprint(sources: &CatalogSources) -> (Catalog, Fingerprint) {
+pub(super) fn load_with_fingerprint(sources: &CatalogSources) -> (Catalog, Fingerprint) {
     let listing = Listing::new(sources);
     let fingerprint = listing.fingerprint();
-    let Listing { catalog_files, catalog_problems: mut problems, runbook_files, runbook_problems } = listing;
-    let mut entities: Vec<Entity> = Vec::new();
-    for (file, metadata) in catalog_files {
-        let name = file.display().to_string();
-        match read_text(&file, &metadata) {
-            Ok(text) => {
-                let (found, found_problems) = parse_file(&text, &name);
-                entities.extend(found);
-                problems.extend(found_problems);
-            }
-            Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
-        }
-    }
-    problems.extend(runbook_problems);
-    let mut runbooks = Vec::new();
-    for (dir, file, metadata) in runbook_files {
-        let name = file.display().to_string();
-        let Some(id) = runbook_id(&dir, &file) else { continue };
-        match read_text(&file, &metadata) {
-            Ok(text) => runbooks.push(Runbook::new(id, text, name)),
-            Err(message) => problems.push(CatalogProblem::error(&name, None, message)),
-        }
-    }
-    (Catalog::build(entities, runbooks, problems), fingerprint)
+    (listing.read(), fingerprint)
 }
 
 /// `runbooks/payments/high-error-rate.md` below `runbooks/` ⇒ `payments/high-error-rate`.
@@ -183,36 +180,39 @@ fn runbook_id(dir: &Path, file: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// What the sources look like now. Cheap (directory listings and metadata only), so the watcher
-/// can look every few seconds.
-fn fingerprint(sources: &CatalogSources) -> Fingerprint {
-    Listing::new(sources).fingerprint()
-}
-
 /// Loads the catalog off the async threads, with the fingerprint of what it read.
 pub async fn load_async(sources: CatalogSources) -> (Catalog, Fingerprint) {
-    let fallback = sources.clone();
-    match tokio::task::spawn_blocking(move || load_with_fingerprint(&sources)).await {
+    let first = first_path(&sources);
+    off_thread(first, move || load_with_fingerprint(&sources)).await
+}
+
+/// The first catalog path, which a failed load's problem names.
+fn first_path(sources: &CatalogSources) -> String {
+    sources.paths.first().map(|path| path.display().to_string()).unwrap_or_default()
+}
+
+/// Runs `load` off the async threads. If it panics, the catalog is that problem alone (on
+/// `first_path`), with an empty fingerprint: the watcher's next look then tries again.
+async fn off_thread(
+    first_path: String,
+    load: impl FnOnce() -> (Catalog, Fingerprint) + Send + 'static,
+) -> (Catalog, Fingerprint) {
+    match tokio::task::spawn_blocking(load).await {
         Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(%error, "catalog load panicked");
-            let problem = CatalogProblem::error(
-                &fallback.paths.first().map(|path| path.display().to_string()).unwrap_or_default(),
-                None,
-                format!("loading the catalog failed: {error}"),
-            );
-            // An empty fingerprint: the watcher's next look tries again.
+            let problem = CatalogProblem::error(&first_path, None, format!("loading the catalog failed: {error}"));
             (Catalog::build(Vec::new(), Vec::new(), vec![problem]), Fingerprint::default())
         }
     }
 }
 
 /// Every `interval`, compares the sources' fingerprint with `loaded`'s, the fingerprint of the
-/// catalog in `handle` (then with that of the last catalog loaded); when it changed, loads the
-/// catalog again and swaps it in, then announces on `changes` the resources that changed, and
-/// indexes the runbooks again in `store`. A file that no longer parses is a problem in the new
-/// catalog, and the other files' entities stay. Stops with the runtime (or when the handle is
-/// aborted).
+/// catalog in `handle` (then with that of the last catalog loaded); when it changed, reads the
+/// listing that look made (so the fingerprint is of what is read, taken before it is read) and
+/// swaps the catalog in, then announces on `changes` the resources that changed, and indexes the
+/// runbooks again in `store`. A file that no longer parses is a problem in the new catalog, and
+/// the other files' entities stay. Stops with the runtime (or when the handle is aborted).
 pub fn watch(
     handle: CatalogHandle,
     sources: CatalogSources,
@@ -225,12 +225,24 @@ pub fn watch(
         let mut last = loaded;
         loop {
             tokio::time::sleep(interval).await;
-            let print_sources = sources.clone();
-            let now = tokio::task::spawn_blocking(move || fingerprint(&print_sources)).await.unwrap_or_default();
+            let look_sources = sources.clone();
+            let looked = tokio::task::spawn_blocking(move || {
+                let listing = Listing::new(&look_sources);
+                (listing.fingerprint(), listing)
+            })
+            .await;
+            // A look that panicked has no listing: an empty fingerprint, then a whole load.
+            let (now, listing) = match looked {
+                Ok((now, listing)) => (now, Some(listing)),
+                Err(_) => (Fingerprint::default(), None),
+            };
             if now == last {
                 continue;
             }
-            let (catalog, read) = load_async(sources.clone()).await;
+            let (catalog, read) = match listing {
+                Some(listing) => off_thread(first_path(&sources), move || (listing.read(), now)).await,
+                None => load_async(sources.clone()).await,
+            };
             last = read;
             let catalog = Arc::new(catalog);
             let previous = handle.replace(catalog.clone());

@@ -17,7 +17,7 @@ mod surface;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use dependencies::{GetServiceDependencies, HealthSettings, HealthSource, ServiceSignals};
-pub use load::{CatalogSources, Fingerprint, load, load_async, load_with_fingerprint, watch};
+pub use load::{CatalogSources, Fingerprint, load_async, watch};
 pub use model::{
     ANNOTATION_PROMETHEUS_RULE, ANNOTATION_PROMETHEUS_TARGET, ANNOTATION_RUNBOOK, ANNOTATION_SERVICE, Catalog,
     CatalogProblem, Direction, Entity, EntityKind, EntityLink, EntityRef, MetricsLink, Reached, Runbook, RunbookLink,

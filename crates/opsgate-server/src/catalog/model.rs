@@ -414,7 +414,8 @@ fn comma_list(text: &str) -> impl Iterator<Item = String> + '_ {
 
 /// A runbook as the catalog keeps it: a URL as written, an id without the slashes around it
 /// (`/payments/high-error-rate/` is the runbook `payments/high-error-rate`), so that every
-/// lookup of an id is a plain comparison.
+/// lookup of an id is a plain comparison. Trims what it is given; `None` when nothing is left,
+/// so an annotation's comma-separated entries can be given to it as split.
 fn runbook_entry(written: &str) -> Option<String> {
     let entry = if is_url(written) { written.trim() } else { written.trim().trim_matches('/') };
     (!entry.is_empty()).then(|| entry.to_string())
@@ -430,7 +431,7 @@ fn entity(kind: EntityKind, raw: RawEntity, source: Source) -> Result<Entity, St
     let annotations = metadata.annotations;
     let mut runbooks: Vec<String> = annotations
         .get(ANNOTATION_RUNBOOK)
-        .map(|value| comma_list(value).filter_map(|entry| runbook_entry(&entry)).collect())
+        .map(|value| value.split(',').filter_map(runbook_entry).collect())
         .unwrap_or_default();
     for link in &metadata.links {
         let mentions =

@@ -10,6 +10,7 @@ use std::time::Duration;
 use opsgate_core::{CallContext, NoClient, OutputBudget, Tool, ToolError, ToolOutput};
 use serde_json::{Value, json};
 
+use super::load::load_with_fingerprint;
 use super::*;
 
 fn testdata() -> PathBuf {
@@ -324,7 +325,7 @@ async fn a_runbook_id_written_with_slashes_is_indexed_with_its_service() -> anyh
 
 #[test]
 fn the_testdata_catalog_loads_with_its_one_unknown_dependency() {
-    let catalog = load(&testdata_sources());
+    let catalog = load_with_fingerprint(&testdata_sources()).0;
     assert_eq!(catalog.count(EntityKind::Component), 4, "storefront, checkout, payments, auth");
     assert_eq!(catalog.count(EntityKind::Resource), 1);
     assert_eq!(catalog.count(EntityKind::System), 2);
@@ -355,7 +356,7 @@ fn a_missing_path_and_an_unreadable_file_are_problems_and_the_rest_loads() -> an
         paths: vec![dir.path().to_path_buf(), dir.path().join("gone.yaml")],
         runbooks: vec![dir.path().join("no-runbooks")],
     };
-    let catalog = load(&sources);
+    let catalog = load_with_fingerprint(&sources).0;
     assert!(catalog.find("a").is_some());
     let shown = problems(&catalog);
     assert_eq!(shown.len(), 3, "{shown:#?}");
@@ -502,7 +503,7 @@ fn signals(error_rate: f64, latency_p99: f64) -> Result<ServiceSignals, String> 
 }
 
 fn tool(health: Option<Health>, settings: HealthSettings) -> GetServiceDependencies {
-    let handle = CatalogHandle::new(load(&testdata_sources()));
+    let handle = CatalogHandle::new(load_with_fingerprint(&testdata_sources()).0);
     GetServiceDependencies::new(handle, health.map(|health| Arc::new(health) as Arc<dyn HealthSource>), settings)
 }
 
@@ -659,7 +660,7 @@ async fn the_diagram_is_cut_to_the_budget_and_says_so() -> anyhow::Result<()> {
 
 async fn surface(dir: &Path) -> anyhow::Result<(CatalogSurface, opsgate_store::Store)> {
     let store = opsgate_store::Store::open_sqlite(dir).await?;
-    let handle = CatalogHandle::new(load(&testdata_sources()));
+    let handle = CatalogHandle::new(load_with_fingerprint(&testdata_sources()).0);
     let redactor = Arc::new(opsgate_policy::redact::Redactor::new());
     Ok((CatalogSurface::new(handle, store.clone(), redactor), store))
 }
@@ -732,6 +733,11 @@ async fn services_runbooks_and_a_service_with_its_recent_events_are_resources() 
     assert_eq!(detail["dependents"][0]["name"], "checkout");
     assert_eq!(detail["ownerRef"], "group:default/team-payments");
     assert_eq!(detail["metrics"], json!({"target": "main", "service": "payments-api"}));
+    // The prometheus.io/rule annotation's queries are shown on the resource (not run).
+    assert_eq!(
+        detail["prometheusRules"],
+        json!([r#"sum by (code) (rate(http_requests_total{service="payments-api"}[5m]))|code"#])
+    );
     assert_eq!(detail["runbooks"][0]["title"], "Payments: high error rate");
     let recent = detail["recentEvents"].as_array().cloned().unwrap_or_default();
     assert_eq!(recent.len(), 20, "the 20 newest");

@@ -24,7 +24,9 @@
 
 use axum::http::HeaderMap;
 
-use super::{Event, EventKind, HookError, Ingest, digest_id, first_line, normalize_time, parse_object, text_at};
+use super::{
+    Event, EventKind, HookError, Ingest, digest_id, first_line, normalize_time, parse_object, text_at, text_of,
+};
 
 pub const SOURCE: &str = "argocd";
 
@@ -37,7 +39,7 @@ pub fn verify(token: &str, headers: &HeaderMap) -> Result<(), HookError> {
 
 pub fn normalize(body: &[u8], now: &str) -> Result<Ingest, HookError> {
     let payload = parse_object(body, SOURCE)?;
-    let field = |name: &str| text_at(&payload, &format!("/{name}")).filter(|value| !value.is_empty());
+    let field = |name: &str| payload.get(name).and_then(text_of).filter(|value| !value.is_empty());
     let app = field("app").ok_or_else(|| missing("app", ".app.metadata.name"))?;
     let phase = field("phase").ok_or_else(|| missing("phase", ".app.status.operationState.phase"))?;
     if let Some(event) = field("event").filter(|event| event != "sync") {

@@ -214,10 +214,10 @@ impl Attributes {
             None => {
                 if let Some(data) = data {
                     let status =
-                        ["status", "outcome", "state"].iter().find_map(|name| text_at(data, &format!("/{name}")));
+                        ["status", "outcome", "state"].iter().find_map(|name| data.get(name).and_then(text_of));
                     event.attribute("status", status);
                     for name in ["url", "link", "html_url"] {
-                        event.link(text_at(data, &format!("/{name}")).filter(|url| is_url(url)));
+                        event.link(data.get(name).and_then(text_of).filter(|url| is_url(url)));
                     }
                 }
             }
@@ -330,7 +330,7 @@ fn generic_summary(kind: &str, source: &str, subject: Option<&str>, data: Option
         summary.push_str(&format!(" ({})", first_line(subject, 80)));
     }
     let text = data.and_then(|data| {
-        ["summary", "message", "title", "description"].iter().find_map(|name| text_at(data, &format!("/{name}")))
+        ["summary", "message", "title", "description"].iter().find_map(|name| data.get(name).and_then(text_of))
     });
     if let Some(text) = text.map(|text| first_line(&text, 160)).filter(|text| !text.is_empty()) {
         summary.push_str(": ");

@@ -7,7 +7,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Event, EventKind, HookError, Ingest, first_line, header, normalize_time, parse_json, text_at};
+use super::{Event, EventKind, HookError, Ingest, first_line, header, normalize_time, parse_json, text_at, text_of};
 
 pub const SOURCE: &str = "github";
 
@@ -178,7 +178,7 @@ fn merged(payload: &Value) -> Result<Event, HookError> {
     event.attribute("merged_by", text_at(pull, "/merged_by/login"));
     let changes = [("additions", "+"), ("deletions", "-"), ("changed_files", "files ")]
         .iter()
-        .filter_map(|(field, sign)| text_at(pull, &format!("/{field}")).map(|n| format!("{sign}{n}")))
+        .filter_map(|(field, sign)| pull.get(field).and_then(text_of).map(|n| format!("{sign}{n}")))
         .collect::<Vec<_>>();
     if !changes.is_empty() {
         event.attribute("diff", Some(changes.join(" ")));
