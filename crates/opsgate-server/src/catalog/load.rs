@@ -210,8 +210,8 @@ async fn off_thread(
 /// Every `interval`, compares the sources' fingerprint with `loaded`'s, the fingerprint of the
 /// catalog in `handle` (then with that of the last catalog loaded); when it changed, reads the
 /// listing that look made (so the fingerprint is of what is read, taken before it is read) and
-/// swaps the catalog in, then announces on `changes` the resources that changed, and indexes the
-/// runbooks again in `store`. A file that no longer parses is a problem in the new catalog, and
+/// swaps the catalog in, indexes the runbooks again in `store`, then announces on `changes` the
+/// resources that changed. A file that no longer parses is a problem in the new catalog, and
 /// the other files' entities stay. Stops with the runtime (or when the handle is aborted).
 pub fn watch(
     handle: CatalogHandle,
@@ -255,11 +255,13 @@ pub fn watch(
             for problem in catalog.problems() {
                 tracing::warn!(%problem, "service catalog");
             }
-            if let Some(changes) = &changes {
-                announce(changes, &previous, &catalog);
-            }
+            // Indexed before announced: a client that searches on hearing of the change finds
+            // the new runbooks.
             if let Some(store) = &store {
                 super::index_runbooks(store, &catalog).await;
+            }
+            if let Some(changes) = &changes {
+                announce(changes, &previous, &catalog);
             }
         }
     })
