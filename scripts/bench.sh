@@ -3,6 +3,7 @@
 # benchmark writes BENCHMARKS.md at the repository root, with this command and the machine.
 # Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N,
 # --federation-seconds N, --context-events N, --ingest-seconds N, --context-senders N,
+# --context-store sqlite|postgresql,
 # --only federation|context; see `opsgate-bench --help`). The default run takes about fifteen
 # minutes after the build, most of it loading a million events into SQLite and then PostgreSQL
 # for the operational-context section, which needs about 3 GB free in the temporary directory

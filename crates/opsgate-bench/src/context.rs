@@ -61,6 +61,8 @@ pub struct Settings {
     pub n_events: u64,
     /// Concurrent CloudEvents senders, one connection each.
     pub senders: usize,
+    /// Measure this store alone; `None`: both.
+    pub store: Option<Backend>,
     pub warmup: Duration,
     /// The ingestion's measurement window.
     pub ingest: Duration,
@@ -250,10 +252,19 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<ContextReport> 
         .context("starting the runtime for the context section")?;
     let generator = Generator::new(settings.n_events, Utc::now());
     let cases = search_cases(&generator);
-    let sqlite = runtime
-        .block_on(run_backend(opsgate_bin, Backend::Sqlite, None, &generator, &cases, settings))
-        .context("SQLite");
+    let left_out = |backend: Backend| settings.store.is_some_and(|store| store != backend);
+    let not_asked = || Section::Skipped("left out by --context-store".to_string());
+    let sqlite = if left_out(Backend::Sqlite) {
+        not_asked()
+    } else {
+        Section::from_result(
+            runtime
+                .block_on(run_backend(opsgate_bin, Backend::Sqlite, None, &generator, &cases, settings))
+                .context("SQLite"),
+        )
+    };
     let postgres = match Postgres::installed() {
+        _ if left_out(Backend::Postgres) => not_asked(),
         Err(error) => Section::Skipped(format!("the PostgreSQL binaries are not installed here ({error:#})")),
         Ok(()) => Section::from_result(
             runtime
@@ -265,7 +276,7 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<ContextReport> 
                 .context("PostgreSQL"),
         ),
     };
-    Ok(ContextReport { settings, cases, sqlite: Section::from_result(sqlite), postgres })
+    Ok(ContextReport { settings, cases, sqlite, postgres })
 }
 
 /// The three steps on one store: `postgres` is its URL, else the store is SQLite in the sandbox.

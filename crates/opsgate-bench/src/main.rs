@@ -58,6 +58,8 @@ usage: opsgate-bench [options]
                      --warmup)
   --context-senders N
                      concurrent webhook senders, one connection each (default 16)
+  --context-store STORE
+                     measure the context section on sqlite or postgresql alone (default both)
   --opsgate-bin PATH the opsgate binary (default target/release/opsgate)
   --output PATH      where to write the report (default BENCHMARKS.md)
   --only SERVER      load one server (baseline or opsgate) for --seconds and print its figures,
@@ -89,6 +91,7 @@ struct Options {
     context_events: u64,
     ingest_measure: Duration,
     context_senders: usize,
+    context_store: Option<context::Backend>,
     opsgate_bin: PathBuf,
     output: PathBuf,
     only: Option<Only>,
@@ -106,6 +109,7 @@ impl Options {
             context_events: 1_000_000,
             ingest_measure: Duration::from_secs(10),
             context_senders: 16,
+            context_store: None,
             opsgate_bin: PathBuf::from("target/release/opsgate"),
             output: PathBuf::from("BENCHMARKS.md"),
             only: None,
@@ -129,6 +133,13 @@ impl Options {
                 "--context-events" => options.context_events = positive(value()?)?,
                 "--ingest-seconds" => options.ingest_measure = Duration::from_secs(positive(value()?)?),
                 "--context-senders" => options.context_senders = positive(value()?)? as usize,
+                "--context-store" => {
+                    options.context_store = Some(match value()?.as_str() {
+                        "sqlite" => context::Backend::Sqlite,
+                        "postgresql" => context::Backend::Postgres,
+                        other => bail!("--context-store takes sqlite or postgresql, not {other:?}"),
+                    })
+                }
                 "--opsgate-bin" => options.opsgate_bin = PathBuf::from(value()?),
                 "--output" => options.output = PathBuf::from(value()?),
                 "--only" => {
@@ -389,6 +400,7 @@ fn run_context(options: &Options, threads: usize) -> Section<ContextReport> {
     let settings = context::Settings {
         n_events: options.context_events,
         senders: options.context_senders,
+        store: options.context_store,
         warmup: options.warmup,
         ingest: options.ingest_measure,
         threads,
@@ -422,6 +434,7 @@ mod tests {
             context_events: 1,
             ingest_measure: Duration::from_secs(1),
             context_senders: 1,
+            context_store: None,
             opsgate_bin: PathBuf::new(),
             output: PathBuf::new(),
             only: None,
@@ -461,6 +474,11 @@ mod tests {
         assert!(parse(&["--only", "federation"]).is_ok_and(|options| options.only == Some(Only::Federation)));
         assert!(parse(&["--only", "context"]).is_ok_and(|options| options.only == Some(Only::Context)));
         assert!(parse(&["--context-events", "0"]).is_err());
+        assert!(parse(&["--context-store", "mysql"]).is_err());
+        assert!(
+            parse(&["--context-store", "postgresql"])
+                .is_ok_and(|options| options.context_store == Some(context::Backend::Postgres))
+        );
         assert!(parse(&["--ingest-seconds", "-1"]).is_err());
         let context = parse(&["--context-events", "100000", "--ingest-seconds", "5", "--context-senders", "8"]);
         assert!(context.is_ok_and(|options| options.context_events == 100_000
