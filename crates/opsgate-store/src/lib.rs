@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod approvals;
 pub mod audit;
+mod checkpoint;
 pub mod events;
 pub mod memory;
 pub mod notices;

@@ -14,6 +14,9 @@
 //! `fdatasync`s the WAL file, which makes every transaction committed before it durable: the
 //! same guarantee `synchronous=FULL` gives, but one thread can commit the next batch while
 //! another waits for the disk (the audit writer does exactly that; see `writer.rs`).
+//!
+//! The connection never checkpoints the log: `checkpoint.rs` does, on a thread of its own, so a
+//! commit does not copy the log into the database file while every other write waits.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditReceipt, Chained};
+use crate::checkpoint::{self, Checkpointer};
 use crate::events::{EventDelivery, StoredEvent};
 use crate::search::SearchDocument;
 
@@ -48,6 +52,8 @@ pub struct Appender {
     /// discards every frame after a lost one), until opsgate restarts and SQLite recovers the
     /// log. Audit appends and event writes share the log, so one's failure is the other's too.
     failed: Arc<std::sync::OnceLock<String>>,
+    /// Checkpoints the log on a thread of its own; the connection never does (see `checkpoint`).
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl Appender {
@@ -55,6 +61,15 @@ impl Appender {
     /// `insert_events_unsynced` commit is durable after the next `sync` (`durably` runs one and
     /// then the other).
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Appender, rusqlite::Error> {
+        Appender::open_restarting_at(path, busy_timeout, checkpoint::RESTART_FRAMES)
+    }
+
+    /// `open`, with the log restarted once it holds `restart_frames` pages.
+    fn open_restarting_at(
+        path: &Path,
+        busy_timeout: Duration,
+        restart_frames: i64,
+    ) -> Result<Appender, rusqlite::Error> {
         let connection = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
@@ -65,6 +80,8 @@ impl Appender {
         // Storing an event updates indexes in random places (delivery id, service): 32 MB of
         // page cache (taken only as it fills) keeps their upper levels from being read again.
         connection.pragma_update(None, "cache_size", -32_768)?;
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path, busy_timeout, restart_frames)?;
         // SQLite's own name for the file, not ours: it follows symbolic links, and so does the
         // log's place. Flushing a log at the link's side would find nothing there.
         let database = connection.path().map(PathBuf::from).unwrap_or_else(|| path.to_path_buf());
@@ -75,6 +92,7 @@ impl Appender {
             wal: Arc::new(PathBuf::from(wal)),
             closed: Arc::new(AtomicBool::new(false)),
             failed: Arc::default(),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -214,11 +232,14 @@ impl Appender {
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = write(&transaction)?;
         transaction.commit()?;
+        self.checkpointer.kick();
         Ok(value)
     }
 
-    /// Closes the connection; later appends fail.
+    /// Closes the connection (after stopping the checkpoint thread, so that the last connection
+    /// to close finds the log to checkpoint); later appends fail.
     pub fn close(&self) {
+        self.checkpointer.stop();
         let connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         drop(connection);
         self.closed.store(true, Ordering::Release);
@@ -250,6 +271,49 @@ pub fn is_transient(error: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write connection never checkpoints (its commits stay short); the checkpoint thread
+    /// copies what it commits into the database file soon after, and the log, restarted once
+    /// copied, stays far smaller than everything written through it.
+    #[test]
+    fn commits_are_checkpointed_off_the_write_connection_and_the_log_stays_bounded()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("store.db");
+        let creator = Connection::open(&path)?;
+        creator.pragma_update(None, "journal_mode", "WAL")?;
+        creator.execute_batch("CREATE TABLE t (x BLOB)")?;
+        drop(creator);
+        let appender = Appender::open_restarting_at(&path, Duration::from_secs(1), 64)?;
+        let autocheckpoint: i64 =
+            appender.connection.lock().map_err(|_| "poisoned")?.as_ref().ok_or("open")?.query_row(
+                "PRAGMA wal_autocheckpoint",
+                [],
+                |row| row.get(0),
+            )?;
+        assert_eq!(autocheckpoint, 0);
+
+        let size = |path: &Path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0);
+        let written: u64 = 400 * 4 * 3_000;
+        for _ in 0..400 {
+            appender.in_transaction(|transaction| {
+                for _ in 0..4 {
+                    transaction.execute("INSERT INTO t VALUES (randomblob(3000))", [])?;
+                }
+                Ok(())
+            })?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&path) < written && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(size(&path) >= written, "checkpointed: {} of {written} bytes", size(&path));
+        let log = size(&appender.wal);
+        assert!(log < written / 2, "the log holds {log} bytes of {written} written");
+        appender.close();
+        Ok(())
+    }
 
     /// SQLite removes the log when its last connection closes (after a full checkpoint): a
     /// flush then has nothing left to do and must not fail the calls waiting on it. Any other
