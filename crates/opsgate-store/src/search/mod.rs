@@ -164,8 +164,8 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
             // a transaction-scoped advisory lock serialises them.
             let mut transaction = pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(7120342)").execute(&mut *transaction).await?;
-            for statement in POSTGRES_SCHEMA {
-                sqlx::query(*statement).execute(&mut *transaction).await?;
+            for statement in postgres_schema() {
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *transaction).await?;
             }
             transaction.commit().await?;
         }
@@ -173,24 +173,17 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A document's columns in both dialects; each adds its keys (and PostgreSQL its words).
+const DOCUMENT_COLUMNS: &str = "source TEXT NOT NULL, ref TEXT NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL, \
+     body TEXT NOT NULL, time TEXT NOT NULL, service TEXT";
+
 /// The documents, and two FTS5 indexes over them (external content, kept in step by triggers):
 /// `search_fts` over every document, and `search_lasting_fts` over runbooks and memory alone, so
 /// that they are ranked whatever their age without walking every event that shares their words.
 fn sqlite_schema() -> Vec<String> {
-    let mut schema = vec![
-        "CREATE TABLE IF NOT EXISTS search_documents (
-            id INTEGER PRIMARY KEY,
-            source TEXT NOT NULL,
-            ref TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            title TEXT NOT NULL,
-            body TEXT NOT NULL,
-            time TEXT NOT NULL,
-            service TEXT,
-            UNIQUE (source, ref)
-        )"
-        .to_string(),
-    ];
+    let mut schema = vec![format!(
+        "CREATE TABLE IF NOT EXISTS search_documents (id INTEGER PRIMARY KEY, {DOCUMENT_COLUMNS}, UNIQUE (source, ref))"
+    )];
     schema.extend(sqlite_fts_index("search_fts", "search_documents", None));
     schema.extend(sqlite_fts_index("search_lasting_fts", "search_lasting", Some("source <> 'event'")));
     schema
@@ -224,19 +217,20 @@ fn sqlite_fts_index(table: &str, triggers: &str, only: Option<&str>) -> [String;
     ]
 }
 
-const POSTGRES_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS search_documents (
-        source TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        time TEXT NOT NULL,
-        service TEXT,
-        words tsvector GENERATED ALWAYS AS
-            (setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', body), 'B')) STORED,
-        PRIMARY KEY (source, ref)
-    )",
+/// The documents with their weighted words, GIN over them, and the partial GIN over runbooks and
+/// memory.
+fn postgres_schema() -> Vec<String> {
+    let mut schema = vec![format!(
+        "CREATE TABLE IF NOT EXISTS search_documents ({DOCUMENT_COLUMNS},
+            words tsvector GENERATED ALWAYS AS
+                (setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', body), 'B')) STORED,
+            PRIMARY KEY (source, ref))"
+    )];
+    schema.extend(POSTGRES_INDEXES.iter().map(|statement| statement.to_string()));
+    schema
+}
+
+const POSTGRES_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS search_documents_words ON search_documents USING GIN (words)",
     "CREATE INDEX IF NOT EXISTS search_documents_time ON search_documents (time)",
     // Runbooks and memory, searched whatever their age, without reading every event that
@@ -430,7 +424,7 @@ impl Store {
                 let lasting = lasting_kinds(requested);
                 let kinds_filter = if requested.is_empty() { "" } else { "AND kind = ANY($5)" };
                 // The newest matches carry only their keys through the sort; runbooks and
-                // memory come through their own small index (see POSTGRES_SCHEMA).
+                // memory come through their own small index (see POSTGRES_INDEXES).
                 let sql = format!(
                     "WITH newest AS MATERIALIZED (
                         SELECT source, ref FROM search_documents, to_tsquery('english', $1) query
