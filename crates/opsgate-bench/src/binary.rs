@@ -237,6 +237,10 @@ async fn talk_stdio(child: &mut Child) -> Result<usize> {
 pub struct RssReport {
     pub config: Config,
     pub rss_bytes: u64,
+    /// The part of `rss_bytes` that is the process's own memory (heap, stacks)...
+    pub anon_bytes: u64,
+    /// ...and the part that is mapped file pages, mostly the binary's own code and constants.
+    pub file_bytes: u64,
     /// The peak resident set since start, for context.
     pub hwm_bytes: u64,
     pub n_tools: usize,
@@ -259,9 +263,48 @@ pub async fn serve_idle_rss(bin: &Path, config: Config) -> Result<RssReport> {
     tokio::time::sleep(SETTLE).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/PID/status")?;
     let rss_bytes = proc_status_kib(&status, "VmRSS:").context("VmRSS missing from /proc/PID/status")? * 1024;
+    let anon_bytes = proc_status_kib(&status, "RssAnon:").unwrap_or(0) * 1024;
+    let file_bytes = proc_status_kib(&status, "RssFile:").unwrap_or(0) * 1024;
     let hwm_bytes = proc_status_kib(&status, "VmHWM:").unwrap_or(0) * 1024;
     child.kill().await.context("stopping opsgate serve")?;
-    Ok(RssReport { config, rss_bytes, hwm_bytes, n_tools })
+    Ok(RssReport { config, rss_bytes, anon_bytes, file_bytes, hwm_bytes, n_tools })
+}
+
+/// The start-up layout file the release link of `opsgate` follows (crates/opsgate/build.rs).
+const STARTUP_ORDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../opsgate/startup-order.txt");
+
+/// One sentence for section 3: how many of the functions `startup-order.txt` lists `bin` defines.
+/// Most of them once the file is current; few after a dependency, feature or toolchain change
+/// renamed them, and then idle memory grows back until `scripts/startup-order.sh` is run.
+pub fn startup_layout(bin: &Path) -> String {
+    let listed = match std::fs::read_to_string(STARTUP_ORDER) {
+        Ok(text) => text,
+        Err(error) => {
+            return format!("Start-up layout not checked: reading crates/opsgate/startup-order.txt: {error}.");
+        }
+    };
+    let listed: Vec<&str> = listed.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
+    let output = match std::process::Command::new("nm").arg("--defined-only").arg(bin).output() {
+        Ok(output) if output.status.success() => output.stdout,
+        Ok(output) => {
+            return format!(
+                "Start-up layout not checked: nm failed: {}.",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Err(error) => return format!("Start-up layout not checked: running nm: {error}."),
+    };
+    let text = String::from_utf8_lossy(&output);
+    let defined: std::collections::HashSet<&str> =
+        text.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
+    let found = listed.iter().filter(|name| defined.contains(*name)).count();
+    format!(
+        "Start-up layout: the binary defines {found} of the {} functions crates/opsgate/startup-order.txt \
+         lists, which its release link places together at the front of `.text` (crates/opsgate/build.rs). \
+         When that share falls (a dependency, feature or toolchain change renames functions), \
+         `scripts/startup-order.sh` writes the file again.",
+        listed.len()
+    )
 }
 
 /// A port the kernel just handed out and released: `--listen 127.0.0.1:0` would work too, but

@@ -65,7 +65,9 @@ usage: opsgate-bench [options]
   --only SERVER      load one server (baseline or opsgate) for --seconds and print its figures,
                      writing no report: for profiling one side under `perf`
   --only federation  run only the federation section and print it, writing no report
-  --only context     run only the operational-context section and print it, writing no report";
+  --only context     run only the operational-context section and print it, writing no report
+  --only binary      run only the stdio start-up and idle-memory sections and print them,
+                     writing no report";
 
 /// Warm-up before each federation run: every process there is already warm from the rounds
 /// before (and, in the first round, from the set-up's own calls), so a short one is enough.
@@ -79,6 +81,7 @@ enum Only {
     Server(ServerKind),
     Federation,
     Context,
+    Binary,
 }
 
 struct Options {
@@ -148,7 +151,8 @@ impl Options {
                         "opsgate" => Only::Server(ServerKind::Opsgate),
                         "federation" => Only::Federation,
                         "context" => Only::Context,
-                        other => bail!("--only takes baseline, opsgate, federation or context, not {other:?}"),
+                        "binary" => Only::Binary,
+                        other => bail!("--only takes baseline, opsgate, federation, context or binary, not {other:?}"),
                     })
                 }
                 "-h" | "--help" => {
@@ -192,6 +196,15 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
+        Some(Only::Binary) => {
+            let (stdio, rss, layout) = run_binary(&options)?;
+            let bin = options.opsgate_bin.display().to_string();
+            println!("{}", report::render_binary_alone(&stdio, &rss, &layout, &bin, options.stdio_runs));
+            if stdio.failed() || rss.failed() {
+                bail!("the start-up or idle-memory measurement failed");
+            }
+            return Ok(());
+        }
         None => {}
     }
     let setup = Setup {
@@ -211,11 +224,11 @@ fn main() -> Result<()> {
 
     let http = Section::from_result(run_http(&options, threads));
     let policy = Section::from_result(policy_cost::measure());
-    let (stdio, rss) = run_binary(&options)?;
+    let (stdio, rss, layout) = run_binary(&options)?;
     let federation = run_federation(&options, threads);
     let context = run_context(&options, threads);
 
-    let report = Report { setup, machine, http, stdio, rss, policy, federation, context };
+    let report = Report { setup, machine, http, stdio, rss, layout, policy, federation, context };
     let text = report.render();
     std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
     eprintln!("opsgate-bench: wrote {}", options.output.display());
@@ -344,12 +357,13 @@ fn opsgate_bin(options: &Options) -> Result<PathBuf, NoBinary> {
 
 /// The measurements of the real binary, in each configuration; both are skipped, with the
 /// reason, when it is missing, and failed when its path does not resolve.
-type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>);
+/// The third part is the sentence on the binary's start-up layout section 3 ends with.
+type BinarySections = (Section<Vec<binary::StdioReport>>, Section<Vec<binary::RssReport>>, String);
 
 fn run_binary(options: &Options) -> Result<BinarySections> {
     let bin = &match opsgate_bin(options) {
         Ok(bin) => bin,
-        Err(unavailable) => return Ok((unavailable.section(), unavailable.section())),
+        Err(unavailable) => return Ok((unavailable.section(), unavailable.section(), String::new())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -371,7 +385,7 @@ fn run_binary(options: &Options) -> Result<BinarySections> {
         }
         anyhow::Ok(reports)
     });
-    Ok((Section::from_result(stdio), Section::from_result(rss)))
+    Ok((Section::from_result(stdio), Section::from_result(rss), binary::startup_layout(bin)))
 }
 
 /// Section 5, or why it could not run: it needs the opsgate binary.
@@ -456,7 +470,7 @@ mod tests {
         let skipped = |section: &Section<()>| matches!(section, Section::Skipped(why) if why.contains("/nonexistent"));
         assert!(matches!(run_federation(&missing, 1), Section::Skipped(_)));
         assert!(matches!(run_context(&missing, 1), Section::Skipped(_)));
-        assert!(matches!(run_binary(&missing)?, (Section::Skipped(_), Section::Skipped(_))));
+        assert!(matches!(run_binary(&missing)?, (Section::Skipped(_), Section::Skipped(_), _)));
         assert!(opsgate_bin(&missing).is_err_and(|unavailable| skipped(&unavailable.section())));
         // Tests run in the crate's directory.
         assert!(opsgate_bin(&with_bin("Cargo.toml")?).is_ok_and(|bin| bin.is_absolute() && bin.is_file()));
@@ -473,6 +487,7 @@ mod tests {
         assert!(parse(&["--seconds", "3", "--rounds", "5"]).is_ok_and(|options| options.rounds == 5));
         assert!(parse(&["--only", "federation"]).is_ok_and(|options| options.only == Some(Only::Federation)));
         assert!(parse(&["--only", "context"]).is_ok_and(|options| options.only == Some(Only::Context)));
+        assert!(parse(&["--only", "binary"]).is_ok_and(|options| options.only == Some(Only::Binary)));
         assert!(parse(&["--context-events", "0"]).is_err());
         assert!(parse(&["--context-store", "mysql"]).is_err());
         assert!(

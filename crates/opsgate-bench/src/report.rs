@@ -106,6 +106,8 @@ pub struct Report {
     pub http: Section<Vec<HttpRound>>,
     pub stdio: Section<Vec<StdioReport>>,
     pub rss: Section<Vec<RssReport>>,
+    /// What `binary::startup_layout` says of the measured binary; empty when there is none.
+    pub layout: String,
     pub policy: Section<PolicyCost>,
     pub federation: Section<FederationReport>,
     pub context: Section<ContextReport>,
@@ -146,8 +148,8 @@ impl Report {
         self.render_header(&mut out);
         self.render_summary(&mut out);
         self.render_http(&mut out);
-        self.render_stdio(&mut out);
-        self.render_rss(&mut out);
+        render_stdio(&mut out, &self.stdio, &self.setup.opsgate_bin, self.setup.stdio_runs);
+        render_rss(&mut out, &self.rss, &self.layout, &self.setup.opsgate_bin);
         self.render_policy(&mut out);
         render_federation(&mut out, &self.federation, &self.setup.opsgate_bin);
         render_context(&mut out, &self.context, &self.setup.opsgate_bin);
@@ -344,76 +346,6 @@ impl Report {
         }
         let _ = writeln!(out);
     }
-
-    fn render_stdio(&self, out: &mut String) {
-        let _ = writeln!(out, "## 2. `opsgate stdio`: start to first tools/list answer\n");
-        let _ = writeln!(
-            out,
-            "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP stdio` in a fresh temporary working \
-             directory with its own XDG homes, once with no config file (no backends, so no tools) and once \
-             with the README's example config (one Prometheus, one Alertmanager: the real tool set) whose \
-             URLs point at a closed loopback port; start-up does not contact backends. The benchmark writes \
-             `initialize` (2025-11-25), `notifications/initialized` and `tools/list` to its stdin at once, \
-             and times spawn → the `tools/list` response line on stdout. One untimed run first creates the \
-             store and brings the binary into the page cache; then {n} timed runs against that data \
-             directory, as a user's second and later starts would be.\n",
-            bin = self.setup.opsgate_bin,
-            n = self.setup.stdio_runs,
-        );
-        let Some(reports) = self.stdio.figures_or_note(out) else { return };
-        let _ = writeln!(
-            out,
-            "| configuration | tools listed | median | min | max | runs (ms) | target | verdict |\n\
-             | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"
-        );
-        for report in reports {
-            let runs: Vec<String> = report.runs.iter().map(|run| format!("{:.1}", run.as_secs_f64() * 1e3)).collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | < {} | {} |",
-                report.config.label(),
-                report.n_tools,
-                ms(report.median),
-                ms(report.runs.iter().min().copied().unwrap_or_default()),
-                ms(report.runs.iter().max().copied().unwrap_or_default()),
-                runs.join(", "),
-                ms(STDIO_TARGET),
-                verdict(report.median < STDIO_TARGET)
-            );
-        }
-        let _ = writeln!(out);
-    }
-
-    fn render_rss(&self, out: &mut String) {
-        let _ = writeln!(out, "## 3. Idle memory of `opsgate serve`\n");
-        let _ = writeln!(
-            out,
-            "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP serve --listen 127.0.0.1:PORT` on a \
-             free port, in the same two configurations as above, waits until it answers one `tools/list` \
-             (2026-07-28 wire), waits 1 s more, and reads `VmRSS` (and the peak, `VmHWM`) from \
-             `/proc/PID/status`. MB here is 10^6 bytes.\n",
-            bin = self.setup.opsgate_bin,
-        );
-        let Some(reports) = self.rss.figures_or_note(out) else { return };
-        let _ = writeln!(
-            out,
-            "| configuration | tools listed | VmRSS | VmHWM (peak) | target | verdict |\n\
-             | --- | ---: | ---: | ---: | --- | --- |"
-        );
-        for report in reports {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | < {} | {} |",
-                report.config.label(),
-                report.n_tools,
-                megabytes(report.rss_bytes),
-                megabytes(report.hwm_bytes),
-                megabytes(RSS_TARGET_BYTES),
-                verdict(report.rss_bytes < RSS_TARGET_BYTES)
-            );
-        }
-        let _ = writeln!(out);
-    }
 }
 
 /// The federation figures one summary row shows for `transport`: the added latency at one
@@ -481,6 +413,97 @@ impl PairMedians {
 }
 
 /// Section 5 alone, for `--only federation`.
+/// `--only binary`: sections 2 and 3 alone, for work on start-up time and idle memory.
+pub fn render_binary_alone(
+    stdio: &Section<Vec<StdioReport>>,
+    rss: &Section<Vec<RssReport>>,
+    layout: &str,
+    opsgate_bin: &str,
+    stdio_runs: usize,
+) -> String {
+    let mut out = String::new();
+    render_stdio(&mut out, stdio, opsgate_bin, stdio_runs);
+    render_rss(&mut out, rss, layout, opsgate_bin);
+    out
+}
+
+fn render_stdio(out: &mut String, stdio: &Section<Vec<StdioReport>>, opsgate_bin: &str, stdio_runs: usize) {
+    let _ = writeln!(out, "## 2. `opsgate stdio`: start to first tools/list answer\n");
+    let _ = writeln!(
+        out,
+        "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP stdio` in a fresh temporary working \
+         directory with its own XDG homes, once with no config file (no backends, so no tools) and once \
+         with the README's example config (one Prometheus, one Alertmanager: the real tool set) whose \
+         URLs point at a closed loopback port; start-up does not contact backends. The benchmark writes \
+         `initialize` (2025-11-25), `notifications/initialized` and `tools/list` to its stdin at once, \
+         and times spawn → the `tools/list` response line on stdout. One untimed run first creates the \
+         store and brings the binary into the page cache; then {n} timed runs against that data \
+         directory, as a user's second and later starts would be.\n",
+        bin = opsgate_bin,
+        n = stdio_runs,
+    );
+    let Some(reports) = stdio.figures_or_note(out) else { return };
+    let _ = writeln!(
+        out,
+        "| configuration | tools listed | median | min | max | runs (ms) | target | verdict |\n\
+         | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"
+    );
+    for report in reports {
+        let runs: Vec<String> = report.runs.iter().map(|run| format!("{:.1}", run.as_secs_f64() * 1e3)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | < {} | {} |",
+            report.config.label(),
+            report.n_tools,
+            ms(report.median),
+            ms(report.runs.iter().min().copied().unwrap_or_default()),
+            ms(report.runs.iter().max().copied().unwrap_or_default()),
+            runs.join(", "),
+            ms(STDIO_TARGET),
+            verdict(report.median < STDIO_TARGET)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn render_rss(out: &mut String, rss: &Section<Vec<RssReport>>, layout: &str, opsgate_bin: &str) {
+    let _ = writeln!(out, "## 3. Idle memory of `opsgate serve`\n");
+    let _ = writeln!(
+        out,
+        "Spawns `{bin} [--config TMP/opsgate.toml] --data-dir TMP serve --listen 127.0.0.1:PORT` on a \
+         free port, in the same two configurations as above, waits until it answers one `tools/list` \
+         (2026-07-28 wire), waits 1 s more, and reads `VmRSS` (and the peak, `VmHWM`) from \
+         `/proc/PID/status`. VmRSS is the sum of the process's own memory (`RssAnon`: heap, stacks) \
+         and the file pages it has mapped (`RssFile`: mostly the binary's code and constants, shared \
+         with the page cache). MB here is 10^6 bytes.\n",
+        bin = opsgate_bin,
+    );
+    let Some(reports) = rss.figures_or_note(out) else { return };
+    let _ = writeln!(
+        out,
+        "| configuration | tools listed | VmRSS | RssAnon | RssFile | VmHWM (peak) | target | verdict |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    );
+    for report in reports {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | < {} | {} |",
+            report.config.label(),
+            report.n_tools,
+            megabytes(report.rss_bytes),
+            megabytes(report.anon_bytes),
+            megabytes(report.file_bytes),
+            megabytes(report.hwm_bytes),
+            megabytes(RSS_TARGET_BYTES),
+            verdict(report.rss_bytes < RSS_TARGET_BYTES)
+        );
+    }
+    let _ = writeln!(out);
+    if !layout.is_empty() {
+        let _ = writeln!(out, "{layout}\n");
+    }
+}
+
 pub fn render_federation_alone(federation: &Section<FederationReport>, opsgate_bin: &str) -> String {
     let mut out = String::new();
     render_federation(&mut out, federation, opsgate_bin);
