@@ -1,89 +1,99 @@
-//! Link settings for the release `opsgate` binary: its start-up code grouped at the front of
-//! `.text`, and its relocations packed. Both only where the link is certainly rust-lld against
-//! this machine's glibc 2.36 or later; anywhere else the binary links as before.
+//! Link settings for the release `opsgate` binary: the code it runs to start and idle is placed
+//! together at the front of `.text`.
 //!
-//! Why: the kernel maps a binary's code in whole page-cache folios (up to 2 MB on Linux 6.18), so
-//! the ~4 MB of functions a server runs to start and idle, spread by the default layout over 25 MB
-//! of `.text`, kept about 15 MB of it resident. `startup-order.txt` lists those functions
-//! (`scripts/startup-order.sh` writes it from a callgrind run); lld places them first, in that
-//! order. Unpacked, the relocations are a 1.9 MB table the loader reads at every start; packed
-//! (DT_RELR), a few kilobytes. BENCHMARKS.md section 3 measures the result.
+//! Why: Linux 6.18 maps a binary's code in whole page-cache folios (up to 2 MB) on a fault, so the
+//! ~4 MB of functions a server runs to start, answer and idle, spread by the default layout over
+//! 25 MB of `.text`, kept about 15 MB of it resident (measured on this project's machine; on a
+//! kernel that maps 4 KiB pages around a fault the gain is smaller). `startup-order.txt` lists
+//! those functions (`scripts/startup-order.sh` writes it from callgrind runs); lld's
+//! `--symbol-ordering-file` places them first, in that order. BENCHMARKS.md section 3 measures
+//! the result and says whether the layout is in effect.
+//!
+//! Only for x86_64-unknown-linux-gnu release builds (the list is that target's symbol names), and
+//! only when a trial link of an empty program with the same rustc, flags and linker accepts the
+//! options: lld does, GNU ld does not, and rustc links with lld by default only in some builds of
+//! it (rustup's since 1.90). Otherwise the binary links as before, with a warning saying why.
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ORDER_FILE: &str = "startup-order.txt";
 
-/// Set to `off` to link without the start-up layout and packed relocations.
+/// Set to `off` to link without the start-up layout.
 const SWITCH: &str = "OPSGATE_RELEASE_LAYOUT";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     println!("cargo:rerun-if-env-changed={SWITCH}");
-    if env::var("PROFILE").as_deref() != Ok("release") || env::var(SWITCH).as_deref() == Ok("off") {
-        return;
-    }
-    // Other targets link as rustc chooses, without a word: the layout is tuned for this one.
-    if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
-        return;
-    }
-    if let Some(why) = why_not_rust_lld_on_new_glibc() {
-        println!("cargo:warning=opsgate: linking without the start-up layout: {why} (see crates/opsgate/build.rs)");
-        return;
-    }
-    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    let order = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER_FILE);
-    if order.is_file() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
-        // Names the file lists but this build does not define (a changed dependency renames its
-        // functions) are skipped; scripts/bench.sh reports how much of the file still matches.
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-    }
-}
-
-/// `None` when the x86_64-unknown-linux-gnu binary is linked by rust-lld, rustc's default
-/// linker there since 1.90 (`--symbol-ordering-file` is an lld flag), for the glibc this build
-/// runs on, and that glibc loads packed relocations (2.36 and later); else why not.
-fn why_not_rust_lld_on_new_glibc() -> Option<String> {
+    let release = env::var("PROFILE").as_deref() == Ok("release");
     let target = env::var("TARGET").unwrap_or_default();
-    if env::var("HOST").unwrap_or_default() != target {
-        return Some("cross-compiled".to_string());
+    if !release || env::var(SWITCH).as_deref() == Ok("off") || target != "x86_64-unknown-linux-gnu" {
+        return;
     }
-    if let Ok(linker) = env::var("RUSTC_LINKER") {
-        return Some(format!("linker {linker} configured"));
+    let order = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER_FILE);
+    match layout_flags(&order, &target) {
+        Ok(flags) => {
+            for flag in flags {
+                println!("cargo:rustc-link-arg-bins={flag}");
+            }
+        }
+        Err(why) => {
+            println!("cargo:warning=opsgate: linking without the start-up layout: {why} (see crates/opsgate/build.rs)")
+        }
     }
-    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if flags.split('\x1f').any(|flag| flag.contains("link-self-contained") || flag.contains("linker")) {
-        return Some("RUSTFLAGS choose the linker".to_string());
-    }
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
-    let Ok(version) = Command::new(rustc).arg("--version").output() else {
-        return Some("`rustc --version` did not run".to_string());
-    };
-    let minor = String::from_utf8_lossy(&version.stdout)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|version| version.split('.').nth(1).map(str::to_string))
-        .and_then(|minor| minor.parse::<u32>().ok());
-    match minor {
-        Some(minor) if minor >= 90 => {}
-        _ => return Some("rustc older than 1.90 links with the system linker".to_string()),
-    }
-    let glibc = glibc_version();
-    if glibc < (2, 36) {
-        return Some(format!("glibc {}.{} loads no packed relocations", glibc.0, glibc.1));
-    }
-    None
 }
 
-/// The glibc this build runs on, which is the target's (the build is not cross-compiled), from
-/// `getconf GNU_LIBC_VERSION` ("glibc 2.36"); (0, 0) when that cannot say.
-fn glibc_version() -> (u32, u32) {
-    let Ok(output) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else { return (0, 0) };
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = text.split_whitespace().nth(1).unwrap_or("");
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+/// The link arguments that place the listed functions first, once a trial link took them.
+fn layout_flags(order: &Path, target: &str) -> Result<Vec<String>, String> {
+    if !order.is_file() {
+        return Err(format!("{} is missing", order.display()));
+    }
+    let order = order.display().to_string();
+    // `-Wl,` splits its argument at commas.
+    if order.contains(',') {
+        return Err(format!("the path {order} has a comma"));
+    }
+    let flags = vec![
+        format!("-Wl,--symbol-ordering-file={order}"),
+        // Names the list has and this build does not define (a changed dependency renames its
+        // functions) are skipped; BENCHMARKS.md says how many still match.
+        "-Wl,--no-warn-symbol-ordering".to_string(),
+    ];
+    trial_link(&flags, target)?;
+    Ok(flags)
+}
+
+/// Links an empty program with the rustc, `RUSTFLAGS` and linker this build uses, plus `flags`.
+fn trial_link(flags: &[String], target: &str) -> Result<(), String> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|_| "OUT_DIR is not set".to_string())?);
+    let source = out_dir.join("layout_probe.rs");
+    std::fs::write(&source, "fn main() {}\n").map_err(|error| format!("writing {}: {error}", source.display()))?;
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let mut command = Command::new(&rustc);
+    command.arg("--crate-name=layout_probe").arg("--edition=2021").arg("--target").arg(target);
+    let encoded = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    command.args(encoded.split('\x1f').filter(|flag| !flag.is_empty()));
+    if let Ok(linker) = env::var("RUSTC_LINKER") {
+        command.arg(format!("-Clinker={linker}"));
+    }
+    for flag in flags {
+        command.arg(format!("-Clink-arg={flag}"));
+    }
+    command.arg("-o").arg(out_dir.join("layout_probe")).arg(&source);
+    let output = command.output().map_err(|error| format!("running {rustc}: {error}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reason = stderr
+        .lines()
+        .find(|line| {
+            ["unrecognized option", "unknown option", "unknown argument"].iter().any(|words| line.contains(words))
+        })
+        .or_else(|| stderr.lines().find(|line| line.starts_with("error")))
+        .unwrap_or("the trial link failed");
+    let reason = reason.trim().trim_start_matches("= note:").trim();
+    Err(format!("the linker does not take --symbol-ordering-file ({reason})"))
 }

@@ -273,9 +273,11 @@ pub async fn serve_idle_rss(bin: &Path, config: Config) -> Result<RssReport> {
 /// The start-up layout file the release link of `opsgate` follows (crates/opsgate/build.rs).
 const STARTUP_ORDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../opsgate/startup-order.txt");
 
-/// One sentence for section 3: how many of the functions `startup-order.txt` lists `bin` defines.
-/// Most of them once the file is current; few after a dependency, feature or toolchain change
-/// renamed them, and then idle memory grows back until `scripts/startup-order.sh` is run.
+/// One sentence for section 3 on `bin`'s start-up layout: how many of the functions
+/// `startup-order.txt` lists it defines (most, while the file is current; few after a dependency,
+/// feature or toolchain change renamed them, and then idle memory grows back until
+/// `scripts/startup-order.sh` is run), and whether its link placed them at the front of `.text`
+/// (not when crates/opsgate/build.rs left the layout out, which it warns of).
 pub fn startup_layout(bin: &Path) -> String {
     let listed = match std::fs::read_to_string(STARTUP_ORDER) {
         Ok(text) => text,
@@ -283,8 +285,9 @@ pub fn startup_layout(bin: &Path) -> String {
             return format!("Start-up layout not checked: reading crates/opsgate/startup-order.txt: {error}.");
         }
     };
-    let listed: Vec<&str> = listed.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
-    let output = match std::process::Command::new("nm").arg("--defined-only").arg(bin).output() {
+    let listed: std::collections::HashSet<&str> =
+        listed.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
+    let output = match std::process::Command::new("nm").args(["--defined-only", "--numeric-sort"]).arg(bin).output() {
         Ok(output) if output.status.success() => output.stdout,
         Ok(output) => {
             return format!(
@@ -295,14 +298,23 @@ pub fn startup_layout(bin: &Path) -> String {
         Err(error) => return format!("Start-up layout not checked: running nm: {error}."),
     };
     let text = String::from_utf8_lossy(&output);
-    let defined: std::collections::HashSet<&str> =
-        text.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
-    let found = listed.iter().filter(|name| defined.contains(*name)).count();
+    // Functions in address order: "ADDRESS TYPE NAME", code being t or T.
+    let functions: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, kind, name) = (fields.next()?, fields.next()?, fields.next()?);
+            matches!(kind, "t" | "T").then_some(name)
+        })
+        .collect();
+    let found = functions.iter().filter(|name| listed.contains(*name)).count();
+    let in_front = functions.iter().take_while(|name| listed.contains(*name)).count();
     format!(
         "Start-up layout: the binary defines {found} of the {} functions crates/opsgate/startup-order.txt \
-         lists, which its release link places together at the front of `.text` (crates/opsgate/build.rs). \
-         When that share falls (a dependency, feature or toolchain change renames functions), \
-         `scripts/startup-order.sh` writes the file again.",
+         lists, and its first {in_front} functions in address order are listed ones: the release link \
+         placed the list at the front of `.text` (crates/opsgate/build.rs) when that is near {found}, and \
+         did not when it is near 0. When the first figure falls (a dependency, feature or toolchain \
+         change renames functions), `scripts/startup-order.sh` writes the file again.",
         listed.len()
     )
 }

@@ -412,7 +412,6 @@ impl PairMedians {
     }
 }
 
-/// Section 5 alone, for `--only federation`.
 /// `--only binary`: sections 2 and 3 alone, for work on start-up time and idle memory.
 pub fn render_binary_alone(
     stdio: &Section<Vec<StdioReport>>,
@@ -504,6 +503,7 @@ fn render_rss(out: &mut String, rss: &Section<Vec<RssReport>>, layout: &str, ops
     }
 }
 
+/// Section 5 alone, for `--only federation`.
 pub fn render_federation_alone(federation: &Section<FederationReport>, opsgate_bin: &str) -> String {
     let mut out = String::new();
     render_federation(&mut out, federation, opsgate_bin);
