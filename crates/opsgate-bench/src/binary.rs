@@ -307,13 +307,14 @@ pub fn startup_layout(bin: &Path) -> String {
             matches!(kind, "t" | "T").then_some(name)
         })
         .collect();
-    let found = functions.iter().filter(|name| listed.contains(*name)).count();
-    let in_front = functions.iter().take_while(|name| listed.contains(*name)).count();
+    // A name can be defined more than once (file-local C functions, LLVM's promoted locals).
+    let found = functions.iter().filter(|name| listed.contains(*name)).collect::<std::collections::HashSet<_>>().len();
+    let in_front = functions.iter().take(found).filter(|name| listed.contains(*name)).count();
     format!(
         "Start-up layout: the binary defines {found} of the {} functions crates/opsgate/startup-order.txt \
-         lists, and its first {in_front} functions in address order are listed ones: the release link \
-         placed the list at the front of `.text` (crates/opsgate/build.rs) when that is near {found}, and \
-         did not when it is near 0. When the first figure falls (a dependency, feature or toolchain \
+         lists, and {in_front} of its first {found} functions in address order are listed ones: near \
+         {found} when the release link placed the list at the front of `.text` (crates/opsgate/build.rs), \
+         a small share of it when not. When the first figure falls (a dependency, feature or toolchain \
          change renames functions), `scripts/startup-order.sh` writes the file again.",
         listed.len()
     )
