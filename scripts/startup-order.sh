@@ -32,16 +32,6 @@ work=$(mktemp -d)
 # Debian's valgrind is a wrapper that execs valgrind.bin, so match the output file, not the name.
 trap 'pkill -f "callgrind-out-file=$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/home"
-cat >"$work/example.toml" <<'EOF'
-[connectors.prometheus.prod]
-url = "http://127.0.0.1:9"
-environment = "production"
-
-[connectors.alertmanager.prod]
-url = "http://127.0.0.1:9"
-environment = "production"
-prometheus = "prod"
-EOF
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 meta='{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"startup-order","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
@@ -99,7 +89,7 @@ run() {
 }
 
 run none
-run example --config "$work/example.toml"
+run example --config "$root/crates/opsgate-bench/example-config.toml"
 
 # Functions of the binary itself (`ob=` names the object the following `fn=` lines belong to), in
 # the order callgrind first lists them, once each, and only names the binary defines: callgrind

@@ -12,6 +12,7 @@
 //! which runs opsgate in a sandbox whose `.opsgate/mcp.json` names the upstream, and the
 //! operational-context section, whose sandbox has a config file of its own.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -142,17 +143,9 @@ impl Sandbox {
     }
 }
 
-/// The README's example configuration, with backends nobody can reach.
-const EXAMPLE_CONFIG: &str = r#"
-[connectors.prometheus.prod]
-url = "http://127.0.0.1:9"
-environment = "production"
-
-[connectors.alertmanager.prod]
-url = "http://127.0.0.1:9"
-environment = "production"
-prometheus = "prod"
-"#;
+/// The README's example configuration, with backends nobody can reach; scripts/startup-order.sh
+/// starts opsgate with the same file.
+const EXAMPLE_CONFIG: &str = include_str!("../example-config.toml");
 
 #[derive(Debug, Clone)]
 pub struct StdioReport {
@@ -279,45 +272,64 @@ const STARTUP_ORDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../opsgate/sta
 /// `scripts/startup-order.sh` is run), and whether its link placed them at the front of `.text`
 /// (not when crates/opsgate/build.rs left the layout out, which it warns of).
 pub fn startup_layout(bin: &Path) -> String {
-    let listed = match std::fs::read_to_string(STARTUP_ORDER) {
-        Ok(text) => text,
-        Err(error) => {
-            return format!("Start-up layout not checked: reading crates/opsgate/startup-order.txt: {error}.");
-        }
+    let figures = std::fs::read_to_string(STARTUP_ORDER)
+        .map_err(|error| format!("reading crates/opsgate/startup-order.txt: {error}"))
+        .and_then(|listed| Ok(LayoutFigures::of(&listed, &defined_functions(bin)?)));
+    let LayoutFigures { n_listed, n_found, n_in_front } = match figures {
+        Ok(figures) => figures,
+        Err(why) => return format!("Start-up layout not checked: {why}."),
     };
-    let listed: std::collections::HashSet<&str> =
-        listed.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
-    let output = match std::process::Command::new("nm").args(["--defined-only", "--numeric-sort"]).arg(bin).output() {
-        Ok(output) if output.status.success() => output.stdout,
-        Ok(output) => {
-            return format!(
-                "Start-up layout not checked: nm failed: {}.",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Err(error) => return format!("Start-up layout not checked: running nm: {error}."),
-    };
-    let text = String::from_utf8_lossy(&output);
-    // Functions in address order: "ADDRESS TYPE NAME", code being t or T.
-    let functions: Vec<&str> = text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, kind, name) = (fields.next()?, fields.next()?, fields.next()?);
-            matches!(kind, "t" | "T").then_some(name)
-        })
-        .collect();
-    // A name can be defined more than once (file-local C functions, LLVM's promoted locals).
-    let found = functions.iter().filter(|name| listed.contains(*name)).collect::<std::collections::HashSet<_>>().len();
-    let in_front = functions.iter().take(found).filter(|name| listed.contains(*name)).count();
     format!(
-        "Start-up layout: the binary defines {found} of the {} functions crates/opsgate/startup-order.txt \
-         lists, and {in_front} of its first {found} functions in address order are listed ones: near \
-         {found} when the release link placed the list at the front of `.text` (crates/opsgate/build.rs), \
-         a small share of it when not. When the first figure falls (a dependency, feature or toolchain \
-         change renames functions), `scripts/startup-order.sh` writes the file again.",
-        listed.len()
+        "Start-up layout: the binary defines {n_found} of the {n_listed} functions \
+         crates/opsgate/startup-order.txt lists, and {n_in_front} of its first {n_found} functions in \
+         address order are listed ones: near {n_found} when the release link placed the list at the \
+         front of `.text` (crates/opsgate/build.rs), a small share of it when not. When the first \
+         figure falls (a dependency, feature or toolchain change renames functions), \
+         `scripts/startup-order.sh` writes the file again."
     )
+}
+
+/// `nm --defined-only --numeric-sort` of `bin`: its symbols in address order.
+fn defined_functions(bin: &Path) -> Result<String, String> {
+    let output = std::process::Command::new("nm")
+        .args(["--defined-only", "--numeric-sort"])
+        .arg(bin)
+        .output()
+        .map_err(|error| format!("running nm: {error}"))?;
+    if !output.status.success() {
+        return Err(format!("nm failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct LayoutFigures {
+    /// Names in the list.
+    n_listed: usize,
+    /// Listed names the binary defines, each once however often it is defined.
+    n_found: usize,
+    /// How many of the binary's first `n_found` functions, in address order, are listed.
+    n_in_front: usize,
+}
+
+impl LayoutFigures {
+    /// From the list (one name a line, `#` comments) and `nm --numeric-sort` output
+    /// ("ADDRESS TYPE NAME" lines, code being `t` or `T`).
+    fn of(list: &str, nm: &str) -> LayoutFigures {
+        let listed: HashSet<&str> = list.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
+        let functions: Vec<&str> = nm
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (_, kind, name) = (fields.next()?, fields.next()?, fields.next()?);
+                matches!(kind, "t" | "T").then_some(name)
+            })
+            .collect();
+        // A name can be defined more than once (file-local C functions, LLVM's promoted locals).
+        let n_found = functions.iter().filter(|name| listed.contains(*name)).collect::<HashSet<_>>().len();
+        let n_in_front = functions.iter().take(n_found).filter(|name| listed.contains(*name)).count();
+        LayoutFigures { n_listed: listed.len(), n_found, n_in_front }
+    }
 }
 
 /// A port the kernel just handed out and released: `--listen 127.0.0.1:0` would work too, but
@@ -373,7 +385,18 @@ fn proc_status_kib(status: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::proc_status_kib;
+    use super::{LayoutFigures, proc_status_kib};
+
+    #[test]
+    fn layout_figures_count_each_listed_name_once_and_look_at_the_front_of_the_code() {
+        let list = "# header\nstart\nserve\nidle\nnot_built\n";
+        // `start` is defined twice (a file-local function of two objects); `main` is not listed
+        // and sits among the listed ones; data symbols (`d`) do not count.
+        let laid_out = "10 t start\n20 T serve\n30 t main\n40 t start\n50 T idle\n60 d serve_table\n70 T other\n";
+        assert_eq!(LayoutFigures::of(list, laid_out), LayoutFigures { n_listed: 4, n_found: 3, n_in_front: 2 });
+        let spread = "10 T other\n20 t main\n30 T more\n40 t serve\n50 t start\n60 t idle\n";
+        assert_eq!(LayoutFigures::of(list, spread), LayoutFigures { n_listed: 4, n_found: 3, n_in_front: 0 });
+    }
 
     #[test]
     fn reads_kib_from_proc_status() {
