@@ -16,15 +16,31 @@
 //! past that, its own commit copies what the thread has not yet, and its next transaction starts
 //! the log again. Below it, the writer never checkpoints.
 //!
+//! The thread also writes the log's file ahead of SQLite. A commit that appends past the file's
+//! end makes the flush that follows commit the file system's journal too (the file's size and
+//! blocks changed); one that overwrites blocks already written only writes them (measured on
+//! this host: 0.19 ms against 0.10 ms per flush; a median of 0.36 ms against 0.17-0.20 ms for
+//! one audit record at a time, appended and flushed). SQLite never shrinks the log while the
+//! database is open, and starts it again from its beginning once checkpointed, so after the
+//! first time round its commits overwrite anyway; the thread makes the first time round
+//! overwrite too. After each checkpoint it writes zeros past the log's end, up to twice the
+//! frames the log holds plus [`AHEAD_MIN_FRAMES`] and never past the bound: 256 KB under the
+//! write lock at a time (no commit appends there meanwhile), each flushed before the next (so a
+//! call's flush never waits behind many megabytes of them). Zeros are no frame: SQLite reads a
+//! log only up to its last valid frame. The file grows no larger than the log would under the
+//! same load; an idle server's stays small.
+//!
 //! Durability does not depend on this thread: a committed transaction is durable once the log
 //! is flushed ([`crate::sqlite::Appender::sync`]); a checkpoint only moves it into the database
 //! file, flushing that before SQLite counts the pages as copied.
 
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -36,19 +52,39 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 /// 4 KiB pages.
 pub(crate) const LOG_BOUND_FRAMES: i64 = 16_384;
 
+/// Frames of log the thread keeps written past the last frame, at least: 1 MB at 4 KiB pages.
+pub(crate) const AHEAD_MIN_FRAMES: i64 = 256;
+
+/// The zeros written under one hold of the write lock, and flushed before the next: a flush of
+/// the log (an audited call's) that comes meanwhile waits for no more than these.
+const ZEROS_PER_STEP: usize = 256 << 10;
+
+/// The log's file, and how it is laid out.
+#[derive(Debug, Clone)]
+pub(crate) struct LogFile {
+    /// `<database>-wal`.
+    pub path: PathBuf,
+    /// The frames it holds when the write connection checkpoints it itself.
+    pub bound_frames: i64,
+}
+
 /// The checkpoint thread of one write connection. Stopped by [`Checkpointer::stop`] or when
 /// dropped with the last clone of its appender.
 #[derive(Debug)]
 pub struct Checkpointer {
     /// Wakes the thread after a commit; `None` once stopped.
     kick: Mutex<Option<SyncSender<()>>>,
+    /// Set by the first commit after a checkpoint started, cleared by the thread as it starts the
+    /// next one: commits in between neither lock nor wake anything (waking the thread at every
+    /// commit cost more than one context switch per audited call, measured).
+    due: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Checkpointer {
     /// Opens a connection of its own on the database at `path` (in WAL mode already) and starts
-    /// the thread.
-    pub fn start(path: &Path, busy_timeout: Duration) -> Result<Checkpointer, rusqlite::Error> {
+    /// the thread, which also writes `log` ahead.
+    pub fn start(path: &Path, log: LogFile, busy_timeout: Duration) -> Result<Checkpointer, rusqlite::Error> {
         let connection = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
@@ -57,21 +93,26 @@ impl Checkpointer {
         // Never checkpoints on its own commits (it makes none), nor on close while others run.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (kick, kicks) = mpsc::sync_channel(1);
+        let due = Arc::new(AtomicBool::new(false));
+        let thread_due = Arc::clone(&due);
         let thread = std::thread::Builder::new()
             .name("opsgate-checkpoint".to_string())
-            .spawn(move || run(&connection, &kicks))
+            .spawn(move || run(&connection, &kicks, &thread_due, &log))
             .map_err(|error| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
                     Some(format!("cannot start the checkpoint thread: {error}")),
                 )
             })?;
-        Ok(Checkpointer { kick: Mutex::new(Some(kick)), thread: Mutex::new(Some(thread)) })
+        Ok(Checkpointer { kick: Mutex::new(Some(kick)), due, thread: Mutex::new(Some(thread)) })
     }
 
     /// Says that a transaction was committed: a checkpoint follows within [`INTERVAL`]. Never
-    /// blocks; kicks before the thread wakes count as one.
+    /// blocks; only the first kick after a checkpoint started wakes the thread.
     pub fn kick(&self) {
+        if self.due.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(kick) = self.kick.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             let _ = kick.try_send(());
         }
@@ -92,22 +133,78 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Waits for a commit, lets [`INTERVAL`] pass (more commits join it), checkpoints; until the
-/// appender is gone.
-fn run(connection: &Connection, kicks: &Receiver<()>) {
+/// Waits for a commit, lets [`INTERVAL`] pass (more commits join it), checkpoints and writes the
+/// log ahead; until the appender is gone. `due` is cleared before the checkpoint starts, so a
+/// commit it does not see wakes the thread again.
+fn run(connection: &Connection, kicks: &Receiver<()>, due: &AtomicBool, log: &LogFile) {
+    let mut ahead = WriteAhead::new(log.clone());
     while kicks.recv().is_ok() {
-        let due = Instant::now() + INTERVAL;
-        loop {
-            match kicks.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break,
-                // Closing: the last connection to close checkpoints everything itself.
-                Err(RecvTimeoutError::Disconnected) => return,
+        // Only a stop ends the wait early: commits meanwhile find `due` set and send nothing.
+        match kicks.recv_timeout(INTERVAL) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            // Closing: the last connection to close checkpoints everything itself.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        due.store(false, Ordering::Release);
+        // (busy, frames in the log, frames copied)
+        match connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
+            Ok(frames) => ahead.extend(connection, frames),
+            // The pages stay in the log, which is durable; the next commit tries again.
+            Err(error) => {
+                tracing::warn!(%error, "checkpoint of the SQLite write-ahead log failed; retrying after the next write");
             }
         }
-        if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-            // The pages stay in the log, which is durable; the next commit tries again.
-            tracing::warn!(%error, "checkpoint of the SQLite write-ahead log failed; retrying after the next write");
+    }
+}
+
+/// Writes zeros past the log's end (see the module's documentation).
+struct WriteAhead {
+    log: LogFile,
+    zeros: Vec<u8>,
+    /// Set after a failure (a full disk, say): the log is then left to grow as SQLite writes it.
+    stopped: bool,
+}
+
+impl WriteAhead {
+    fn new(log: LogFile) -> WriteAhead {
+        WriteAhead { log, zeros: Vec::new(), stopped: false }
+    }
+
+    /// After a checkpoint that found `frames` frames in the log.
+    fn extend(&mut self, connection: &Connection, frames: i64) {
+        if self.stopped || frames <= 0 {
+            return;
+        }
+        if let Err(error) = self.try_extend(connection, frames) {
+            tracing::warn!(%error, log = %self.log.path.display(), "cannot write the SQLite log ahead of its commits; flushes of a growing log cost more");
+            self.stopped = true;
+        }
+    }
+
+    fn try_extend(&mut self, connection: &Connection, frames: i64) -> Result<(), Box<dyn std::error::Error>> {
+        let page_bytes: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let frame_bytes = u64::try_from(page_bytes)? + 24;
+        let wanted_frames = (2 * frames + AHEAD_MIN_FRAMES).min(self.log.bound_frames);
+        let wanted = 32 + u64::try_from(wanted_frames)? * frame_bytes;
+        let file = std::fs::OpenOptions::new().write(true).open(&self.log.path)?;
+        loop {
+            // Under the write lock no commit appends, so the end read here stays the end.
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| -> std::io::Result<bool> {
+                let end = file.metadata()?.len();
+                if end >= wanted {
+                    return Ok(false);
+                }
+                let n_bytes = usize::try_from(wanted - end).unwrap_or(ZEROS_PER_STEP).min(ZEROS_PER_STEP);
+                self.zeros.resize(n_bytes, 0);
+                file.write_all_at(&self.zeros[..n_bytes], end)?;
+                Ok(true)
+            })();
+            connection.execute_batch("ROLLBACK")?;
+            if !result? {
+                return Ok(());
+            }
+            file.sync_data()?;
         }
     }
 }

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditReceipt, Chained};
-use crate::checkpoint::{self, Checkpointer};
+use crate::checkpoint::{self, Checkpointer, LogFile};
 use crate::events::{EventDelivery, StoredEvent};
 use crate::search::SearchDocument;
 
@@ -84,12 +84,13 @@ impl Appender {
         // page cache (taken only as it fills) keeps their upper levels from being read again.
         connection.pragma_update(None, "cache_size", -32_768)?;
         connection.pragma_update(None, "wal_autocheckpoint", log_bound_frames)?;
-        let checkpointer = Checkpointer::start(path, busy_timeout)?;
         // SQLite's own name for the file, not ours: it follows symbolic links, and so does the
         // log's place. Flushing a log at the link's side would find nothing there.
         let database = connection.path().map(PathBuf::from).unwrap_or_else(|| path.to_path_buf());
         let mut wal = database.into_os_string();
         wal.push("-wal");
+        let log = LogFile { path: PathBuf::from(&wal), bound_frames: log_bound_frames };
+        let checkpointer = Checkpointer::start(path, log, busy_timeout)?;
         Ok(Appender {
             connection: Arc::new(Mutex::new(Some(connection))),
             wal: Arc::new(PathBuf::from(wal)),
@@ -350,6 +351,46 @@ mod tests {
         // The bound, and what came while the thread's checkpoint kept the writer's from copying.
         let log = size(&appender.wal);
         assert!(log < written / 8, "the log holds {log} bytes of {written} written");
+        appender.close();
+        Ok(())
+    }
+
+    /// The checkpoint thread writes zeros past the log's last frame, up to the bound and no
+    /// further, so commits overwrite instead of growing the file; a copy of the database and its
+    /// log taken then (what a crash leaves) recovers every committed row, reading past no zero.
+    #[test]
+    fn the_log_is_written_ahead_up_to_its_bound_and_recovers_through_the_zeros()
+    -> Result<(), Box<dyn std::error::Error>> {
+        const BOUND_FRAMES: i64 = 300;
+        const FRAME_BYTES: u64 = 4096 + 24;
+        let dir = tempfile::tempdir()?;
+        let path = store_with_table(dir.path())?;
+        let appender = Appender::open_with_log_bound(&path, Duration::from_secs(1), BOUND_FRAMES)?;
+        for _ in 0..60 {
+            appender
+                .in_transaction(|transaction| transaction.execute("INSERT INTO t VALUES (randomblob(3000))", []))?;
+        }
+        // What SQLite wrote: the frames in the log (a passive checkpoint restarts nothing).
+        let frames: i64 = Connection::open(&path)?.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
+        assert!(frames < BOUND_FRAMES && 2 * frames + checkpoint::AHEAD_MIN_FRAMES > BOUND_FRAMES, "{frames} frames");
+        let bound_bytes = 32 + BOUND_FRAMES.unsigned_abs() * FRAME_BYTES;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&appender.wal) < bound_bytes && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(checkpoint::INTERVAL * 2);
+        assert_eq!(size(&appender.wal), bound_bytes, "written ahead to the bound, not past it");
+        assert!(size(&appender.wal) > 32 + frames.unsigned_abs() * FRAME_BYTES);
+
+        let copy = tempfile::tempdir()?;
+        std::fs::copy(&path, copy.path().join("store.db"))?;
+        std::fs::copy(appender.wal.as_path(), copy.path().join("store.db-wal"))?;
+        let recovered = Connection::open(copy.path().join("store.db"))?;
+        assert_eq!(recovered.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))?, 60);
+        assert_eq!(recovered.query_row("PRAGMA integrity_check", [], |row| row.get::<_, String>(0))?, "ok");
+
+        // The thread let go of the write lock: commits go on.
+        appender.in_transaction(|transaction| transaction.execute("INSERT INTO t VALUES (1)", []))?;
         appender.close();
         Ok(())
     }

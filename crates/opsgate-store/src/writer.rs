@@ -37,8 +37,10 @@ impl AuditLog {
     /// On SQLite the writer is two blocking threads in a pipeline. The first owns the appender's
     /// connection: it takes what is queued and commits it as one batch, without waiting for the
     /// disk. The second flushes the write-ahead log and only then answers the callers of every
-    /// batch committed before the flush. So the next batch is inserted while the previous one
-    /// waits for the disk, and one flush covers every batch that committed meanwhile. No record
+    /// batch committed before the flush. So under load the next batch is inserted while the
+    /// previous one waits for the disk, and one flush covers every batch that committed
+    /// meanwhile. When nothing else is queued there is nothing to overlap: the first thread
+    /// flushes and answers itself, which spares the call a hand-over between threads. No record
     /// is acknowledged before it is on disk.
     ///
     /// On PostgreSQL one thread drives the async append (which commits durably) on the runtime it
@@ -55,18 +57,8 @@ impl AuditLog {
                     receiver,
                     config.max_batch,
                     |entries| appender.append_unsynced(entries).map_err(StoreError::Sqlite),
-                    |replies, result| match result {
-                        Ok(receipts) => {
-                            if let Err(std::sync::mpsc::SendError((replies, _))) = committed.send((replies, receipts)) {
-                                // The flush thread is gone (it panicked): nothing can vouch for
-                                // these records, so their calls fail closed.
-                                reply_all(
-                                    replies,
-                                    Err(StoreError::Internal("the audit flush thread stopped".to_string())),
-                                );
-                            }
-                        }
-                        Err(error) => reply_all(replies, Err(error)),
+                    |replies, result, queue_empty| {
+                        deliver_committed(replies, result, queue_empty, || appender.sync(), &committed);
                     },
                 );
                 drop(committed);
@@ -78,7 +70,7 @@ impl AuditLog {
                 receiver,
                 config.max_batch,
                 |entries| runtime.block_on(store.append_audit(entries)),
-                reply_all,
+                |replies, result, _| reply_all(replies, result),
             ),
         });
         (AuditLog { sender }, task)
@@ -105,13 +97,13 @@ fn retry_delay(attempt: u32) -> Duration {
 }
 
 /// Takes whatever is queued (up to `max_batch`), appends it as one batch with `append`, retrying a
-/// busy database, and hands the callers and the outcome to `deliver`; until every sender is gone
-/// and the queue is empty.
+/// busy database, and hands the callers and the outcome to `deliver`, saying whether the queue
+/// was empty after the append; until every sender is gone and the queue is empty.
 fn write_loop(
     mut receiver: mpsc::Receiver<(AuditEntry, Reply)>,
     max_batch: usize,
     mut append: impl FnMut(&[AuditEntry]) -> Result<Vec<AuditReceipt>, StoreError>,
-    mut deliver: impl FnMut(Vec<Reply>, Result<Vec<AuditReceipt>, StoreError>),
+    mut deliver: impl FnMut(Vec<Reply>, Result<Vec<AuditReceipt>, StoreError>, bool),
 ) {
     let mut batch: Vec<(AuditEntry, Reply)> = Vec::with_capacity(max_batch);
     let mut entries: Vec<AuditEntry> = Vec::with_capacity(max_batch);
@@ -133,12 +125,38 @@ fn write_loop(
             }
         };
         entries.clear();
-        deliver(replies, result);
+        deliver(replies, result, receiver.is_empty());
     }
 }
 
 /// Callers of one committed batch and where their records landed, waiting for a flush.
 type Committed = (Vec<Reply>, Vec<AuditReceipt>);
+
+/// What the SQLite writer does with a batch it appended: when nothing else is queued it flushes
+/// (`sync`) and answers the callers itself, as there is no next batch to insert meanwhile;
+/// otherwise the flush thread (`to_flush`) does. A failed append is answered at once.
+fn deliver_committed(
+    replies: Vec<Reply>,
+    result: Result<Vec<AuditReceipt>, StoreError>,
+    queue_empty: bool,
+    sync: impl FnOnce() -> Result<(), StoreError>,
+    to_flush: &std::sync::mpsc::Sender<Committed>,
+) {
+    match result {
+        // The flush also covers whatever the flush thread holds; that thread still answers its
+        // own callers after its own flush. A failed flush is final here too: `Appender::sync`
+        // fails every later one.
+        Ok(receipts) if queue_empty => reply_all(replies, sync().map(|()| receipts)),
+        Ok(receipts) => {
+            if let Err(std::sync::mpsc::SendError((replies, _))) = to_flush.send((replies, receipts)) {
+                // The flush thread is gone (it panicked): nothing can vouch for these records,
+                // so their calls fail closed.
+                reply_all(replies, Err(StoreError::Internal("the audit flush thread stopped".to_string())));
+            }
+        }
+        Err(error) => reply_all(replies, Err(error)),
+    }
+}
 
 /// Waits for committed batches, flushes the write-ahead log once (`sync`) for all of those that
 /// arrived meanwhile, then answers their callers; until the writer is gone and everything is
@@ -255,5 +273,42 @@ mod tests {
         assert!(flushes.try_recv().is_err(), "no flush is attempted after a failed one");
         drop(committed);
         flusher.join().expect("the flush thread ends when the writer is gone");
+    }
+
+    #[test]
+    fn the_writer_flushes_itself_only_when_nothing_is_queued_and_never_answers_before_the_flush() {
+        let (to_flush, flushed) = std_mpsc::channel::<Committed>();
+        let ((replies, receipts), mut answer) = batch(1);
+        let mut synced = false;
+        deliver_committed(
+            replies,
+            Ok(receipts),
+            true,
+            || {
+                synced = true;
+                Ok(())
+            },
+            &to_flush,
+        );
+        assert!(synced, "an idle writer flushes itself");
+        assert_eq!(answer.try_recv().expect("answered").expect("ok").seq, 1);
+        assert!(flushed.try_recv().is_err(), "nothing handed to the flush thread");
+
+        // A failed flush fails the batch.
+        let ((replies, receipts), mut answer) = batch(2);
+        deliver_committed(replies, Ok(receipts), true, || Err(StoreError::Internal("EIO".to_string())), &to_flush);
+        assert!(answer.try_recv().expect("answered").is_err());
+
+        // With more queued, the flush thread gets the batch, unanswered.
+        let ((replies, receipts), mut answer) = batch(3);
+        deliver_committed(replies, Ok(receipts), false, || panic!("the writer must not flush"), &to_flush);
+        assert!(answer.try_recv().is_err(), "answered before any flush");
+        let (replies, receipts) = flushed.try_recv().expect("handed over");
+        assert_eq!(receipts[0].seq, 3);
+
+        // A flush thread that is gone fails the batch closed.
+        drop(flushed);
+        deliver_committed(replies, Ok(receipts), false, || Ok(()), &to_flush);
+        assert!(answer.try_recv().expect("answered").is_err());
     }
 }
