@@ -4,7 +4,7 @@
 # Arguments go to opsgate-bench (--seconds N, --rounds N, --connections N, --stdio-runs N,
 # --federation-seconds N, --context-events N, --ingest-seconds N, --context-senders N,
 # --context-store sqlite|postgresql,
-# --only federation|context|binary; see `opsgate-bench --help`). The default run takes about fifteen
+# --only federation|context|binary|audit; see `opsgate-bench --help`). The default run takes about fifteen
 # minutes after the build, most of it loading a million events into SQLite and then PostgreSQL
 # for the operational-context section, which needs about 3 GB free in the temporary directory
 # (and PostgreSQL's binaries, else its PostgreSQL half is reported as skipped).

@@ -19,6 +19,7 @@
 //! missing, the binary misbehaving); missing a target is reported in the file, not in the exit
 //! code, because a shared machine can miss one by noise alone.
 
+mod audit_cost;
 mod binary;
 mod context;
 mod federation;
@@ -66,6 +67,7 @@ usage: opsgate-bench [options]
                      writing no report: for profiling one side under `perf`
   --only federation  run only the federation section and print it, writing no report
   --only context     run only the operational-context section and print it, writing no report
+  --only audit       run only the durable-audit-commit section and print it, writing no report
   --only binary      run only the stdio start-up and idle-memory sections and print them,
                      writing no report";
 
@@ -82,6 +84,7 @@ enum Only {
     Federation,
     Context,
     Binary,
+    Audit,
 }
 
 struct Options {
@@ -152,7 +155,10 @@ impl Options {
                         "federation" => Only::Federation,
                         "context" => Only::Context,
                         "binary" => Only::Binary,
-                        other => bail!("--only takes baseline, opsgate, federation, context or binary, not {other:?}"),
+                        "audit" => Only::Audit,
+                        other => {
+                            bail!("--only takes baseline, opsgate, federation, context, binary or audit, not {other:?}")
+                        }
                     })
                 }
                 "-h" | "--help" => {
@@ -205,6 +211,14 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
+        Some(Only::Audit) => {
+            let audit = Section::from_result(audit_cost::measure());
+            println!("{}", report::render_audit_alone(&audit));
+            if audit.failed() {
+                bail!("the audit measurement failed");
+            }
+            return Ok(());
+        }
         None => {}
     }
     let setup = Setup {
@@ -224,11 +238,12 @@ fn main() -> Result<()> {
 
     let http = Section::from_result(run_http(&options, threads));
     let policy = Section::from_result(policy_cost::measure());
+    let audit = Section::from_result(audit_cost::measure());
     let (stdio, rss, layout) = run_binary(&options)?;
     let federation = run_federation(&options, threads);
     let context = run_context(&options, threads);
 
-    let report = Report { setup, machine, http, stdio, rss, layout, policy, federation, context };
+    let report = Report { setup, machine, http, stdio, rss, layout, policy, audit, federation, context };
     let text = report.render();
     std::fs::write(&options.output, &text).with_context(|| format!("writing {}", options.output.display()))?;
     eprintln!("opsgate-bench: wrote {}", options.output.display());
@@ -237,6 +252,7 @@ fn main() -> Result<()> {
         || report.stdio.failed()
         || report.rss.failed()
         || report.policy.failed()
+        || report.audit.failed()
         || report.federation.failed()
         || context_failed(&report.context)
     {
@@ -488,6 +504,7 @@ mod tests {
         assert!(parse(&["--only", "federation"]).is_ok_and(|options| options.only == Some(Only::Federation)));
         assert!(parse(&["--only", "context"]).is_ok_and(|options| options.only == Some(Only::Context)));
         assert!(parse(&["--only", "binary"]).is_ok_and(|options| options.only == Some(Only::Binary)));
+        assert!(parse(&["--only", "audit"]).is_ok_and(|options| options.only == Some(Only::Audit)));
         assert!(parse(&["--context-events", "0"]).is_err());
         assert!(parse(&["--context-store", "mysql"]).is_err());
         assert!(

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::audit_cost::{AuditCost, FLOOR_BYTES, N_RECORDS};
 use crate::binary::{RssReport, StdioReport};
 use crate::context::{Backend, BackendRun, ContextReport};
 use crate::federation::{FederationReport, Pair, PairRun, Transport};
@@ -109,6 +110,7 @@ pub struct Report {
     /// What `binary::startup_layout` says of the measured binary; empty when there is none.
     pub layout: String,
     pub policy: Section<PolicyCost>,
+    pub audit: Section<AuditCost>,
     pub federation: Section<FederationReport>,
     pub context: Section<ContextReport>,
 }
@@ -153,6 +155,7 @@ impl Report {
         self.render_policy(&mut out);
         render_federation(&mut out, &self.federation, &self.setup.opsgate_bin);
         render_context(&mut out, &self.context, &self.setup.opsgate_bin);
+        render_audit(&mut out, &self.audit);
         out
     }
 
@@ -225,6 +228,15 @@ impl Report {
             )
         });
         let _ = writeln!(out, "| policy decision per call, default bundle | (reported) | {policy_row} |");
+        let audit_row = self.audit.summary(|cost| {
+            format!(
+                "p50 {}, p99 {} ({:.1}× the disk's overwrite and flush) | reported",
+                micros(cost.record.p50),
+                micros(cost.record.p99),
+                cost.ratio()
+            )
+        });
+        let _ = writeln!(out, "| durable audit commit, one record at a time | (reported) | {audit_row} |");
         for transport in [Transport::Http, Transport::Stdio] {
             let row = self.federation.summary(|federation| federation_summary(federation, transport));
             let _ = writeln!(
@@ -947,6 +959,43 @@ fn median_row(
         ms(p50),
         ms(p99)
     );
+}
+
+/// Section 7 on its own, for `--only audit`.
+pub fn render_audit_alone(audit: &Section<AuditCost>) -> String {
+    let mut out = String::new();
+    render_audit(&mut out, audit);
+    out
+}
+
+fn render_audit(out: &mut String, audit: &Section<AuditCost>) {
+    let _ = writeln!(out, "## 7. The durable audit commit\n");
+    let _ = writeln!(
+        out,
+        "What every call waits for before its response leaves, with nothing to share it with: \
+         `AuditLog::record` on a fresh SQLite store, {N_RECORDS} records one at a time (after 500 untimed), \
+         each appended, committed and the log flushed; the chain verified afterwards. Against the disk's \
+         floor in the same directory: {} KiB (about what one record adds to the log) written and \
+         flushed with `fdatasync`, {N_RECORDS} times, in place over blocks already written (what the \
+         log's write-ahead gives SQLite's commits) and at the end of a growing file.\n",
+        FLOOR_BYTES >> 10
+    );
+    let Some(cost) = audit.figures_or_note(out) else { return };
+    let _ = writeln!(out, "| what | p50 | p99 |\n| --- | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| audit record, appended and flushed | {} | {} |",
+        micros(cost.record.p50),
+        micros(cost.record.p99)
+    );
+    let _ = writeln!(
+        out,
+        "| disk: overwrite and flush | {} | {} |",
+        micros(cost.overwrite.p50),
+        micros(cost.overwrite.p99)
+    );
+    let _ = writeln!(out, "| disk: append and flush | {} | {} |", micros(cost.append.p50), micros(cost.append.p99));
+    let _ = writeln!(out, "\nOne record costs {:.1}× the disk's overwrite and flush at the median.\n", cost.ratio());
 }
 
 #[cfg(test)]
