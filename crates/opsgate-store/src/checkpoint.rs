@@ -175,9 +175,16 @@ impl WriteAhead {
         if self.stopped || frames <= 0 {
             return;
         }
-        if let Err(error) = self.try_extend(connection, frames) {
-            tracing::warn!(%error, log = %self.log.path.display(), "cannot write the SQLite log ahead of its commits; flushes of a growing log cost more");
-            self.stopped = true;
+        match self.try_extend(connection, frames) {
+            Ok(()) => {}
+            // Another process held the write lock past the busy timeout: the next round tries again.
+            Err(error) if error.downcast_ref::<rusqlite::Error>().is_some_and(crate::sqlite::is_transient) => {
+                tracing::debug!(%error, "the SQLite log was not written ahead this time");
+            }
+            Err(error) => {
+                tracing::warn!(%error, log = %self.log.path.display(), "cannot write the SQLite log ahead of its commits; flushes of a growing log cost more");
+                self.stopped = true;
+            }
         }
     }
 

@@ -395,6 +395,32 @@ mod tests {
         Ok(())
     }
 
+    /// Another process holding the write lock past the busy timeout only delays the write-ahead:
+    /// the next round after a later commit writes it.
+    #[test]
+    fn a_busy_database_delays_the_write_ahead_without_ending_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = store_with_table(dir.path())?;
+        let appender = Appender::open(&path, Duration::from_millis(100))?;
+        appender.in_transaction(|transaction| transaction.execute("INSERT INTO t VALUES (randomblob(3000))", []))?;
+        let other = Connection::open(&path)?;
+        other.execute_batch("BEGIN IMMEDIATE")?;
+        std::thread::sleep(checkpoint::INTERVAL * 4);
+        // At least the minimum ahead of the few frames written.
+        let ahead_bytes = 32 + checkpoint::AHEAD_MIN_FRAMES.unsigned_abs() * (4096 + 24);
+        assert!(size(&appender.wal) < ahead_bytes, "written ahead while another held the write lock");
+        other.execute_batch("ROLLBACK")?;
+
+        appender.in_transaction(|transaction| transaction.execute("INSERT INTO t VALUES (1)", []))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&appender.wal) < ahead_bytes && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(size(&appender.wal) >= ahead_bytes, "not written ahead after the lock was let go");
+        appender.close();
+        Ok(())
+    }
+
     /// SQLite removes the log when its last connection closes (after a full checkpoint): a
     /// flush then has nothing left to do and must not fail the calls waiting on it. Any other
     /// failure to open the log is an error.
