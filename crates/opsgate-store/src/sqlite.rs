@@ -46,6 +46,12 @@ pub struct Appender {
     /// The database's write-ahead log, `<database>-wal` where SQLite put the database (through
     /// any symbolic link): what `sync` flushes.
     wal: Arc<PathBuf>,
+    /// The log, opened once (when the appender opens, else at the first flush) and kept:
+    /// Linux reports a failed write-back once to each descriptor open when it failed, so a log
+    /// opened afresh after another descriptor (SQLite's checkpoint, the write-ahead) flushed it
+    /// would miss the failure and vouch for records that never reached the disk. The lock
+    /// makes check, flush and record of a failure one step for every thread that flushes.
+    wal_file: Arc<Mutex<Option<std::fs::File>>>,
     /// Set by `close`: only then may the log be gone.
     closed: Arc<AtomicBool>,
     /// The first failed flush, after which every flush fails: a later one that succeeds proves
@@ -90,10 +96,14 @@ impl Appender {
         let mut wal = database.into_os_string();
         wal.push("-wal");
         let log = LogFile { path: PathBuf::from(&wal), bound_frames: log_bound_frames };
+        // Opened now when SQLite has created it (it has, once any connection read the database in
+        // WAL mode), so that no write-back failure after this goes unreported to `sync`.
+        let wal_file = std::fs::File::open(&wal).ok();
         let checkpointer = Checkpointer::start(path, log, busy_timeout)?;
         Ok(Appender {
             connection: Arc::new(Mutex::new(Some(connection))),
             wal: Arc::new(PathBuf::from(wal)),
+            wal_file: Arc::new(Mutex::new(wal_file)),
             closed: Arc::new(AtomicBool::new(false)),
             failed: Arc::default(),
             checkpointer: Arc::new(checkpointer),
@@ -101,15 +111,25 @@ impl Appender {
     }
 
     /// Flushes the write-ahead log to disk: every transaction committed before this call is
-    /// durable when it returns. The file is opened afresh each time, so a log SQLite deleted and
-    /// created again is the one flushed, never a stale descriptor's. Blocking.
+    /// durable when it returns. The log stays open from the first flush at the latest: SQLite
+    /// deletes it only when its last connection closes, and this appender's is open until `close`.
+    /// Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
         let path = || self.wal.display().to_string();
+        let mut wal_file = self.wal_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(earlier) = self.failed.get() {
             let source = std::io::Error::other(format!("an earlier flush failed ({earlier}); restart opsgate"));
             return Err(StoreError::Sync { path: path(), source });
         }
-        match std::fs::File::open(self.wal.as_path()).and_then(|wal| wal.sync_data()) {
+        let flushed = match wal_file.as_ref() {
+            Some(file) => file.sync_data(),
+            None => std::fs::File::open(self.wal.as_path()).and_then(|file| {
+                file.sync_data()?;
+                *wal_file = Some(file);
+                Ok(())
+            }),
+        };
+        match flushed {
             Ok(()) => Ok(()),
             // SQLite deletes the log only when its last connection closes, after checkpointing
             // every committed transaction into the database file and flushing that file. While
@@ -438,7 +458,7 @@ mod tests {
         assert!(appender.sync().is_ok());
 
         // A log path under a regular file cannot be opened (ENOTDIR): reported, not ignored.
-        let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), ..appender };
+        let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), wal_file: Arc::default(), ..appender };
         assert!(matches!(broken.sync(), Err(StoreError::Sync { .. })));
         Ok(())
     }
@@ -468,7 +488,8 @@ mod tests {
         assert!(appender.wal.starts_with(dir.path().join("real").canonicalize()?), "{}", appender.wal.display());
         appender.sync()?;
 
-        let wrong = Appender { wal: Arc::new(dir.path().join("audit.db-wal")), ..appender.clone() };
+        let wrong =
+            Appender { wal: Arc::new(dir.path().join("audit.db-wal")), wal_file: Arc::default(), ..appender.clone() };
         assert!(matches!(wrong.sync(), Err(StoreError::Sync { .. })), "a missing log while open is not flushed");
         // The failed flush is final, for everything sharing the log: the right path fails now too.
         let later = appender.sync();
