@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use opsgate_store::{AuditEntry, AuditLog, AuditWriterConfig, Store};
@@ -93,7 +93,7 @@ async fn time_records(data_dir: &Path) -> Result<Percentiles> {
         bail!("the audit chain holds {} records of {n_expected}, broken at {:?}", report.n_records, report.first_bad);
     }
     store.close().await;
-    Ok(percentiles(samples))
+    Ok(Percentiles::of(samples))
 }
 
 /// Times [`N_RECORDS`] writes of [`FLOOR_BYTES`], each followed by `fdatasync`: in place over a
@@ -121,10 +121,5 @@ fn time_flushes(path: &Path, overwrite: bool) -> Result<Percentiles> {
             offset = 0;
         }
     }
-    Ok(percentiles(samples))
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort_unstable();
-    Percentiles { p50: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100] }
+    Ok(Percentiles::of(samples))
 }

@@ -17,6 +17,17 @@ pub struct Percentiles {
     pub p99: Duration,
 }
 
+impl Percentiles {
+    /// Of timings taken one at a time, by nearest rank (`load::percentile`), in nanoseconds.
+    pub fn of(samples: Vec<Duration>) -> Percentiles {
+        let mut nanos: Vec<u64> =
+            samples.into_iter().map(|sample| u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX)).collect();
+        nanos.sort_unstable();
+        let at = |fraction| Duration::from_nanos(crate::load::percentile(&nanos, fraction));
+        Percentiles { p50: at(0.50), p99: at(0.99) }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyCost {
     pub evaluated: Percentiles,
@@ -58,6 +69,5 @@ fn time_each(mut decide: impl FnMut() -> Decision) -> Result<Percentiles> {
             bail!("the default bundle did not allow the benchmark's read: {decision:?}");
         }
     }
-    samples.sort_unstable();
-    Ok(Percentiles { p50: samples[N_DECISIONS / 2], p99: samples[N_DECISIONS * 99 / 100] })
+    Ok(Percentiles::of(samples))
 }

@@ -59,6 +59,12 @@ pub(crate) const AHEAD_MIN_FRAMES: i64 = 256;
 /// the log (an audited call's) that comes meanwhile waits for no more than these.
 const ZEROS_PER_STEP: usize = 256 << 10;
 
+/// The bytes of a log holding `frames` frames of `page_bytes` pages: a 32-byte header, then
+/// each frame a 24-byte header and its page.
+pub(crate) fn log_bytes(frames: i64, page_bytes: u64) -> u64 {
+    32 + frames.unsigned_abs() * (page_bytes + 24)
+}
+
 /// The log's file, and how it is laid out.
 #[derive(Debug, Clone)]
 pub(crate) struct LogFile {
@@ -160,6 +166,8 @@ fn run(connection: &Connection, kicks: &Receiver<()>, due: &AtomicBool, log: &Lo
 /// Writes zeros past the log's end (see the module's documentation).
 struct WriteAhead {
     log: LogFile,
+    /// The log and the database's page size, from the first round on.
+    opened: Option<(std::fs::File, u64)>,
     zeros: Vec<u8>,
     /// Set after a failure (a full disk, say): the log is then left to grow as SQLite writes it.
     stopped: bool,
@@ -167,7 +175,7 @@ struct WriteAhead {
 
 impl WriteAhead {
     fn new(log: LogFile) -> WriteAhead {
-        WriteAhead { log, zeros: Vec::new(), stopped: false }
+        WriteAhead { log, opened: None, zeros: Vec::new(), stopped: false }
     }
 
     /// After a checkpoint that found `frames` frames in the log.
@@ -189,11 +197,15 @@ impl WriteAhead {
     }
 
     fn try_extend(&mut self, connection: &Connection, frames: i64) -> Result<(), Box<dyn std::error::Error>> {
-        let page_bytes: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-        let frame_bytes = u64::try_from(page_bytes)? + 24;
-        let wanted_frames = (2 * frames + AHEAD_MIN_FRAMES).min(self.log.bound_frames);
-        let wanted = 32 + u64::try_from(wanted_frames)? * frame_bytes;
-        let file = std::fs::OpenOptions::new().write(true).open(&self.log.path)?;
+        let (file, page_bytes) = match &self.opened {
+            Some(opened) => opened,
+            None => {
+                let page_bytes: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+                let file = std::fs::OpenOptions::new().write(true).open(&self.log.path)?;
+                self.opened.insert((file, u64::try_from(page_bytes)?))
+            }
+        };
+        let wanted = log_bytes((2 * frames + AHEAD_MIN_FRAMES).min(self.log.bound_frames), *page_bytes);
         loop {
             // Under the write lock no commit appends, so the end read here stays the end.
             connection.execute_batch("BEGIN IMMEDIATE")?;

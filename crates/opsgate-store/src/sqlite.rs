@@ -37,6 +37,21 @@ const INSERT: &str = "INSERT INTO audit_log (seq, time, principal, principal_kin
      duration_us, prev_hash, hash, approvers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
      ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
+/// What `Appender::sync` keeps between flushes.
+#[derive(Debug, Default)]
+struct LogFlush {
+    /// The log, opened once (when the appender opens, else at the first flush) and kept: Linux
+    /// reports a failed write-back once to each descriptor open when it failed, so a log opened
+    /// afresh after another descriptor (SQLite's checkpoint, the write-ahead) flushed it would
+    /// miss the failure and vouch for records that never reached the disk.
+    file: Option<std::fs::File>,
+    /// The first failed flush, after which every flush fails: a later one that succeeds proves
+    /// nothing (the kernel may have dropped the pages that failed, and SQLite's recovery
+    /// discards every frame after a lost one), until opsgate restarts and SQLite recovers the
+    /// log. Audit appends and event writes share the log, so one's failure is the other's too.
+    failed: Option<String>,
+}
+
 /// One connection behind a mutex: its writes are serialised anyway (audit appends all move the
 /// chain head, and SQLite has one writer at a time).
 /// `None` once the store is closed.
@@ -46,19 +61,12 @@ pub struct Appender {
     /// The database's write-ahead log, `<database>-wal` where SQLite put the database (through
     /// any symbolic link): what `sync` flushes.
     wal: Arc<PathBuf>,
-    /// The log, opened once (when the appender opens, else at the first flush) and kept:
-    /// Linux reports a failed write-back once to each descriptor open when it failed, so a log
-    /// opened afresh after another descriptor (SQLite's checkpoint, the write-ahead) flushed it
-    /// would miss the failure and vouch for records that never reached the disk. The lock
-    /// makes check, flush and record of a failure one step for every thread that flushes.
-    wal_file: Arc<Mutex<Option<std::fs::File>>>,
     /// Set by `close`: only then may the log be gone.
     closed: Arc<AtomicBool>,
-    /// The first failed flush, after which every flush fails: a later one that succeeds proves
-    /// nothing (the kernel may have dropped the pages that failed, and SQLite's recovery
-    /// discards every frame after a lost one), until opsgate restarts and SQLite recovers the
-    /// log. Audit appends and event writes share the log, so one's failure is the other's too.
-    failed: Arc<std::sync::OnceLock<String>>,
+    /// The open log and the first failed flush, under one lock, so that checking for a failure,
+    /// flushing and recording one are one step for every thread that flushes (the audit writer,
+    /// its flush thread, event writes).
+    flush: Arc<Mutex<LogFlush>>,
     /// Checkpoints the log on a thread of its own; the connection only past `LOG_BOUND_FRAMES` (see
     /// `checkpoint`).
     checkpointer: Arc<Checkpointer>,
@@ -95,17 +103,17 @@ impl Appender {
         let database = connection.path().map(PathBuf::from).unwrap_or_else(|| path.to_path_buf());
         let mut wal = database.into_os_string();
         wal.push("-wal");
-        let log = LogFile { path: PathBuf::from(&wal), bound_frames: log_bound_frames };
+        let wal = PathBuf::from(wal);
         // Opened now when SQLite has created it (it has, once any connection read the database in
         // WAL mode), so that no write-back failure after this goes unreported to `sync`.
-        let wal_file = std::fs::File::open(&wal).ok();
-        let checkpointer = Checkpointer::start(path, log, busy_timeout)?;
+        let flush = LogFlush { file: std::fs::File::open(&wal).ok(), failed: None };
+        let checkpointer =
+            Checkpointer::start(path, LogFile { path: wal.clone(), bound_frames: log_bound_frames }, busy_timeout)?;
         Ok(Appender {
             connection: Arc::new(Mutex::new(Some(connection))),
-            wal: Arc::new(PathBuf::from(wal)),
-            wal_file: Arc::new(Mutex::new(wal_file)),
+            wal: Arc::new(wal),
             closed: Arc::new(AtomicBool::new(false)),
-            failed: Arc::default(),
+            flush: Arc::new(Mutex::new(flush)),
             checkpointer: Arc::new(checkpointer),
         })
     }
@@ -116,16 +124,16 @@ impl Appender {
     /// Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
         let path = || self.wal.display().to_string();
-        let mut wal_file = self.wal_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(earlier) = self.failed.get() {
+        let mut flush = self.flush.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(earlier) = &flush.failed {
             let source = std::io::Error::other(format!("an earlier flush failed ({earlier}); restart opsgate"));
             return Err(StoreError::Sync { path: path(), source });
         }
-        let flushed = match wal_file.as_ref() {
+        let flushed = match &flush.file {
             Some(file) => file.sync_data(),
             None => std::fs::File::open(self.wal.as_path()).and_then(|file| {
                 file.sync_data()?;
-                *wal_file = Some(file);
+                flush.file = Some(file);
                 Ok(())
             }),
         };
@@ -136,7 +144,7 @@ impl Appender {
             // this appender's connection is open the log exists, so a missing one is an error.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound && self.closed.load(Ordering::Acquire) => Ok(()),
             Err(source) => {
-                let _ = self.failed.set(source.to_string());
+                flush.failed = Some(source.to_string());
                 Err(StoreError::Sync { path: path(), source })
             }
         }
@@ -310,7 +318,7 @@ mod tests {
         std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
     }
 
-    /// Waits up to 10 s for the database file to hold `bytes`.
+    /// Waits up to 10 s for the file at `path` to hold `bytes`.
     fn wait_for_size(path: &Path, bytes: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while size(path) < bytes && std::time::Instant::now() < deadline {
@@ -382,7 +390,6 @@ mod tests {
     fn the_log_is_written_ahead_up_to_its_bound_and_recovers_through_the_zeros()
     -> Result<(), Box<dyn std::error::Error>> {
         const BOUND_FRAMES: i64 = 300;
-        const FRAME_BYTES: u64 = 4096 + 24;
         let dir = tempfile::tempdir()?;
         let path = store_with_table(dir.path())?;
         let appender = Appender::open_with_log_bound(&path, Duration::from_secs(1), BOUND_FRAMES)?;
@@ -393,14 +400,11 @@ mod tests {
         // What SQLite wrote: the frames in the log (a passive checkpoint restarts nothing).
         let frames: i64 = Connection::open(&path)?.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
         assert!(frames < BOUND_FRAMES && 2 * frames + checkpoint::AHEAD_MIN_FRAMES > BOUND_FRAMES, "{frames} frames");
-        let bound_bytes = 32 + BOUND_FRAMES.unsigned_abs() * FRAME_BYTES;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while size(&appender.wal) < bound_bytes && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let bound_bytes = checkpoint::log_bytes(BOUND_FRAMES, 4096);
+        wait_for_size(&appender.wal, bound_bytes);
         std::thread::sleep(checkpoint::INTERVAL * 2);
         assert_eq!(size(&appender.wal), bound_bytes, "written ahead to the bound, not past it");
-        assert!(size(&appender.wal) > 32 + frames.unsigned_abs() * FRAME_BYTES);
+        assert!(size(&appender.wal) > checkpoint::log_bytes(frames, 4096));
 
         let copy = tempfile::tempdir()?;
         std::fs::copy(&path, copy.path().join("store.db"))?;
@@ -427,15 +431,12 @@ mod tests {
         other.execute_batch("BEGIN IMMEDIATE")?;
         std::thread::sleep(checkpoint::INTERVAL * 4);
         // At least the minimum ahead of the few frames written.
-        let ahead_bytes = 32 + checkpoint::AHEAD_MIN_FRAMES.unsigned_abs() * (4096 + 24);
+        let ahead_bytes = checkpoint::log_bytes(checkpoint::AHEAD_MIN_FRAMES, 4096);
         assert!(size(&appender.wal) < ahead_bytes, "written ahead while another held the write lock");
         other.execute_batch("ROLLBACK")?;
 
         appender.in_transaction(|transaction| transaction.execute("INSERT INTO t VALUES (1)", []))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while size(&appender.wal) < ahead_bytes && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_size(&appender.wal, ahead_bytes);
         assert!(size(&appender.wal) >= ahead_bytes, "not written ahead after the lock was let go");
         appender.close();
         Ok(())
@@ -458,7 +459,7 @@ mod tests {
         assert!(appender.sync().is_ok());
 
         // A log path under a regular file cannot be opened (ENOTDIR): reported, not ignored.
-        let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), wal_file: Arc::default(), ..appender };
+        let broken = Appender { wal: Arc::new(path.join("audit.db-wal")), flush: Arc::default(), ..appender };
         assert!(matches!(broken.sync(), Err(StoreError::Sync { .. })));
         Ok(())
     }
@@ -488,8 +489,9 @@ mod tests {
         assert!(appender.wal.starts_with(dir.path().join("real").canonicalize()?), "{}", appender.wal.display());
         appender.sync()?;
 
-        let wrong =
-            Appender { wal: Arc::new(dir.path().join("audit.db-wal")), wal_file: Arc::default(), ..appender.clone() };
+        // A clone that flushes the wrong path (its log not yet opened) but shares the state.
+        appender.flush.lock().map_err(|_| "poisoned")?.file = None;
+        let wrong = Appender { wal: Arc::new(dir.path().join("audit.db-wal")), ..appender.clone() };
         assert!(matches!(wrong.sync(), Err(StoreError::Sync { .. })), "a missing log while open is not flushed");
         // The failed flush is final, for everything sharing the log: the right path fails now too.
         let later = appender.sync();
