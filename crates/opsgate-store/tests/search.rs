@@ -245,3 +245,123 @@ async fn memory_entities_are_indexed_as_they_change() -> Result<()> {
     }
     Ok(())
 }
+
+/// The window is the newest matches in the order they were written, wherever their ids fall:
+/// PostgreSQL asks blocks of ids in turn (fine ones of 4,096 documents near the newest, coarse
+/// ones of 131,072 beyond), so here the ids are pushed past those boundaries between writes.
+/// Older events that would rank higher stay out of the window; events only an old coarse block
+/// holds are still found, by kind too, and by any word.
+#[tokio::test]
+async fn the_window_is_the_newest_matches_across_blocks_of_ids() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let postgres_url = opsgate_testkit::Postgres::shared().await?.create_database("search_blocks").await?;
+    let postgres_pool = sqlx::PgPool::connect(&postgres_url).await?;
+    let stores = [Store::open_sqlite(dir.path()).await?, Store::open_postgres(&postgres_url).await?];
+    for store in stores {
+        let backend = store.backend();
+        let next_id_after = |id: i64| {
+            let (store, pool) = (store.clone(), postgres_pool.clone());
+            async move {
+                if let Store::Postgres(_) = store {
+                    sqlx::query("SELECT setval(pg_get_serial_sequence('search_documents', 'id'), $1)")
+                        .bind(id)
+                        .execute(&pool)
+                        .await?;
+                }
+                anyhow::Ok(())
+            }
+        };
+        let deploys = |first: usize, n: usize, summary: &'static str| -> Vec<Event> {
+            (first..first + n)
+                .map(|index| {
+                    let summary = summary.replace("{index}", &index.to_string());
+                    event(
+                        "2026-11-21T12:00:00.000Z",
+                        EventKind::Deploy,
+                        "payments-api",
+                        &summary,
+                        &format!("d-{index}"),
+                    )
+                })
+                .collect()
+        };
+        let received = "2026-11-21T12:00:01.000Z";
+        // Coarse block 0.
+        store.insert_events(&deploys(0, 100, "Rollback rollback rollback payments v{index}"), received).await?;
+        store.insert_events(&deploys(100, 3, "Zeppelin launch {index}"), received).await?;
+        // Fine block 34 in coarse block 1, then fine block 73 in coarse block 2.
+        next_id_after(140_000).await?;
+        store.insert_events(&deploys(1_000, 500, "Payments rollback to v{index}"), received).await?;
+        next_id_after(300_000).await?;
+        store.insert_events(&deploys(2_000, 500, "Payments rollback to v{index}"), received).await?;
+
+        let result = store.search(&query("rollback", &[])).await?;
+        let titles: Vec<&str> = result.hits.iter().map(|hit| hit.title.as_str()).collect();
+        assert_eq!(titles.len(), 10, "{backend}");
+        assert!(titles.iter().all(|title| title.starts_with("Payments rollback to v")), "{backend}: {titles:?}");
+        assert_eq!(titles[0], "Payments rollback to v2499", "{backend}: equals, the newest first");
+
+        let zeppelins = |kinds: &'static [&'static str]| {
+            let store = store.clone();
+            async move { anyhow::Ok(store.search(&query("zeppelin", kinds)).await?.hits.len()) }
+        };
+        assert_eq!(zeppelins(&[]).await?, 3, "{backend}");
+        assert_eq!(zeppelins(&["deploy"]).await?, 3, "{backend}");
+        assert_eq!(zeppelins(&["alert", "runbook"]).await?, 0, "{backend}");
+        let result = store.search(&query("zeppelin airship", &["deploy"])).await?;
+        assert!(!result.all_words, "{backend}");
+        assert_eq!(result.hits.len(), 3, "{backend}");
+    }
+    Ok(())
+}
+
+/// A PostgreSQL store written before documents had ids and the blocks index (its table and
+/// indexes as they were then) is brought up to date when it opens, and its documents are found.
+#[tokio::test]
+async fn an_earlier_postgres_search_table_is_brought_up_to_date() -> Result<()> {
+    let url = opsgate_testkit::Postgres::shared().await?.create_database("search_upgrade").await?;
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let earlier = [
+        "CREATE TABLE search_documents (source TEXT NOT NULL, ref TEXT NOT NULL, kind TEXT NOT NULL,
+            title TEXT NOT NULL, body TEXT NOT NULL, time TEXT NOT NULL, service TEXT,
+            words tsvector GENERATED ALWAYS AS
+                (setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', body), 'B')) STORED,
+            PRIMARY KEY (source, ref))",
+        "CREATE INDEX search_documents_words ON search_documents USING GIN (words)",
+        "CREATE INDEX search_documents_time ON search_documents (time)",
+        "INSERT INTO search_documents (source, ref, kind, title, body, time, service) VALUES
+            ('event', 'e-1', 'deploy', 'Deployed payments-api v7', 'payments-api', '2026-11-01T00:00:00.000Z', 'payments-api'),
+            ('event', 'e-2', 'alert', 'FIRING HighErrorRate on payments-api', 'payments-api', '2026-11-02T00:00:00.000Z', 'payments-api')",
+    ];
+    for statement in earlier {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    let store = Store::open_postgres(&url).await?;
+    let result = store.search(&query("payments", &[])).await?;
+    let references: Vec<&str> = result.hits.iter().map(|hit| hit.reference.as_str()).collect();
+    assert_eq!(references, vec!["e-2", "e-1"], "numbered in the table's order, the later first");
+    assert_eq!(store.search(&query("payments", &["deploy"])).await?.hits.len(), 1);
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT indexname FROM pg_indexes WHERE tablename = 'search_documents' ORDER BY indexname")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(
+        indexes,
+        vec![
+            "search_documents_blocks",
+            "search_documents_id",
+            "search_documents_lasting_words",
+            "search_documents_pkey"
+        ]
+    );
+    // New documents continue the numbering.
+    store
+        .insert_events(
+            &[event("2026-11-03T00:00:00.000Z", EventKind::Deploy, "payments-api", "Deployed payments-api v8", "d-9")],
+            "2026-11-03T00:00:01.000Z",
+        )
+        .await?;
+    let result = store.search(&query("payments deployed", &[])).await?;
+    assert_eq!(result.hits[0].title, "Deployed payments-api v8");
+    Ok(())
+}
