@@ -262,9 +262,10 @@ fn postgres_indexes() -> Vec<String> {
         format!(
             "CREATE OR REPLACE FUNCTION {BLOCKS_FUNCTION}(words tsvector, kind text, id bigint) RETURNS tsvector
                 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-                SELECT array_to_tsvector(array_agg(term || block))
-                FROM unnest(tsvector_to_array(words) || ('@' || kind)) term,
-                     (VALUES ('/a' || (id >> {FINE_BLOCK_BITS})), ('/b' || (id >> {COARSE_BLOCK_BITS}))) blocks (block)
+                SELECT array_to_tsvector(ARRAY(
+                    SELECT term || block
+                    FROM unnest(tsvector_to_array(words) || ('@' || kind)) term,
+                         (VALUES ('/a' || (id >> {FINE_BLOCK_BITS})), ('/b' || (id >> {COARSE_BLOCK_BITS}))) blocks (block)))
             $$"
         ),
         format!(
@@ -281,9 +282,9 @@ fn postgres_indexes() -> Vec<String> {
     ]
 }
 
-/// The newest event matches, at most `$2`, as `(id, words)`: `$1` the query's words separated
-/// by spaces, `$3` the operator between them in a block's query (` & ` or ` | `), `$4` the
-/// kinds (empty for all), `$5` whether events are searched at all.
+/// The newest event matches, at most [`RANK_WINDOW`], as `(id, words)`: `$1` the query's words
+/// separated by spaces, `$2` the operator between them in a block's query (` & ` or ` | `), `$3`
+/// the kinds (empty for all), `$4` whether events are searched at all.
 ///
 /// The blocks are asked newest first: the fine blocks down to the start of the coarse block
 /// before the newest one (32 to 64 fine blocks, so that a word common enough to fill the window
@@ -300,8 +301,8 @@ fn newest_events_sql() -> String {
     let kind = quoted("kind", "@");
     format!(
         "SELECT found.id, found.words FROM (
-            SELECT n, ('(' || (SELECT string_agg({word}, $3) FROM unnest(words.lexemes) lexeme) || ')'
-                || coalesce(' & (' || (SELECT string_agg({kind}, ' | ') FROM unnest($4::text[]) kind) || ')', ''))::tsquery
+            SELECT n, ('(' || (SELECT string_agg({word}, $2) FROM unnest(words.lexemes) lexeme) || ')'
+                || coalesce(' & (' || (SELECT string_agg({kind}, ' | ') FROM unnest($3::text[]) kind) || ')', ''))::tsquery
                 AS query
             FROM (SELECT array_agg(lexeme) AS lexemes
                     FROM unnest(tsvector_to_array(to_tsvector('english', $1))) lexeme) words,
@@ -315,13 +316,13 @@ fn newest_events_sql() -> String {
                     SELECT {coarse_after} + n, 'b' || block
                     FROM generate_series((top.id >> {COARSE_BLOCK_BITS}) - 2, 0, -1) WITH ORDINALITY coarse (block, n)
                  ) blocks
-            WHERE $5
+            WHERE $4
             ORDER BY n
         ) step, LATERAL (
             SELECT d.id, d.words FROM search_documents d
             WHERE d.source = 'event' AND {BLOCKS_FUNCTION}(d.words, d.kind, d.id) @@ step.query
         ) found
-        ORDER BY step.n, found.id DESC LIMIT $2",
+        ORDER BY step.n, found.id DESC LIMIT {RANK_WINDOW}",
         coarse_in_fine = COARSE_BLOCK_BITS - FINE_BLOCK_BITS,
         // Every coarse step after every fine one.
         coarse_after = 1_i64 << 40,
@@ -511,19 +512,19 @@ impl Store {
                     format!(
                         "WITH newest AS MATERIALIZED ({newest}),
                         lasting AS MATERIALIZED (
-                            SELECT id, words FROM search_documents, to_tsquery('english', $6) query
-                            WHERE source <> 'event' AND words @@ query AND kind = ANY($8) LIMIT $2
+                            SELECT id, words FROM search_documents, to_tsquery('english', $5) query
+                            WHERE source <> 'event' AND words @@ query AND kind = ANY($7) LIMIT {RANK_WINDOW}
                         ), ranked AS (
                             SELECT c.id, c.lasting, ts_rank(c.words, query)::float8 AS score
                             FROM (SELECT id, words, false AS lasting FROM newest
                                   UNION ALL SELECT id, words, true FROM lasting) c,
-                                 to_tsquery('english', $6) query
-                            ORDER BY score DESC, c.lasting DESC, c.id DESC LIMIT $7
+                                 to_tsquery('english', $5) query
+                            ORDER BY score DESC, c.lasting DESC, c.id DESC LIMIT $6
                         )
                         SELECT d.source, d.ref, d.kind, d.title, d.time, d.service, ranked.score,
-                               ts_headline('english', d.body, to_tsquery('english', $6),
+                               ts_headline('english', d.body, to_tsquery('english', $5),
                                    'StartSel=[, StopSel=], MaxWords=18, MinWords=6, MaxFragments=1') AS snippet
-                        FROM ranked JOIN search_documents d ON d.id = ranked.id
+                        FROM ranked, LATERAL (SELECT * FROM search_documents d WHERE d.id = ranked.id) d
                         ORDER BY ranked.score DESC, ranked.lasting DESC, ranked.id DESC",
                         newest = newest_events_sql()
                     )
@@ -534,10 +535,12 @@ impl Store {
                 let lasting = lasting_kinds(requested);
                 let any_events = requested.is_empty() || requested.iter().any(|kind| !lasting.contains(&kind.as_str()));
                 // The newest event matches and the runbook and memory matches carry their ids and
-                // words through the ranking; the best are read whole.
+                // words through the ranking; the best are read whole, one by one. The window is a
+                // constant and the lookups are LATERAL so that the plan PostgreSQL keeps for the
+                // statement after a few runs, made without the parameters' values, is the plan it
+                // makes with them (a join there read the whole table for ten rows).
                 let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
                     .bind(words.join(" "))
-                    .bind(RANK_WINDOW)
                     .bind(joiner)
                     .bind(requested)
                     .bind(any_events)
