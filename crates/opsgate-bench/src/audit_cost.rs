@@ -16,7 +16,7 @@ use opsgate_store::{AuditEntry, AuditLog, AuditWriterConfig, Store};
 use crate::policy_cost::Percentiles;
 
 /// Records appended untimed first (the store's first pages, the threads' first wake-ups).
-const N_WARMUP: usize = 500;
+pub const N_WARMUP: usize = 500;
 /// Records timed, one at a time.
 pub const N_RECORDS: usize = 5_000;
 /// What the floors write per flush: four 4 KiB pages, about what one record adds to the SQLite

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::audit_cost::{AuditCost, FLOOR_BYTES, N_RECORDS};
+use crate::audit_cost::{AuditCost, FLOOR_BYTES, N_RECORDS, N_WARMUP};
 use crate::binary::{RssReport, StdioReport};
 use crate::context::{Backend, BackendRun, ContextReport};
 use crate::federation::{FederationReport, Pair, PairRun, Transport};
@@ -973,7 +973,7 @@ fn render_audit(out: &mut String, audit: &Section<AuditCost>) {
     let _ = writeln!(
         out,
         "What every call waits for before its response leaves, with nothing to share it with: \
-         `AuditLog::record` on a fresh SQLite store, {N_RECORDS} records one at a time (after 500 untimed), \
+         `AuditLog::record` on a fresh SQLite store, {N_RECORDS} records one at a time (after {N_WARMUP} untimed), \
          each appended, committed and the log flushed; the chain verified afterwards. Against the disk's \
          floor in the same directory: {} KiB (about what one record adds to the log) written and \
          flushed with `fdatasync`, {N_RECORDS} times, in place over blocks already written (what the \

@@ -273,14 +273,21 @@ const BLOCKS_FUNCTION: &str = "opsgate_search_blocks_v1";
 fn postgres_indexes() -> Vec<String> {
     vec![
         "CREATE UNIQUE INDEX IF NOT EXISTS search_documents_id ON search_documents (id)".to_string(),
+        // Created when missing rather than replaced at every open: a replacement rewrites the
+        // catalog and makes every other process on the store plan its searches again.
         format!(
-            "CREATE OR REPLACE FUNCTION {BLOCKS_FUNCTION}(words tsvector, kind text, id bigint) RETURNS tsvector
-                LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-                SELECT array_to_tsvector(ARRAY(
-                    SELECT term || block
-                    FROM unnest(tsvector_to_array(words) || ('@' || kind)) term,
-                         (VALUES ('/a' || (id >> {FINE_BLOCK_BITS})), ('/b' || (id >> {COARSE_BLOCK_BITS}))) blocks (block)))
-            $$"
+            "DO $do$ BEGIN
+                IF to_regprocedure('{BLOCKS_FUNCTION}(tsvector, text, bigint)') IS NULL THEN
+                    CREATE FUNCTION {BLOCKS_FUNCTION}(words tsvector, kind text, id bigint) RETURNS tsvector
+                        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+                        SELECT array_to_tsvector(ARRAY(
+                            SELECT term || block
+                            FROM unnest(tsvector_to_array(words) || ('@' || kind)) term,
+                                 (VALUES ('/a' || (id >> {FINE_BLOCK_BITS})), ('/b' || (id >> {COARSE_BLOCK_BITS})))
+                                 blocks (block)))
+                    $fn$;
+                END IF;
+            END $do$"
         ),
         format!(
             "CREATE INDEX IF NOT EXISTS search_documents_blocks ON search_documents
@@ -297,30 +304,47 @@ fn postgres_indexes() -> Vec<String> {
     ]
 }
 
-/// The newest event matches, at most [`RANK_WINDOW`], as `(id, words)`: `$1` the query's words
-/// separated by spaces, `$2` the operator between them in a block's query (` & ` or ` | `), `$3`
-/// the kinds (empty for all), `$4` whether events are searched at all.
+/// A lexeme inside a tsquery literal, from the SQL expression `text`: `prefix`, then `text` with
+/// its backslashes and quotes escaped, then `/` and the SQL expression `block` when given.
+fn tsquery_term(text: &str, prefix: &str, block: Option<&str>) -> String {
+    let block = block.map(|block| format!(" || '/' || {block}")).unwrap_or_default();
+    format!(r"'''{prefix}' || replace(replace({text}, '\', '\\'), '''', ''''''){block} || ''''")
+}
+
+/// The query's terms, as the common table expressions `terms (lexemes)` and `query (query)`:
+/// the lexemes of `$1` (the query's words separated by spaces) as the index saw them (English
+/// stems, no stop words), and those lexemes joined by `$2` (` & ` or ` | `), for matching and
+/// ranking.
+fn query_terms_sql() -> String {
+    let lexeme = tsquery_term("lexeme", "", None);
+    format!(
+        "terms AS MATERIALIZED (
+            SELECT array_agg(lexeme) AS lexemes FROM unnest(tsvector_to_array(to_tsvector('english', $1))) lexeme
+        ), query AS MATERIALIZED (
+            SELECT ('(' || (SELECT string_agg({lexeme}, $2) FROM unnest(terms.lexemes) lexeme) || ')')::tsquery AS query
+            FROM terms
+        )"
+    )
+}
+
+/// The newest event matches of `terms` (see [`query_terms_sql`]), at most [`RANK_WINDOW`], as
+/// `(id, words)`: `$3` the kinds (empty for all), `$4` whether events are searched at all.
 ///
 /// The blocks are asked newest first: the fine blocks down to the start of the coarse block
 /// before the newest one (32 to 64 fine blocks, so that a word common enough to fill the window
 /// there never reaches a coarse block, where it would match thousands), then the coarse blocks.
 /// The lookups run one after another and stop when the window is full. A block's query is the
-/// query's words as the index saw them (English stems), each tagged with the block, and the
-/// kinds likewise, any of them.
+/// query's lexemes joined by `$2`, each tagged with the block, and the kinds likewise, any of
+/// them.
 fn newest_events_sql() -> String {
-    // A lexeme inside a tsquery literal: its backslashes and quotes escaped.
-    let quoted = |text: &str, prefix: &str| {
-        format!(r"'''{prefix}' || replace(replace({text}, '\', '\\'), '''', '''''') || '/' || block || ''''")
-    };
-    let word = quoted("lexeme", "");
-    let kind = quoted("kind", "@");
+    let lexeme = tsquery_term("lexeme", "", Some("block"));
+    let kind = tsquery_term("kind", "@", Some("block"));
     format!(
         "SELECT found.id, found.words FROM (
-            SELECT n, ('(' || (SELECT string_agg({word}, $2) FROM unnest(words.lexemes) lexeme) || ')'
+            SELECT n, ('(' || (SELECT string_agg({lexeme}, $2) FROM unnest(terms.lexemes) lexeme) || ')'
                 || coalesce(' & (' || (SELECT string_agg({kind}, ' | ') FROM unnest($3::text[]) kind) || ')', ''))::tsquery
                 AS query
-            FROM (SELECT array_agg(lexeme) AS lexemes
-                    FROM unnest(tsvector_to_array(to_tsvector('english', $1))) lexeme) words,
+            FROM terms,
                  (SELECT max(id) AS id FROM search_documents) top,
                  LATERAL (
                     SELECT n, 'a' || block AS block
@@ -525,27 +549,27 @@ impl Store {
             Store::Postgres(pool) => {
                 static SQL: LazyLock<String> = LazyLock::new(|| {
                     format!(
-                        "WITH newest AS MATERIALIZED ({newest}),
+                        "WITH {terms},
+                        newest AS MATERIALIZED ({newest}),
                         lasting AS MATERIALIZED (
-                            SELECT id, words FROM search_documents, to_tsquery('english', $5) query
-                            WHERE source <> 'event' AND words @@ query AND kind = ANY($7) LIMIT {RANK_WINDOW}
+                            SELECT id, words FROM search_documents, query
+                            WHERE source <> 'event' AND words @@ query.query AND kind = ANY($6) LIMIT {RANK_WINDOW}
                         ), ranked AS (
-                            SELECT c.id, c.lasting, ts_rank(c.words, query)::float8 AS score
+                            SELECT c.id, c.lasting, ts_rank(c.words, query.query)::float8 AS score
                             FROM (SELECT id, words, false AS lasting FROM newest
                                   UNION ALL SELECT id, words, true FROM lasting) c,
-                                 to_tsquery('english', $5) query
-                            ORDER BY score DESC, c.lasting DESC, c.id DESC LIMIT $6
+                                 query
+                            ORDER BY score DESC, c.lasting DESC, c.id DESC LIMIT $5
                         )
                         SELECT d.source, d.ref, d.kind, d.title, d.time, d.service, ranked.score,
-                               ts_headline('english', d.body, to_tsquery('english', $5),
+                               ts_headline('english', d.body, query.query,
                                    'StartSel=[, StopSel=], MaxWords=18, MinWords=6, MaxFragments=1') AS snippet
-                        FROM ranked, LATERAL (SELECT * FROM search_documents d WHERE d.id = ranked.id) d
+                        FROM ranked, query, LATERAL (SELECT * FROM search_documents d WHERE d.id = ranked.id) d
                         ORDER BY ranked.score DESC, ranked.lasting DESC, ranked.id DESC",
+                        terms = query_terms_sql(),
                         newest = newest_events_sql()
                     )
                 });
-                let joiner = if all { " & " } else { " | " };
-                let terms: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
                 let requested = &query.kinds;
                 let lasting = lasting_kinds(requested);
                 let any_events = requested.is_empty() || requested.iter().any(|kind| !lasting.contains(&kind.as_str()));
@@ -556,10 +580,9 @@ impl Store {
                 // makes with them (a join there read the whole table for ten rows).
                 let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
                     .bind(words.join(" "))
-                    .bind(joiner)
+                    .bind(if all { " & " } else { " | " })
                     .bind(requested)
                     .bind(any_events)
-                    .bind(terms.join(joiner))
                     .bind(query.limit)
                     .bind(&lasting)
                     .fetch_all(pool)
