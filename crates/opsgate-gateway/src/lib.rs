@@ -9,8 +9,10 @@
 //! - `surface`: the servers' resources and prompts beside opsgate's own.
 //! - `env`: what a stdio child inherits.
 //! - `http_client`: the pooling HTTP client for Streamable HTTP upstreams.
+//! - `direct`: `tools/call` posted straight to an upstream on the stateless revision.
 
 pub mod config;
+mod direct;
 pub mod env;
 mod http_client;
 pub mod pin;
@@ -63,6 +65,7 @@ impl Gateway {
                     connect_latency: None,
                     n_failures: 0,
                     protocol: None,
+                    direct_calls: false,
                     quarantined: Vec::new(),
                 },
             );

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerConfig, Transport};
+use crate::direct::DirectHttp;
 use crate::pin::{self, Quarantined};
 use crate::surface::{Catalog, Offer};
 use crate::tool::{FederatedTool, Link};
@@ -75,6 +76,9 @@ pub struct ServerStatus {
     pub n_failures: u32,
     /// The MCP revision agreed with the server on the last connect.
     pub protocol: Option<String>,
+    /// Whether, on the last connect, `tools/call` went straight to the server (a Streamable HTTP
+    /// server on the stateless revision; see `direct`) rather than through rmcp's client.
+    pub direct_calls: bool,
     /// Tools whose definition changed since they were pinned: hidden and denied.
     pub quarantined: Vec<Quarantined>,
 }
@@ -200,15 +204,27 @@ pub async fn supervise(config: ServerConfig, shared: Shared) {
 async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> {
     let (changed, mut changes) = mpsc::unbounded_channel();
     let handler = Upstream { changed };
+    let introduction = handler.get_info();
     let started = Instant::now();
     let service = match tokio::time::timeout(config.connect_timeout, connect(config, handler)).await {
         Ok(result) => result?,
         Err(_) => return Err(format!("no answer to initialize within {:?}", config.connect_timeout)),
     };
     let latency = started.elapsed();
+    let direct = match (&config.transport, service.peer().peer_info()) {
+        (Transport::StreamableHttp { url, headers }, Some(info)) => DirectHttp::new(
+            crate::http_client::upstream_client()?,
+            url,
+            &header_pairs(headers)?,
+            &info.protocol_version,
+            &introduction,
+        ),
+        _ => None,
+    };
     let link = Arc::new(Link {
         server: config.name.clone(),
         peer: service.peer().clone(),
+        direct,
         slots: Semaphore::new(config.max_concurrency),
         call_timeout: config.call_timeout,
         broken: CancellationToken::new(),
@@ -218,11 +234,13 @@ async fn run_once(config: &ServerConfig, shared: &Shared) -> Result<(), String> 
     let mut n_quarantined = register(config, shared, &link, &listed, verdicts);
     shared.catalog.set(&config.name, list_offer(config, &link).await);
     let protocol = link.peer.peer_info().map(|info| info.protocol_version.to_string());
+    let direct_calls = link.direct.is_some();
     tracing::info!(server = %config.name, n_tools = listed.len(), n_quarantined, latency_ms = latency.as_millis() as u64, protocol = ?protocol, "federated server ready");
     update(&shared.statuses, &config.name, |status| {
         status.state = State::Ready;
         status.connect_latency = Some(latency);
         status.protocol = protocol;
+        status.direct_calls = direct_calls;
     });
     let mut waiting = std::pin::pin!(service.waiting());
     let mut recheck = tokio::time::interval(PIN_RECHECK);
@@ -387,14 +405,7 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
         Transport::StreamableHttp { url, headers } => {
             use rmcp::transport::StreamableHttpClientTransport;
             use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-            let mut custom = std::collections::HashMap::new();
-            for (name, value) in headers {
-                let name = http::HeaderName::try_from(name.as_str())
-                    .map_err(|error| format!("header name {name:?} is invalid: {error}"))?;
-                let value = http::HeaderValue::try_from(value.as_str())
-                    .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
-                custom.insert(name, value);
-            }
+            let custom = header_pairs(headers)?.into_iter().collect();
             let transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone()).custom_headers(custom);
             let transport =
                 StreamableHttpClientTransport::with_client(crate::http_client::upstream_client()?, transport_config);
@@ -404,6 +415,20 @@ async fn connect(config: &ServerConfig, handler: Upstream) -> Result<RunningServ
                 .map_err(|error| format!("initialize failed: {error}"))
         }
     }
+}
+
+/// A server's configured headers as HTTP headers; an invalid one is named.
+fn header_pairs(headers: &BTreeMap<String, String>) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|error| format!("header name {name:?} is invalid: {error}"))?;
+            let value = http::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// Logs a child's stderr line by line under its server's name, at most

@@ -7,17 +7,21 @@ use std::time::Duration;
 
 use opsgate_core::{CallContext, Effect, Tool, ToolError, ToolOutput, ToolSpec, federated_name};
 use rmcp::RoleClient;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
 use rmcp::service::{Peer, ServiceError};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::direct::{DirectError, DirectHttp};
 
 /// What every tool of one connected server shares: the connection, the cap and the timeout.
 #[derive(Debug)]
 pub struct Link {
     pub server: String,
     pub peer: Peer<RoleClient>,
+    /// `tools/call` without rmcp's client tasks, for an HTTP upstream on the stateless revision.
+    pub direct: Option<DirectHttp>,
     pub slots: Semaphore,
     pub call_timeout: Duration,
     /// Cancelled when a request finds the transport broken (an HTTP server that went away does
@@ -50,6 +54,8 @@ pub struct FederatedTool {
     /// The server's own name for the tool.
     upstream_name: String,
     link: Arc<Link>,
+    /// Whether calls go by `link.direct`.
+    direct: bool,
 }
 
 /// The effect a listing implies: `readOnlyHint` ⇒ read, `destructiveHint` ⇒ destructive, anything
@@ -90,7 +96,36 @@ impl FederatedTool {
             idempotent: annotations.and_then(|annotations| annotations.idempotent_hint).unwrap_or(false),
             open_world: annotations.and_then(|annotations| annotations.open_world_hint).unwrap_or(true),
         };
-        FederatedTool { spec, upstream_name: tool.name.to_string(), link }
+        let direct = link.direct.is_some() && DirectHttp::can_call(tool);
+        FederatedTool { spec, upstream_name: tool.name.to_string(), link, direct }
+    }
+}
+
+impl FederatedTool {
+    async fn call_rmcp(&self, arguments: Map<String, Value>) -> Result<CallToolResult, String> {
+        let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
+        self.link.peer.call_tool(params).await.map_err(|error| {
+            self.link.saw(&error);
+            error.to_string()
+        })
+    }
+
+    async fn call_direct(&self, direct: &DirectHttp, arguments: Map<String, Value>) -> Result<CallToolResult, String> {
+        match direct.call_tool(&self.upstream_name, arguments).await {
+            Ok(CallToolResponse::Complete(result)) => Ok(result),
+            // rmcp's client answers these with an error too: opsgate's upstream client has no
+            // one to ask and does not poll tasks.
+            Ok(CallToolResponse::InputRequired(_)) => {
+                Err("the server asked for input mid-call, which opsgate does not pass on".to_string())
+            }
+            Ok(_) => Err(rmcp::ServiceError::UnexpectedResponse.to_string()),
+            Err(DirectError::Transport(error)) => {
+                tracing::warn!(server = %self.link.server, %error, "the connection to a federated server is broken");
+                self.link.broken.cancel();
+                Err(error)
+            }
+            Err(DirectError::Answer(error)) => Err(error),
+        }
     }
 }
 
@@ -104,20 +139,18 @@ impl Tool for FederatedTool {
         let server = &self.link.server;
         let deadline = tokio::time::Instant::now() + self.link.call_timeout;
         let _slot = self.link.slot().await.map_err(ToolError::Unavailable)?;
-        let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
-        let result = match tokio::time::timeout_at(deadline, self.link.peer.call_tool(params)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(error)) => {
-                self.link.saw(&error);
-                return Err(ToolError::Unavailable(format!("server {server} failed the call: {error}")));
-            }
-            Err(_) => {
-                return Err(ToolError::Unavailable(format!(
-                    "server {server} did not answer within {:?}",
-                    self.link.call_timeout
-                )));
-            }
+        let answer = match &self.link.direct {
+            Some(direct) if self.direct => tokio::time::timeout_at(deadline, self.call_direct(direct, arguments)).await,
+            _ => tokio::time::timeout_at(deadline, self.call_rmcp(arguments)).await,
         };
+        let Ok(answer) = answer else {
+            return Err(ToolError::Unavailable(format!(
+                "server {server} did not answer within {:?}",
+                self.link.call_timeout
+            )));
+        };
+        let result =
+            answer.map_err(|error| ToolError::Unavailable(format!("server {server} failed the call: {error}")))?;
         let mut text = Vec::new();
         let mut content = Vec::new();
         for block in result.content {

@@ -231,7 +231,7 @@ async fn a_server_that_never_answers_initialize_times_out_and_one_that_floods_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_when_back() -> Result<()> {
-    let mut upstream = opsgate_testkit::HttpEverything::start().await?;
+    let mut upstream = opsgate_testkit::HttpMcpServer::everything().await?;
     let registry = Registry::default();
     let (store, _dir) = pin_store().await?;
     let mut server = stdio_server("remote", "unused", Vec::new());

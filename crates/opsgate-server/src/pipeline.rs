@@ -375,8 +375,14 @@ impl Pipeline {
         };
 
         // Audit: the record is committed before the response leaves. If it cannot be, the
-        // result is withheld: an unaudited call must not look like a successful one.
-        let outcome = match self.audit.record(audit).await {
+        // result is withheld: an unaudited call must not look like a successful one. A call
+        // with no other in flight has no batch to share, so it commits its record itself.
+        let recorded = if self.metrics.in_flight() == 1 {
+            self.audit.record_alone(audit).await
+        } else {
+            self.audit.record(audit).await
+        };
+        let outcome = match recorded {
             Ok(receipt) => {
                 if let Some(event) = action {
                     self.emit(event, receipt.seq).await;

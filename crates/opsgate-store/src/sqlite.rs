@@ -70,6 +70,16 @@ pub struct Appender {
     /// Checkpoints the log on a thread of its own; the connection only past `LOG_BOUND_FRAMES` (see
     /// `checkpoint`).
     checkpointer: Arc<Checkpointer>,
+    /// How long a write waits for another connection's write lock (`try_append_unsynced` does
+    /// not wait at all).
+    busy_timeout: Duration,
+}
+
+/// Whether a write waits for the connection and the database's write lock, or gives up at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    UpToBusyTimeout,
+    Never,
 }
 
 impl Appender {
@@ -115,6 +125,7 @@ impl Appender {
             closed: Arc::new(AtomicBool::new(false)),
             flush: Arc::new(Mutex::new(flush)),
             checkpointer: Arc::new(checkpointer),
+            busy_timeout,
         })
     }
 
@@ -155,7 +166,21 @@ impl Appender {
     /// takes the write lock before the head is read, so appends from several processes on one
     /// file serialise instead of forking the chain. Blocking: call it from a blocking thread.
     pub fn append_unsynced(&self, entries: &[AuditEntry]) -> Result<Vec<AuditReceipt>, rusqlite::Error> {
-        self.in_transaction(|transaction| {
+        self.in_transaction(|transaction| Appender::append_in(transaction, entries))
+    }
+
+    /// `append_unsynced`, or `None` at once when the connection is in use here or another
+    /// connection holds the database's write lock: for a caller that must not wait (a runtime
+    /// thread), which then hands the records to a thread that may.
+    pub fn try_append_unsynced(&self, entries: &[AuditEntry]) -> Option<Result<Vec<AuditReceipt>, rusqlite::Error>> {
+        self.transaction_with(Wait::Never, |transaction| Appender::append_in(transaction, entries))
+    }
+
+    fn append_in(
+        transaction: &rusqlite::Transaction<'_>,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<AuditReceipt>, rusqlite::Error> {
+        {
             let n_entries = entries.len() as i64;
             let (last_seq, head_hash): (i64, String) = transaction
                 .prepare_cached("UPDATE audit_head SET seq = seq + ?1 WHERE id = 1 RETURNING seq, hash")?
@@ -194,7 +219,7 @@ impl Appender {
                 .prepare_cached("UPDATE audit_head SET hash = ?1 WHERE id = 1")?
                 .execute([chained.last_hash()])?;
             Ok(chained.receipts)
-        })
+        }
     }
 
     /// Stores each delivery's events that are new (by source and delivery id) with their search
@@ -252,20 +277,68 @@ impl Appender {
         &self,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
+        // Waiting, it never gives up without an answer.
+        self.transaction_with(Wait::UpToBusyTimeout, write).unwrap_or_else(|| Err(closed()))
+    }
+
+    /// `in_transaction`, which with `Wait::Never` is `None` when the connection or the write
+    /// lock is taken.
+    fn transaction_with<T>(
+        &self,
+        wait: Wait,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Option<Result<T, rusqlite::Error>> {
         // A poisoned lock means a panic mid-write, whose transaction SQLite rolled back when the
         // statement failed or rolls back at the next BEGIN: the connection itself is sound.
-        let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(connection) = connection.as_mut() else {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
-                Some("the store is closed".to_string()),
-            ));
+        let connection = match wait {
+            Wait::UpToBusyTimeout => self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Wait::Never => match self.connection.try_lock() {
+                Ok(connection) => connection,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            },
         };
-        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(connection) = connection.as_ref() else { return Some(Err(closed())) };
+        // With `Wait::Never` SQLite's busy handler must not sleep this thread until another
+        // connection lets go of the write lock: the timeout is zero for the `BEGIN` alone.
+        let never = wait == Wait::Never;
+        if never && let Err(error) = connection.busy_timeout(Duration::ZERO) {
+            return Some(Err(error));
+        }
+        // Unchecked: only shared borrows, so the timeout can be restored whatever `BEGIN` did;
+        // nothing nests, as the connection's lock is held.
+        let began = rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate);
+        if never {
+            let restored = match &began {
+                Ok(transaction) => transaction.busy_timeout(self.busy_timeout),
+                Err(_) => connection.busy_timeout(self.busy_timeout),
+            };
+            match (restored, began) {
+                (Err(error), _) => return Some(Err(error)),
+                (Ok(()), Err(error)) if is_transient(&error) => return None,
+                (Ok(()), began) => return Some(self.commit_with(began, write)),
+            }
+        }
+        Some(self.commit_with(began, write))
+    }
+
+    /// Runs `write` in the transaction `began` and commits it.
+    fn commit_with<T>(
+        &self,
+        began: Result<rusqlite::Transaction<'_>, rusqlite::Error>,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, rusqlite::Error> {
+        let transaction = began?;
         let value = write(&transaction)?;
         transaction.commit()?;
         self.checkpointer.kick();
         Ok(value)
+    }
+
+    /// Makes every later flush fail, as a write-back error would.
+    #[cfg(test)]
+    pub(crate) fn fail_flushes(&self, reason: &str) {
+        self.flush.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).failed = Some(reason.to_string());
     }
 
     /// Closes the connection (after stopping the checkpoint thread, so that the last connection
@@ -293,6 +366,13 @@ impl Appender {
         });
         written.await.map_err(|join_error| StoreError::Internal(format!("{what} thread failed: {join_error}")))?
     }
+}
+
+fn closed() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+        Some("the store is closed".to_string()),
+    )
 }
 
 /// SQLite busy or locked: another connection held the write lock past the busy timeout.

@@ -134,3 +134,66 @@ async fn a_batch_larger_than_one_statement_chains_across_statements() -> Result<
     }
     Ok(())
 }
+
+/// Lone records (committed on the caller's thread on SQLite) and queued ones from many callers at
+/// once form one chain with no gap or repeat, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_and_queued_records_form_one_chain() -> Result<()> {
+    for (store, _dir) in stores("chain_alone").await? {
+        let (log, writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
+        // One at a time first: every one of these takes the lone lane on SQLite.
+        let mut seqs = Vec::new();
+        for index in 0..20 {
+            seqs.push(log.record_alone(entry(index)).await?.seq);
+        }
+        let mut calls = Vec::new();
+        for index in 20..220 {
+            let log = log.clone();
+            calls.push(tokio::spawn(async move {
+                if index % 2 == 0 { log.record_alone(entry(index)).await } else { log.record(entry(index)).await }
+            }));
+        }
+        for call in calls {
+            seqs.push(call.await??.seq);
+        }
+        drop(log);
+        writer.await?;
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=220).collect::<Vec<i64>>(), "{}", store.backend());
+        let report = store.verify_audit().await?;
+        assert_eq!((report.n_records, report.first_bad), (220, None), "{}", store.backend());
+    }
+    Ok(())
+}
+
+/// A lone record never holds the runtime's thread while another process has the database's write
+/// lock (SQLite would sleep it in its busy handler for up to the busy timeout): it goes to the
+/// writer, which waits for the lock on its own thread, and lands once the lock is let go. On a
+/// current-thread runtime a blocked thread would also stop the timer below.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_record_never_waits_for_another_connections_write_lock_on_the_runtime() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_sqlite(dir.path()).await?;
+    let (log, writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
+    assert_eq!(log.record_alone(entry(0)).await?.seq, 1);
+
+    let other = rusqlite::Connection::open(dir.path().join(opsgate_store::SQLITE_FILE))?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    let pending = tokio::spawn({
+        let log = log.clone();
+        async move { log.record_alone(entry(1)).await }
+    });
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let slept = started.elapsed();
+    assert!(slept < std::time::Duration::from_millis(1_500), "the runtime's thread was held for {slept:?}");
+    assert!(!pending.is_finished(), "recorded while another connection held the write lock");
+    other.execute_batch("COMMIT")?;
+    let receipt = tokio::time::timeout(std::time::Duration::from_secs(15), pending).await???;
+    assert_eq!(receipt.seq, 2);
+    drop(log);
+    writer.await?;
+    let report = store.verify_audit().await?;
+    assert_eq!((report.n_records, report.first_bad), (2, None));
+    Ok(())
+}

@@ -36,7 +36,7 @@ mod prometheus;
 
 pub use alertmanager::{Alertmanager, AlertmanagerOptions};
 pub use exporter::Exporter;
-pub use mcp_servers::{HttpEverything, mcp_server_script, python_mcp_server};
+pub use mcp_servers::{HttpMcpServer, mcp_server_script, python_mcp_server};
 pub use postgres::Postgres;
 pub use prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
 

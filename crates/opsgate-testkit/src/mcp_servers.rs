@@ -37,23 +37,80 @@ pub fn python_mcp_server() -> Result<(PathBuf, PathBuf)> {
     Ok((python, Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runbooks_server.py")))
 }
 
-/// `@modelcontextprotocol/server-everything` serving Streamable HTTP on a loopback port, which
-/// a test can take away and bring back on the same port.
-pub struct HttpEverything {
+/// Which server an `HttpMcpServer` runs.
+#[derive(Debug, Clone, Copy)]
+enum HttpKind {
+    /// `@modelcontextprotocol/server-everything` (TypeScript SDK; negotiates 2025-11-25).
+    Everything,
+    /// `fixtures/runbooks_server.py` (Python SDK 2.x; negotiates 2026-07-28, answers in SSE).
+    Runbooks,
+}
+
+impl HttpKind {
+    fn name(self) -> &'static str {
+        match self {
+            HttpKind::Everything => "server-everything",
+            HttpKind::Runbooks => "runbooks-http",
+        }
+    }
+
+    fn command(self, port: u16) -> Result<Command> {
+        match self {
+            HttpKind::Everything => {
+                let mut command = Command::new("node");
+                command
+                    .arg(mcp_server_script("server-everything")?)
+                    .arg("streamableHttp")
+                    .env("PORT", port.to_string());
+                Ok(command)
+            }
+            HttpKind::Runbooks => {
+                let (python, script) = python_mcp_server()?;
+                let mut command = Command::new(python);
+                command.arg(script).arg("--http").arg(port.to_string());
+                Ok(command)
+            }
+        }
+    }
+
+    /// What the server logs once it listens.
+    fn ready_line(self) -> &'static str {
+        match self {
+            HttpKind::Everything => "listening on port",
+            HttpKind::Runbooks => "Uvicorn running on",
+        }
+    }
+}
+
+/// A real MCP server serving Streamable HTTP at `/mcp` on a loopback port, which a test can take
+/// away and bring back on the same port.
+pub struct HttpMcpServer {
+    kind: HttpKind,
     port: u16,
     backend: Option<Backend>,
 }
 
-impl HttpEverything {
-    pub async fn start() -> Result<HttpEverything> {
+impl HttpMcpServer {
+    /// `@modelcontextprotocol/server-everything`, an upstream on the 2025-11-25 revision.
+    pub async fn everything() -> Result<HttpMcpServer> {
+        HttpMcpServer::start(HttpKind::Everything).await
+    }
+
+    /// The Python SDK's runbooks server (see `python_mcp_server`), an upstream on the stateless
+    /// 2026-07-28 revision.
+    pub async fn runbooks() -> Result<HttpMcpServer> {
+        HttpMcpServer::start(HttpKind::Runbooks).await
+    }
+
+    async fn start(kind: HttpKind) -> Result<HttpMcpServer> {
         for _ in 0..PORT_ATTEMPTS {
-            let mut server = HttpEverything { port: crate::free_port(), backend: None };
+            let mut server = HttpMcpServer { kind, port: crate::free_port(), backend: None };
             match server.spawn().await? {
                 Startup::Ready => return Ok(server),
                 Startup::PortTaken => continue,
             }
         }
-        bail!("server-everything: every port tried was taken ({PORT_ATTEMPTS} attempts)")
+        bail!("{}: every port tried was taken ({PORT_ATTEMPTS} attempts)", kind.name())
     }
 
     /// The MCP endpoint, `http://127.0.0.1:<port>/mcp`.
@@ -71,23 +128,24 @@ impl HttpEverything {
         self.stop();
         match self.spawn().await? {
             Startup::Ready => Ok(()),
-            Startup::PortTaken => bail!("server-everything: port {} was taken while it was down", self.port),
+            Startup::PortTaken => bail!("{}: port {} was taken while it was down", self.kind.name(), self.port),
         }
     }
 
     async fn spawn(&mut self) -> Result<Startup> {
+        let name = self.kind.name();
         let dir = tempfile::Builder::new()
-            .prefix("opsgate-everything-")
+            .prefix(&format!("opsgate-{name}-"))
             .tempdir()
             .context("create a temporary directory")?
             .keep();
-        let mut command = Command::new("node");
-        command.arg(mcp_server_script("server-everything")?).arg("streamableHttp").env("PORT", self.port.to_string());
-        let mut backend = Backend::spawn("server-everything", command, &dir, "KILL")?;
+        let mut backend = Backend::spawn(name, self.kind.command(self.port)?, &dir, "KILL")?;
         let address = format!("127.0.0.1:{}", self.port);
+        let log = dir.join(format!("{name}.log"));
+        let ready_line = self.kind.ready_line();
         let startup = backend
             .wait_ready(|| {
-                let listening = backend_log_says(&dir, "listening on port");
+                let listening = std::fs::read_to_string(&log).is_ok_and(|log| log.contains(ready_line));
                 let address = address.clone();
                 async move { listening && tokio::net::TcpStream::connect(address).await.is_ok() }
             })
@@ -97,8 +155,4 @@ impl HttpEverything {
         }
         Ok(startup)
     }
-}
-
-fn backend_log_says(dir: &Path, text: &str) -> bool {
-    std::fs::read_to_string(dir.join("server-everything.log")).is_ok_and(|log| log.contains(text))
 }

@@ -109,6 +109,7 @@ async fn list(config: &RuntimeConfig, project: &Path, json: bool) -> anyhow::Res
                     "state": status.state.as_str(),
                     "tools": status.n_tools,
                     "protocol": status.protocol,
+                    "direct_calls": status.direct_calls,
                     "connect_ms": status.connect_latency.map(|latency| latency.as_millis() as u64),
                     "last_error": status.last_error,
                     "source": source_of(status),

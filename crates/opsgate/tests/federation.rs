@@ -62,7 +62,7 @@ async fn a_client_lists_calls_and_reads_across_federated_servers_and_every_call_
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files)?;
     std::fs::write(files.join("notes.txt"), "payments-api deploys on Tuesdays\n")?;
-    let http_everything = opsgate_testkit::HttpEverything::start().await?;
+    let http_everything = opsgate_testkit::HttpMcpServer::everything().await?;
     let (python, runbooks) = opsgate_testkit::python_mcp_server()?;
     let config = json!({"mcpServers": {
         "everything": {"command": "node", "args": [mcp_server_script("server-everything")?, "stdio"]},
