@@ -2,7 +2,7 @@
 //! a stdio server that dies, also in the middle of a call, is restarted, its tools leaving the
 //! registry and coming back, with list changes announced to clients, while the other servers
 //! never notice; a server that never answers `initialize` times out; one that floods stderr keeps
-//! serving; an HTTP upstream that goes away and comes back is used again.
+//! serving; an HTTP upstream that goes away and comes back is used again, on either revision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -261,6 +261,79 @@ async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_w
             assert_eq!(text, "Echo: back");
             let status = gateway.statuses().into_iter().next().context("one server")?;
             assert!(status.n_failures >= 1, "the broken connection was noticed and replaced: {status:?}");
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("calls did not work again within 40s of the server coming back: {:?}", gateway.statuses());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gateway.shutdown().await;
+    Ok(())
+}
+
+/// `get_runbook` of the Python SDK's server, as the registry names it.
+const RUNBOOK: &str = "mcp__rb__get_runbook";
+
+/// A Streamable HTTP upstream on the stateless 2026-07-28 revision (the Python SDK's server,
+/// which answers in SSE) has its calls posted straight to it (`direct`), with the same results,
+/// tool errors and failures as through rmcp's client, concurrently; a server that goes away is
+/// noticed by the call that finds it gone and used again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_http_upstream_is_called_directly_with_the_same_answers_and_failures() -> Result<()> {
+    let mut upstream = opsgate_testkit::HttpMcpServer::runbooks().await?;
+    let registry = Registry::default();
+    let (store, _dir) = pin_store().await?;
+    let mut server = stdio_server("rb", "unused", Vec::new());
+    server.transport = Transport::StreamableHttp { url: upstream.url(), headers: BTreeMap::new() };
+    let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![server]);
+    let status = wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
+    assert_eq!(status.protocol.as_deref(), Some("2026-07-28"), "{status:?}");
+    assert!(status.direct_calls, "a stateless HTTP upstream is called directly: {status:?}");
+
+    let runbook = call(&registry, RUNBOOK, serde_json::json!({"service": "payments-api"})).await?;
+    assert!(runbook.contains("Roll back the last deploy"), "{runbook:?}");
+    // The tool's own error (`isError`) comes back in the server's words (the Python SDK keeps the
+    // exception's text to itself), not as a transport failure.
+    let missing =
+        call(&registry, RUNBOOK, serde_json::json!({"service": "billing"})).await.err().map(|error| error.to_string());
+    let missing = missing.unwrap_or_default();
+    assert_eq!(missing, "rb: Error executing tool get_runbook");
+    // Arguments the server's schema refuses: its answer, whatever its form, is an error naming it.
+    let refused = call(&registry, RUNBOOK, serde_json::json!({"service": {"nested": true}})).await;
+    assert!(refused.as_ref().is_err_and(|error| error.to_string().contains("rb")), "{refused:?}");
+
+    // Calls in parallel each get their own answer (request ids and pooled connections).
+    let services = ["payments-api", "checkout"];
+    let calls = (0..24).map(|index| {
+        let registry = registry.clone();
+        async move { (index, call(&registry, RUNBOOK, serde_json::json!({"service": services[index % 2]})).await) }
+    });
+    for (index, answer) in futures::future::join_all(calls).await {
+        let expected = if index % 2 == 0 { "Roll back" } else { "Scale the workers" };
+        assert!(answer.as_ref().is_ok_and(|text| text.contains(expected)), "call {index}: {answer:?}");
+    }
+    let connected = gateway.statuses().into_iter().next().context("one server")?;
+    assert_eq!(connected.n_failures, 0, "nothing failed yet: {connected:?}");
+
+    upstream.stop();
+    let started = std::time::Instant::now();
+    let away =
+        call(&registry, RUNBOOK, serde_json::json!({"service": "checkout"})).await.err().map(|error| error.to_string());
+    let away = away.unwrap_or_default();
+    assert!(away.contains("rb"), "a call to a server that is away must fail naming it: {away:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a call to a server that is away took {:?}",
+        started.elapsed()
+    );
+    // The failed call itself tells the supervisor, which connects again once the server is back.
+    wait_for(&gateway, "the broken connection noticed", |status| status.n_failures >= 1).await?;
+    upstream.restart().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Ok(text) = call(&registry, RUNBOOK, serde_json::json!({"service": "checkout"})).await {
+            assert!(text.contains("Scale the workers"), "{text:?}");
             break;
         }
         if tokio::time::Instant::now() > deadline {
