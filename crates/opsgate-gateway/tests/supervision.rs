@@ -242,34 +242,47 @@ async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_w
     assert_eq!(call(&registry, "mcp__remote__echo", serde_json::json!({"message": "up"})).await?, "Echo: up");
 
     upstream.stop();
+    fails_promptly(&registry, "mcp__remote__echo", serde_json::json!({"message": "away"}), "remote").await?;
+    upstream.restart().await?;
+    let back = answers_again(&gateway, &registry, "mcp__remote__echo", serde_json::json!({"message": "back"})).await?;
+    assert_eq!(back, "Echo: back");
+    let status = gateway.statuses().into_iter().next().context("one server")?;
+    assert!(status.n_failures >= 1, "the broken connection was noticed and replaced: {status:?}");
+    gateway.shutdown().await;
+    Ok(())
+}
+
+/// A call to a server that is away fails within 10 s naming the server: either the call itself
+/// fails on the broken connection, or the supervisor noticed first and the tool is gone.
+async fn fails_promptly(registry: &Registry, tool: &str, arguments: serde_json::Value, server: &str) -> Result<()> {
     let started = std::time::Instant::now();
-    let away = call(&registry, "mcp__remote__echo", serde_json::json!({"message": "away"})).await;
-    // Either the call itself fails on the broken connection, or the supervisor noticed first and
-    // the tool is gone; both name the server, and neither is a success.
-    let away = away.err().map(|error| error.to_string()).unwrap_or_default();
-    assert!(away.contains("remote"), "a call to a server that is away must fail naming it: {away:?}");
+    let away = call(registry, tool, arguments).await.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(away.contains(server), "a call to a server that is away must fail naming it: {away:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "a call to a server that is away took {:?}",
         started.elapsed()
     );
+    Ok(())
+}
 
-    upstream.restart().await?;
+/// The text of the first call to `tool` that succeeds again, within 40 s of the server's return.
+async fn answers_again(
+    gateway: &Gateway,
+    registry: &Registry,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> Result<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
-        if let Ok(text) = call(&registry, "mcp__remote__echo", serde_json::json!({"message": "back"})).await {
-            assert_eq!(text, "Echo: back");
-            let status = gateway.statuses().into_iter().next().context("one server")?;
-            assert!(status.n_failures >= 1, "the broken connection was noticed and replaced: {status:?}");
-            break;
+        if let Ok(text) = call(registry, tool, arguments.clone()).await {
+            return Ok(text);
         }
         if tokio::time::Instant::now() > deadline {
             bail!("calls did not work again within 40s of the server coming back: {:?}", gateway.statuses());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    gateway.shutdown().await;
-    Ok(())
 }
 
 /// `get_runbook` of the Python SDK's server, as the registry names it.
@@ -317,30 +330,12 @@ async fn a_stateless_http_upstream_is_called_directly_with_the_same_answers_and_
     assert_eq!(connected.n_failures, 0, "nothing failed yet: {connected:?}");
 
     upstream.stop();
-    let started = std::time::Instant::now();
-    let away =
-        call(&registry, RUNBOOK, serde_json::json!({"service": "checkout"})).await.err().map(|error| error.to_string());
-    let away = away.unwrap_or_default();
-    assert!(away.contains("rb"), "a call to a server that is away must fail naming it: {away:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "a call to a server that is away took {:?}",
-        started.elapsed()
-    );
+    fails_promptly(&registry, RUNBOOK, serde_json::json!({"service": "checkout"}), "rb").await?;
     // The failed call itself tells the supervisor, which connects again once the server is back.
     wait_for(&gateway, "the broken connection noticed", |status| status.n_failures >= 1).await?;
     upstream.restart().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Ok(text) = call(&registry, RUNBOOK, serde_json::json!({"service": "checkout"})).await {
-            assert!(text.contains("Scale the workers"), "{text:?}");
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("calls did not work again within 40s of the server coming back: {:?}", gateway.statuses());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let back = answers_again(&gateway, &registry, RUNBOOK, serde_json::json!({"service": "checkout"})).await?;
+    assert!(back.contains("Scale the workers"), "{back:?}");
     gateway.shutdown().await;
     Ok(())
 }
