@@ -105,7 +105,7 @@ impl DirectHttp {
             .body(body)
             .send()
             .await
-            .map_err(|error| DirectError::Transport(describe(&error)))?;
+            .map_err(|error| DirectError::Transport(describe(error)))?;
         let status = response.status();
         let is_sse = response
             .headers()
@@ -113,7 +113,7 @@ impl DirectHttp {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
         let mut answer = Answer::new(is_sse);
-        while let Some(chunk) = response.chunk().await.map_err(|error| DirectError::Transport(describe(&error)))? {
+        while let Some(chunk) = response.chunk().await.map_err(|error| DirectError::Transport(describe(error)))? {
             if let Some(message) = answer.push(&chunk, id)? {
                 return outcome(message);
             }
@@ -254,10 +254,12 @@ fn mentions_param_headers(schema: &JsonObject) -> bool {
     schema.contains_key("x-mcp-header") || schema.values().any(walk)
 }
 
-/// A reqwest error with its causes, which name what failed (refused, reset, timed out).
-fn describe(error: &reqwest::Error) -> String {
+/// A reqwest error with its causes, which name what failed (refused, reset, timed out), without
+/// the URL (a configured one may carry a credential in its query; the server's name says where).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -309,5 +311,27 @@ mod tests {
         assert!(!DirectHttp::can_call(&rmcp::model::Tool::new("echo", "", schema(promoted))));
         assert!(!DirectHttp::can_call(&rmcp::model::Tool::new("échо", "", schema(serde_json::json!({})))));
         assert!(!DirectHttp::can_call(&rmcp::model::Tool::new("with space", "", schema(serde_json::json!({})))));
+    }
+
+    /// A server that is not there is a transport failure (the link is then broken), and its
+    /// text names what failed but not the URL, whose query may hold a credential.
+    #[tokio::test]
+    async fn a_failed_connection_is_a_transport_error_without_the_url() -> Result<(), Box<dyn std::error::Error>> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("http://127.0.0.1:{port}/mcp?token=s3cr3t-value");
+        let client = crate::http_client::upstream_client()?;
+        let params = rmcp::model::InitializeRequestParams::default();
+        let direct = DirectHttp::new(client, &url, &[], &ProtocolVersion::V_2026_07_28, &params).ok_or("built")?;
+        match direct.call_tool("echo", JsonObject::new()).await {
+            Err(DirectError::Transport(text)) => {
+                assert!(!text.contains("s3cr3t"), "{text}");
+                assert!(text.to_ascii_lowercase().contains("connect"), "{text}");
+            }
+            other => return Err(format!("expected a transport failure, got {other:?}").into()),
+        }
+        // An older revision keeps per-connection state: no direct calls.
+        let older = ProtocolVersion::LATEST_WITH_INITIALIZE;
+        assert!(DirectHttp::new(crate::http_client::upstream_client()?, &url, &[], &older, &params).is_none());
+        Ok(())
     }
 }
