@@ -23,7 +23,7 @@ use rmcp::model::{
 use serde_json::Value;
 
 /// The largest answer read; a bigger one is an error (the output budget cuts far below it).
-pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why a direct call failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ impl DirectHttp {
         version: &ProtocolVersion,
         client_params: &InitializeRequestParams,
     ) -> Option<DirectHttp> {
-        if version.as_str() < ProtocolVersion::V_2026_07_28.as_str() {
+        if *version < ProtocolVersion::V_2026_07_28 {
             return None;
         }
         let url = reqwest::Url::parse(url).ok()?;

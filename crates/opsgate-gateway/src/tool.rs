@@ -33,9 +33,14 @@ impl Link {
     /// Notes a request's failure: one that says the transport is gone marks the link broken.
     pub fn saw(&self, error: &ServiceError) {
         if matches!(error, ServiceError::TransportSend(_) | ServiceError::TransportClosed) {
-            tracing::warn!(server = %self.server, %error, "the connection to a federated server is broken");
-            self.broken.cancel();
+            self.break_off(error);
         }
+    }
+
+    /// Marks the link broken, for the supervisor to connect again.
+    fn break_off(&self, error: &dyn std::fmt::Display) {
+        tracing::warn!(server = %self.server, %error, "the connection to a federated server is broken");
+        self.broken.cancel();
     }
 
     /// A call slot under the server's concurrency cap, waiting at most the call timeout.
@@ -99,9 +104,7 @@ impl FederatedTool {
         let direct = link.direct.is_some() && DirectHttp::can_call(tool);
         FederatedTool { spec, upstream_name: tool.name.to_string(), link, direct }
     }
-}
 
-impl FederatedTool {
     async fn call_rmcp(&self, arguments: Map<String, Value>) -> Result<CallToolResult, String> {
         let params = CallToolRequestParams::new(self.upstream_name.clone()).with_arguments(arguments);
         self.link.peer.call_tool(params).await.map_err(|error| {
@@ -120,8 +123,7 @@ impl FederatedTool {
             }
             Ok(_) => Err(rmcp::ServiceError::UnexpectedResponse.to_string()),
             Err(DirectError::Transport(error)) => {
-                tracing::warn!(server = %self.link.server, %error, "the connection to a federated server is broken");
-                self.link.broken.cancel();
+                self.link.break_off(&error);
                 Err(error)
             }
             Err(DirectError::Answer(error)) => Err(error),

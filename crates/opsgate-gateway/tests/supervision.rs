@@ -29,6 +29,13 @@ fn stdio_server(name: &str, command: &str, args: Vec<String>) -> ServerConfig {
     }
 }
 
+fn http_server(name: &str, url: String) -> ServerConfig {
+    ServerConfig {
+        transport: Transport::StreamableHttp { url, headers: BTreeMap::new() },
+        ..stdio_server(name, "unused", Vec::new())
+    }
+}
+
 /// A store for the tool pins, in a directory that lives as long as the test.
 async fn pin_store() -> Result<(Store, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
@@ -234,8 +241,7 @@ async fn an_http_upstream_that_goes_away_fails_calls_promptly_and_serves_again_w
     let mut upstream = opsgate_testkit::HttpMcpServer::everything().await?;
     let registry = Registry::default();
     let (store, _dir) = pin_store().await?;
-    let mut server = stdio_server("remote", "unused", Vec::new());
-    server.transport = Transport::StreamableHttp { url: upstream.url(), headers: BTreeMap::new() };
+    let mut server = http_server("remote", upstream.url());
     server.call_timeout = Duration::from_secs(10);
     let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![server]);
     wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
@@ -297,9 +303,12 @@ async fn a_stateless_http_upstream_is_called_directly_with_the_same_answers_and_
     let mut upstream = opsgate_testkit::HttpMcpServer::runbooks().await?;
     let registry = Registry::default();
     let (store, _dir) = pin_store().await?;
-    let mut server = stdio_server("rb", "unused", Vec::new());
-    server.transport = Transport::StreamableHttp { url: upstream.url(), headers: BTreeMap::new() };
-    let gateway = Gateway::start(&registry, &store, &Catalog::new(registry.changes().clone()), vec![server]);
+    let gateway = Gateway::start(
+        &registry,
+        &store,
+        &Catalog::new(registry.changes().clone()),
+        vec![http_server("rb", upstream.url())],
+    );
     let status = wait_for(&gateway, "the first connect", |status| status.state == State::Ready).await?;
     assert_eq!(status.protocol.as_deref(), Some("2026-07-28"), "{status:?}");
     assert!(status.direct_calls, "a stateless HTTP upstream is called directly: {status:?}");

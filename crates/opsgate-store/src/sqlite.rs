@@ -75,13 +75,6 @@ pub struct Appender {
     busy_timeout: Duration,
 }
 
-/// Whether a write waits for the connection and the database's write lock, or gives up at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    UpToBusyTimeout,
-    Never,
-}
-
 impl Appender {
     /// Opens the already migrated database at `path` in WAL mode. What `append_unsynced` and
     /// `insert_events_unsynced` commit is durable after the next `sync` (`durably` runs one and
@@ -173,7 +166,7 @@ impl Appender {
     /// connection holds the database's write lock: for a caller that must not wait (a runtime
     /// thread), which then hands the records to a thread that may.
     pub fn try_append_unsynced(&self, entries: &[AuditEntry]) -> Option<Result<Vec<AuditReceipt>, rusqlite::Error>> {
-        self.transaction_with(Wait::Never, |transaction| Appender::append_in(transaction, entries))
+        self.try_transaction(|transaction| Appender::append_in(transaction, entries))
     }
 
     fn append_in(
@@ -277,49 +270,38 @@ impl Appender {
         &self,
         write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
-        // Waiting, it never gives up without an answer.
-        self.transaction_with(Wait::UpToBusyTimeout, write).unwrap_or_else(|| Err(closed()))
-    }
-
-    /// `in_transaction`, which with `Wait::Never` is `None` when the connection or the write
-    /// lock is taken.
-    fn transaction_with<T>(
-        &self,
-        wait: Wait,
-        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
-    ) -> Option<Result<T, rusqlite::Error>> {
         // A poisoned lock means a panic mid-write, whose transaction SQLite rolled back when the
         // statement failed or rolls back at the next BEGIN: the connection itself is sound.
-        let connection = match wait {
-            Wait::UpToBusyTimeout => self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
-            Wait::Never => match self.connection.try_lock() {
-                Ok(connection) => connection,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return None,
-            },
+        let connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(connection) = connection.as_ref() else { return Err(closed()) };
+        let began = rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate);
+        self.commit_with(began, write)
+    }
+
+    /// `in_transaction`, or `None` at once when the connection is in use here or another
+    /// connection holds the database's write lock: SQLite's busy handler would sleep the thread
+    /// until it is let go, so its timeout is zero for the `BEGIN` alone.
+    fn try_transaction<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Option<Result<T, rusqlite::Error>> {
+        let connection = match self.connection.try_lock() {
+            Ok(connection) => connection,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         };
         let Some(connection) = connection.as_ref() else { return Some(Err(closed())) };
-        // With `Wait::Never` SQLite's busy handler must not sleep this thread until another
-        // connection lets go of the write lock: the timeout is zero for the `BEGIN` alone.
-        let never = wait == Wait::Never;
-        if never && let Err(error) = connection.busy_timeout(Duration::ZERO) {
+        if let Err(error) = connection.busy_timeout(Duration::ZERO) {
             return Some(Err(error));
         }
-        // Unchecked: only shared borrows, so the timeout can be restored whatever `BEGIN` did;
+        // Unchecked (a shared borrow), so the timeout can be restored whatever `BEGIN` did;
         // nothing nests, as the connection's lock is held.
         let began = rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate);
-        if never {
-            let restored = match &began {
-                Ok(transaction) => transaction.busy_timeout(self.busy_timeout),
-                Err(_) => connection.busy_timeout(self.busy_timeout),
-            };
-            match (restored, began) {
-                (Err(error), _) => return Some(Err(error)),
-                (Ok(()), Err(error)) if is_transient(&error) => return None,
-                (Ok(()), began) => return Some(self.commit_with(began, write)),
-            }
+        match (connection.busy_timeout(self.busy_timeout), began) {
+            (Err(error), _) => Some(Err(error)),
+            (Ok(()), Err(error)) if is_transient(&error) => None,
+            (Ok(()), began) => Some(self.commit_with(began, write)),
         }
-        Some(self.commit_with(began, write))
     }
 
     /// Runs `write` in the transaction `began` and commits it.

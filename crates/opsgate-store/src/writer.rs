@@ -1,8 +1,6 @@
 //! The audit writer: appends records in batches (group commit), so a call waits for its own record
 //! to be durable without paying one fsync per call.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -30,41 +28,9 @@ type Reply = oneshot::Sender<Result<AuditReceipt, String>>;
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     sender: mpsc::Sender<(AuditEntry, Reply)>,
-    /// SQLite: where `record_alone` commits and flushes on the caller's thread.
-    alone: Option<Arc<AloneLane>>,
-}
-
-/// One record committed and flushed on the caller's own thread, for a call with no other call
-/// in flight. There is no batch for it to join then, and handing the record to the writer
-/// thread and the receipt back costs a thread wake-up each way on top of the flush (about 45 µs
-/// of the 0.25 ms a lone call waited for its record, measured in the federation benchmark).
-/// The lane holds one caller at a time and never waits: for the connection, for another
-/// connection's write lock or behind a queue; whoever cannot take it goes through the writer.
-#[derive(Debug)]
-struct AloneLane {
-    appender: crate::sqlite::Appender,
-    taken: AtomicBool,
-}
-
-impl AloneLane {
-    /// Appends `entry` and flushes the log here, or `None` when the lane, the connection or the
-    /// write lock is taken.
-    fn try_record(&self, entry: &AuditEntry) -> Option<Result<AuditReceipt, StoreError>> {
-        if self.taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            return None;
-        }
-        let recorded = self.appender.try_append_unsynced(std::slice::from_ref(entry)).map(|appended| {
-            let receipts = appended.map_err(StoreError::Sqlite)?;
-            // Acknowledged only once the log holding it is on disk, like every other record.
-            self.appender.sync()?;
-            receipts
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Internal("the append returned no receipt".to_string()))
-        });
-        self.taken.store(false, Ordering::Release);
-        recorded
-    }
+    /// SQLite: the write connection, on which `record_alone` commits and flushes on the caller's
+    /// thread.
+    alone: Option<crate::sqlite::Appender>,
 }
 
 impl AuditLog {
@@ -85,9 +51,7 @@ impl AuditLog {
     pub fn spawn(store: Store, config: AuditWriterConfig) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(config.queue);
         let alone = match &store {
-            Store::Sqlite { appender, .. } => {
-                Some(Arc::new(AloneLane { appender: appender.clone(), taken: AtomicBool::new(false) }))
-            }
+            Store::Sqlite { appender, .. } => Some(appender.clone()),
             _ => None,
         };
         let runtime = tokio::runtime::Handle::current();
@@ -130,17 +94,27 @@ impl AuditLog {
         }
     }
 
-    /// `record`, for a call with no other call in flight: on SQLite, when nothing is queued for
-    /// the writer, the record is appended and the log flushed on this thread, which it blocks
-    /// for that long (a fraction of a millisecond; never for a lock: see `AloneLane`). Under
+    /// `record`, for a call with no other call in flight. There is no batch for it to join
+    /// then, and handing the record to the writer thread and the receipt back costs a thread
+    /// wake-up each way on top of the flush (about 45 µs of the 0.25 ms a lone call waited for
+    /// its record, measured in the federation benchmark). So on SQLite, when nothing is queued
+    /// for the writer and the write connection and the database's write lock are free at once,
+    /// the record is appended and the log flushed on this thread, which it blocks for that long
+    /// (a fraction of a millisecond; never for a lock); otherwise the writer takes it. Under
     /// load this would take a runtime thread from the other calls for every flush, and lose the
     /// group commit, so busy callers use `record`.
     pub async fn record_alone(&self, entry: AuditEntry) -> Result<AuditReceipt, StoreError> {
-        if let Some(lane) = &self.alone
+        if let Some(appender) = &self.alone
             && self.sender.capacity() == self.sender.max_capacity()
-            && let Some(recorded) = lane.try_record(&entry)
+            && let Some(appended) = appender.try_append_unsynced(std::slice::from_ref(&entry))
         {
-            return recorded;
+            let receipts = appended.map_err(StoreError::Sqlite)?;
+            // Acknowledged only once the log holding it is on disk, like every other record.
+            appender.sync()?;
+            return receipts
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Internal("the append returned no receipt".to_string()));
         }
         self.record(entry).await
     }

@@ -141,7 +141,8 @@ async fn a_batch_larger_than_one_statement_chains_across_statements() -> Result<
 async fn lone_and_queued_records_form_one_chain() -> Result<()> {
     for (store, _dir) in stores("chain_alone").await? {
         let (log, writer) = AuditLog::spawn(store.clone(), AuditWriterConfig::default());
-        // One at a time first: every one of these takes the lone lane on SQLite.
+        // One at a time first (on SQLite committed on this thread, nothing else being written),
+        // then lone and queued ones at once.
         let mut seqs = Vec::new();
         for index in 0..20 {
             seqs.push(log.record_alone(entry(index)).await?.seq);

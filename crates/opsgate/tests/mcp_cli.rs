@@ -162,6 +162,9 @@ fn add_list_and_remove_with_flags_edit_only_the_project_file() -> Result<()> {
         (Some("ready"), Some("2026-07-28")),
         "{runbooks}"
     );
+    // Direct calls are for Streamable HTTP on that revision (the gateway's supervision tests);
+    // a stdio child is always called through the SDK's client.
+    assert_eq!(runbooks["direct_calls"], false, "{runbooks}");
     assert!(project.run(&["mcp", "remove", "runbooks"])?.status.success());
     let shared = listed(&project, "shared")?;
     assert_eq!(shared["source"], project.global_file().display().to_string());
