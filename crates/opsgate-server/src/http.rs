@@ -118,45 +118,48 @@ struct McpEndpoint {
     state: AppState,
 }
 
-/// `/mcp`: the identity stage, then the body check, then rmcp's Streamable HTTP service.
+/// `/mcp`: the identity stage, then the body check, then the call: a plain 2026-07-28
+/// `tools/call` straight to the pipeline (`crate::stateless`), everything else through rmcp's
+/// Streamable HTTP service.
 async fn serve_mcp(State(endpoint): State<Arc<McpEndpoint>>, request: Request) -> Response {
     let state = &endpoint.state;
-    let mut request = match identity_stage(state, request).await {
+    let request = match identity_stage(state, request).await {
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    if request.method() == http::Method::POST {
-        request = match checked_json_body(request, state.http.max_body_bytes).await {
-            Ok(request) => request,
-            Err(response) => return response,
-        };
+    if request.method() != http::Method::POST {
+        return endpoint.service.handle(request).await.into_response();
     }
-    endpoint.service.handle(request).await.into_response()
+    let (parts, body) = request.into_parts();
+    let bytes = match bounded_body(body, state.http.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    if let Some(call) = crate::stateless::take(state, &parts, &bytes) {
+        return crate::stateless::answer(state, call).await;
+    }
+    if let Some(response) = parse_error(&bytes) {
+        return response;
+    }
+    endpoint.service.handle(Request::from_parts(parts, axum::body::Body::from(bytes))).await.into_response()
 }
 
-/// Bad input at the edge gets a JSON-RPC error an MCP client can show: a body over the limit is
-/// 413, a body that is not JSON is a -32700 parse error naming where it broke. Valid bodies pass
-/// through untouched (validation skips building any value).
-async fn checked_json_body(request: Request, max_body_bytes: usize) -> Result<Request, Response> {
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return Err(jsonrpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                format!("request body is larger than {max_body_bytes} bytes or could not be read"),
-            ));
-        }
-    };
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        return Err(jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            -32700,
-            format!("parse error: request body is not JSON: {error}"),
-        ));
-    }
-    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+/// The whole body, or 413 with a JSON-RPC error an MCP client can show when it is over the limit.
+async fn bounded_body(body: axum::body::Body, max_body_bytes: usize) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, max_body_bytes).await.map_err(|_| {
+        jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            format!("request body is larger than {max_body_bytes} bytes or could not be read"),
+        )
+    })
+}
+
+/// For a body that is not JSON, the -32700 parse error naming where it broke. Validation builds
+/// no value.
+fn parse_error(bytes: &[u8]) -> Option<Response> {
+    let error = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()?;
+    Some(jsonrpc_error(StatusCode::BAD_REQUEST, -32700, format!("parse error: request body is not JSON: {error}")))
 }
 
 fn jsonrpc_error(status: StatusCode, code: i64, message: String) -> Response {

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod registry;
 pub mod request_state;
 pub mod search_tool;
+pub mod stateless;
 pub mod surface;
 pub mod tasks;
 

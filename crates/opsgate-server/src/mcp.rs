@@ -97,6 +97,53 @@ impl OpsgateMcp {
     }
 }
 
+/// A `tools/call` ready for the pipeline, as `call_tool` and the stateless HTTP path
+/// (`crate::stateless`) both build it.
+pub(crate) struct PreparedCall {
+    pub call: CallRequest,
+    pub round: RoundInput,
+    /// The tool declares an output schema, so its result carries `structuredContent`.
+    pub with_structured: bool,
+    /// The tool may run as a background task and the client declared tasks: the call goes to
+    /// `tasks::call_detachable`.
+    pub task_capable: bool,
+}
+
+impl PreparedCall {
+    pub fn new(
+        pipeline: &Pipeline,
+        principal: Principal,
+        client: Option<String>,
+        capabilities: Option<&ClientCapabilities>,
+        request: CallToolRequestParams,
+        channel: Arc<dyn ClientChannel>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let registered = pipeline.registry().get(&request.name);
+        let with_structured = registered.as_ref().is_some_and(|tool| tool.spec.output_schema.is_some());
+        let task_capable = registered.is_some_and(|tool| tool.tool.task_support() != TaskSupport::Forbidden)
+            && capabilities.is_some_and(|capabilities| capabilities.supports_tasks());
+        let round = RoundInput {
+            responses: request.input_responses.unwrap_or_default().into_iter().collect(),
+            request_state: request.request_state,
+        };
+        let call = CallRequest {
+            principal,
+            client,
+            tool: request.name.to_string(),
+            arguments: request.arguments.unwrap_or_default(),
+            channel,
+            cancel,
+        };
+        PreparedCall { call, round, with_structured, task_capable }
+    }
+}
+
+/// The channel for a call the stateless HTTP path answers: see `PeerChannel::unrequested`.
+pub(crate) fn unrequested_channel(capabilities: Option<ClientCapabilities>) -> Arc<dyn ClientChannel> {
+    Arc::new(PeerChannel::unrequested(capabilities))
+}
+
 /// The MCP form of a tool spec. Annotations follow the effect so clients can warn on writes.
 pub fn mcp_tool(spec: &ToolSpec) -> Tool {
     let mut annotations = ToolAnnotations::new();
@@ -194,7 +241,10 @@ fn success_result(rendered: Rendered, with_structured: bool) -> CallToolResult {
 /// The way back to the client for one request: progress against the request's token, log
 /// notifications, and server-to-client requests.
 struct PeerChannel {
-    peer: Peer<RoleServer>,
+    /// `None` for a call answered without rmcp's service (`crate::stateless`): it has no progress
+    /// token and no log level, and asks its questions in an input-required result, so nothing
+    /// is ever sent on it.
+    peer: Option<Peer<RoleServer>>,
     progress_token: Option<ProgressToken>,
     capabilities: Option<ClientCapabilities>,
     mode: AskMode,
@@ -206,7 +256,7 @@ impl PeerChannel {
     fn for_request(context: &RequestContext<RoleServer>, session_level: Option<LoggingLevel>) -> Self {
         let stateless = is_stateless(context);
         PeerChannel {
-            peer: context.peer.clone(),
+            peer: Some(context.peer.clone()),
             progress_token: context.meta.get_progress_token(),
             capabilities: context.client_capabilities(),
             // A 2026-07-28 request has no session to send requests on: questions end the call.
@@ -218,6 +268,17 @@ impl PeerChannel {
             } else {
                 Some(session_level.unwrap_or(LoggingLevel::Debug))
             },
+        }
+    }
+
+    /// The channel of a 2026-07-28 call with neither a progress token nor a log level.
+    fn unrequested(capabilities: Option<ClientCapabilities>) -> Self {
+        PeerChannel {
+            peer: None,
+            progress_token: None,
+            capabilities,
+            mode: AskMode::InputRequired,
+            log_threshold: None,
         }
     }
 }
@@ -244,11 +305,11 @@ fn severity(level: LoggingLevel) -> u8 {
 #[async_trait::async_trait]
 impl ClientChannel for PeerChannel {
     async fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) {
-        let Some(token) = self.progress_token.clone() else { return };
+        let (Some(peer), Some(token)) = (&self.peer, self.progress_token.clone()) else { return };
         let mut params = ProgressNotificationParam::new(token, progress);
         params.total = total;
         params.message = message;
-        if let Err(error) = self.peer.notify_progress(params).await {
+        if let Err(error) = peer.notify_progress(params).await {
             tracing::debug!(%error, "progress notification not delivered");
         }
     }
@@ -256,26 +317,26 @@ impl ClientChannel for PeerChannel {
     async fn log(&self, level: &str, logger: Option<&str>, data: Value) {
         let level =
             serde_json::from_value::<LoggingLevel>(Value::String(level.to_string())).unwrap_or(LoggingLevel::Info);
-        let Some(threshold) = self.log_threshold else { return };
+        let (Some(peer), Some(threshold)) = (&self.peer, self.log_threshold) else { return };
         if severity(level) < severity(threshold) {
             return;
         }
         let mut params = LoggingMessageNotificationParam::new(level, data);
         params.logger = logger.map(str::to_string);
-        if let Err(error) = self.peer.notify_logging_message(params).await {
+        if let Err(error) = peer.notify_logging_message(params).await {
             tracing::debug!(%error, "log notification not delivered");
         }
     }
 
     async fn request(&self, method: &str, params: Value) -> Result<Value, String> {
-        if self.mode != AskMode::Request {
+        let (Some(peer), AskMode::Request) = (&self.peer, self.mode) else {
             return Err(format!(
                 "{method} cannot be sent mid-call on this protocol version; ask with CallContext::ask instead"
             ));
-        }
+        };
         let request: ServerRequest = serde_json::from_value(json!({"method": method, "params": params}))
             .map_err(|error| format!("invalid {method} request: {error}"))?;
-        let result = self.peer.send_request(request).await.map_err(|error| error.to_string())?;
+        let result = peer.send_request(request).await.map_err(|error| error.to_string())?;
         serde_json::to_value(result).map_err(|error| error.to_string())
     }
 
@@ -356,30 +417,27 @@ impl ServerHandler for OpsgateMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let principal = self.principal(&context);
-        let client = context.client_info().map(|info| info.name);
-        let registered = self.state.pipeline.registry().get(&request.name);
-        let with_structured = registered.as_ref().is_some_and(|tool| tool.spec.output_schema.is_some());
-        let task_capable = registered.is_some_and(|tool| tool.tool.task_support() != TaskSupport::Forbidden)
-            && context.client_capabilities().is_some_and(|capabilities| capabilities.supports_tasks());
         let channel = Arc::new(PeerChannel::for_request(&context, self.session_log_level()));
-        let round = RoundInput {
-            responses: request.input_responses.unwrap_or_default().into_iter().collect(),
-            request_state: request.request_state,
-        };
-        let call = CallRequest {
-            principal,
-            client,
-            tool: request.name.to_string(),
-            arguments: request.arguments.unwrap_or_default(),
+        let prepared = PreparedCall::new(
+            &self.state.pipeline,
+            self.principal(&context),
+            context.client_info().map(|info| info.name),
+            context.client_capabilities().as_ref(),
+            request,
             channel,
-            cancel: context.ct.clone(),
-        };
-        if task_capable {
-            return crate::tasks::call_detachable(self.state.pipeline.clone(), call, round, with_structured).await;
+            context.ct.clone(),
+        );
+        if prepared.task_capable {
+            return crate::tasks::call_detachable(
+                self.state.pipeline.clone(),
+                prepared.call,
+                prepared.round,
+                prepared.with_structured,
+            )
+            .await;
         }
-        let outcome = self.state.pipeline.call_round(call, round).await;
-        call_response(outcome, with_structured)
+        let outcome = self.state.pipeline.call_round(prepared.call, prepared.round).await;
+        call_response(outcome, prepared.with_structured)
     }
 
     async fn list_resources(

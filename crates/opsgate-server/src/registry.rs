@@ -53,6 +53,10 @@ pub struct RegisteredTool {
     /// Why a federated tool is quarantined (its definition changed since it was pinned): it is
     /// left out of `tools/list` and every call to it is denied, and audited, with this reason.
     pub quarantine: Option<Arc<str>>,
+    /// Its input schema names `Mcp-Param-*` headers (SEP-2243's `x-mcp-header` on a property),
+    /// which rmcp's transport checks against the arguments: HTTP calls to it take rmcp's path
+    /// rather than `crate::stateless`.
+    pub param_headers: bool,
 }
 
 impl RegisteredTool {
@@ -63,6 +67,18 @@ impl RegisteredTool {
             Some(reason) => Err(format!("{} is quarantined: {reason}", self.spec.name)),
         }
     }
+}
+
+/// Whether any property reached from the schema's root through `properties` alone carries an
+/// `x-mcp-header` annotation, well-formed or not (the places rmcp looks).
+fn names_param_headers(schema: &serde_json::Map<String, Value>) -> bool {
+    fn any_annotated(properties: Option<&Value>) -> bool {
+        let Some(Value::Object(properties)) = properties else { return false };
+        properties
+            .values()
+            .any(|property| property.get("x-mcp-header").is_some() || any_annotated(property.get("properties")))
+    }
+    any_annotated(schema.get("properties"))
 }
 
 /// A federated server's tool as the gateway hands it over: the tool, and whether it is
@@ -164,7 +180,14 @@ impl Registry {
         let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
         self.tools.insert(
             spec.name.clone(),
-            RegisteredTool { tool, spec: Arc::new(spec), mcp, federated: false, quarantine: None },
+            RegisteredTool {
+                param_headers: names_param_headers(&spec.input_schema),
+                tool,
+                spec: Arc::new(spec),
+                mcp,
+                federated: false,
+                quarantine: None,
+            },
         );
         Ok(())
     }
@@ -195,6 +218,7 @@ impl Registry {
             let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
             n_usable += usize::from(quarantine.is_none());
             registered.push(RegisteredTool {
+                param_headers: names_param_headers(&spec.input_schema),
                 tool,
                 spec: Arc::new(spec),
                 mcp,

@@ -1,0 +1,238 @@
+//! `tools/call` on the 2026-07-28 stateless wire, answered here rather than by rmcp's Streamable
+//! HTTP service.
+//!
+//! rmcp serves each stateless request through a one-shot transport and a service around it: it
+//! serialises the parsed message back into a JSON value to check the SEP-2243 headers against
+//! it, spawns the service loop and the handler as tasks of their own, and hands the answer back
+//! through a channel. A call needs none of that: it is the pipeline's. So the common case, a POST
+//! whose body is one `tools/call` carrying its protocol version (2026-07-28) and client
+//! capabilities in `_meta`, with the headers that revision requires and nothing that needs
+//! rmcp's machinery, is parsed once here and sent to the pipeline directly.
+//!
+//! This path answers only what rmcp would answer the same way. Every check here is one rmcp
+//! makes, or a stricter one, and whatever does not pass goes to rmcp untouched, errors included:
+//! a session id, an `Origin` (browsers), weighted `Accept` entries, `Mcp-Param-*` headers or a
+//! tool whose schema names them, a progress token or log level (they need the response stream), a
+//! call that may become a background task, an unknown or quarantined tool. The answer is rmcp's
+//! own message type, serialised and given the HTTP status as rmcp does.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use opsgate_core::{Principal, TaskSupport};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientJsonRpcMessage, ClientRequest, ErrorCode, GetMeta,
+    ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::AppState;
+use crate::mcp::{PreparedCall, call_response, unrequested_channel};
+
+/// A `tools/call` this path answers.
+pub struct StatelessCall {
+    id: RequestId,
+    principal: Principal,
+    client: Option<String>,
+    capabilities: ClientCapabilities,
+    params: CallToolRequestParams,
+}
+
+/// The call in `body` when this path may answer it (see the module's documentation), else
+/// `None` and rmcp answers. `parts` are the request's after the identity stage. Public so that
+/// tests can tell which requests take which path.
+pub fn take(state: &AppState, parts: &Parts, body: &[u8]) -> Option<StatelessCall> {
+    let headers = &parts.headers;
+    if parts.uri.path() != "/mcp" || parts.uri.authority().is_some() {
+        return None;
+    }
+    let refers_elsewhere = ["mcp-session-id", "last-event-id", "origin"].iter().any(|name| headers.contains_key(*name));
+    if refers_elsewhere || headers.keys().any(|name| name.as_str().starts_with("mcp-param-")) {
+        return None;
+    }
+    if !host_is_allowed(sole(headers, header::HOST.as_str())?, &state.http.allowed_hosts)
+        || !accepts_json_and_sse(sole(headers, header::ACCEPT.as_str())?)
+        || !essence_is(sole(headers, header::CONTENT_TYPE.as_str())?, "application/json")
+        || sole(headers, "mcp-protocol-version")? != ProtocolVersion::V_2026_07_28.as_str()
+        || sole(headers, "mcp-method")? != "tools/call"
+    {
+        return None;
+    }
+    let name_header = sole(headers, "mcp-name")?;
+    let ClientJsonRpcMessage::Request(request) = serde_json::from_slice::<ClientJsonRpcMessage>(body).ok()? else {
+        return None;
+    };
+    let meta = request.request.get_meta();
+    let current = meta.protocol_version().is_some_and(|version| version == ProtocolVersion::V_2026_07_28);
+    if !current || meta.get_progress_token().is_some() || meta.contains_key("io.modelcontextprotocol/logLevel") {
+        return None;
+    }
+    let capabilities = meta.client_capabilities()?;
+    let client = meta.client_info().map(|info| info.name);
+    let ClientRequest::CallToolRequest(call) = request.request else { return None };
+    // Base64-wrapped names (`=?base64?…?=`) are rmcp's to decode.
+    if name_header.starts_with("=?") || name_header != call.params.name {
+        return None;
+    }
+    let registered = state.mcp.pipeline.registry().get(&call.params.name)?;
+    let may_detach = registered.tool.task_support() != TaskSupport::Forbidden && capabilities.supports_tasks();
+    if registered.quarantine.is_some() || registered.param_headers || may_detach {
+        return None;
+    }
+    let principal = parts.extensions.get::<Principal>()?.clone();
+    Some(StatelessCall { id: request.id, principal, client, capabilities, params: call.params })
+}
+
+/// Runs the call through the pipeline and answers it. The call runs as a task of its own, so
+/// that a client that hangs up cancels it (the pipeline ends it and audits it) rather than
+/// dropping it half done; so does shutdown once its grace period is over.
+pub(crate) async fn answer(state: &AppState, call: StatelessCall) -> Response {
+    let StatelessCall { id, principal, client, capabilities, params } = call;
+    let cancel = CancellationToken::new();
+    let prepared = PreparedCall::new(
+        &state.mcp.pipeline,
+        principal,
+        client,
+        Some(&capabilities),
+        params,
+        unrequested_channel(Some(capabilities.clone())),
+        cancel.clone(),
+    );
+    let pipeline = state.mcp.pipeline.clone();
+    let PreparedCall { call, round, with_structured, task_capable } = prepared;
+    // As `call_tool` runs it. `take` leaves calls that may become tasks to rmcp; one whose tool
+    // was registered anew meanwhile still runs as `call_tool` would run it.
+    let mut running = tokio::spawn(async move {
+        if task_capable {
+            return crate::tasks::call_detachable(pipeline, call, round, with_structured).await;
+        }
+        call_response(pipeline.call_round(call, round).await, with_structured)
+    });
+    let hung_up = cancel.clone().drop_guard();
+    let joined = tokio::select! {
+        joined = &mut running => joined,
+        () = state.streams.cancelled() => {
+            cancel.cancel();
+            running.await
+        }
+    };
+    hung_up.disarm();
+    let message = match joined {
+        Ok(Ok(response)) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
+        Ok(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
+        Err(failed) => {
+            tracing::error!(error = %failed, "a stateless tools/call task failed");
+            ServerJsonRpcMessage::error(
+                rmcp::ErrorData::internal_error("the call failed inside opsgate", None),
+                Some(id),
+            )
+        }
+    };
+    respond(message)
+}
+
+/// The message as rmcp sends a terminal JSON answer, with rmcp's status for its error code.
+fn respond(message: ServerJsonRpcMessage) -> Response {
+    let status = match &message {
+        ServerJsonRpcMessage::Error(error) => match error.error.code {
+            ErrorCode::UNSUPPORTED_PROTOCOL_VERSION
+            | ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+            | ErrorCode::HEADER_MISMATCH => StatusCode::BAD_REQUEST,
+            ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            _ => StatusCode::OK,
+        },
+        _ => StatusCode::OK,
+    };
+    match serde_json::to_vec(&message) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Bytes::from(body))
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a tools/call answer could not be serialised");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The one value of `name`, as text; `None` when it is absent, repeated or not visible ASCII.
+fn sole<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()
+}
+
+/// Whether `value`'s media type, parameters aside, is `media_type`.
+fn essence_is(value: &str, media_type: &str) -> bool {
+    value.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media_type))
+}
+
+/// Whether an `Accept` value names both `application/json` and `text/event-stream`. Quoted
+/// parameters and weights (`q=`) are rmcp's to weigh: with either, the answer is no.
+fn accepts_json_and_sse(value: &str) -> bool {
+    if value.contains('"') {
+        return false;
+    }
+    let (mut json, mut sse) = (false, false);
+    for entry in value.split(',') {
+        let mut pieces = entry.split(';');
+        let essence = pieces.next().unwrap_or_default().trim();
+        if pieces.any(|parameter| parameter.trim_start().get(..2).is_some_and(|key| key.eq_ignore_ascii_case("q="))) {
+            return false;
+        }
+        json |= essence.eq_ignore_ascii_case("application/json");
+        sse |= essence.eq_ignore_ascii_case("text/event-stream");
+    }
+    json && sse
+}
+
+/// rmcp's DNS-rebinding check of the `Host` header: the host (without brackets, any case) is
+/// one of `allowed`, on any port when the allowed entry names none. An empty list allows all.
+fn host_is_allowed(host: &str, allowed: &[String]) -> bool {
+    let Ok(host) = host.parse::<http::uri::Authority>() else { return false };
+    let (name, port) = (normalize_host(host.host()), host.port_u16());
+    allowed.is_empty()
+        || allowed.iter().any(|entry| {
+            let entry = entry.trim();
+            let (entry_name, entry_port) = match entry.parse::<http::uri::Authority>() {
+                Ok(authority) => (normalize_host(authority.host()), authority.port_u16()),
+                Err(_) => (normalize_host(entry), None),
+            };
+            !entry.is_empty() && entry_name == name && entry_port.is_none_or(|entry_port| port == Some(entry_port))
+        })
+}
+
+fn normalize_host(host: &str) -> String {
+    host.trim_matches('[').trim_matches(']').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_needs_both_types_and_no_weights() {
+        assert!(accepts_json_and_sse("application/json, text/event-stream"));
+        assert!(accepts_json_and_sse("text/event-stream,Application/JSON"));
+        assert!(!accepts_json_and_sse("application/json"));
+        assert!(!accepts_json_and_sse("application/json, text/event-stream;q=0"));
+        assert!(!accepts_json_and_sse("application/json;Q=0.5, text/event-stream"));
+        assert!(!accepts_json_and_sse("application/json, text/event-stream;x=\"a,b\""));
+    }
+
+    #[test]
+    fn hosts_match_as_rmcp_matches_them() {
+        let allowed = vec!["localhost".to_string(), "::1".to_string(), "example.com:8443".to_string()];
+        assert!(host_is_allowed("localhost:7420", &allowed));
+        assert!(host_is_allowed("LOCALHOST", &allowed));
+        assert!(host_is_allowed("[::1]:7420", &allowed));
+        assert!(host_is_allowed("example.com:8443", &allowed));
+        assert!(!host_is_allowed("example.com:80", &allowed));
+        assert!(!host_is_allowed("example.com", &allowed));
+        assert!(!host_is_allowed("evil.test:7420", &allowed));
+        assert!(!host_is_allowed("local host", &allowed));
+        assert!(host_is_allowed("anything:1", &[]));
+    }
+}
