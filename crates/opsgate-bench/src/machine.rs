@@ -12,6 +12,9 @@ pub struct Machine {
     pub commit: String,
     /// /proc/loadavg when the run started: other work on a shared machine skews every figure.
     pub load_average: String,
+    /// The share of CPU time the hypervisor gave to other guests (steal) while a section ran,
+    /// by section: on a shared virtual machine it slows every figure of that section.
+    pub stolen: Vec<(&'static str, f64)>,
 }
 
 pub fn describe() -> Machine {
@@ -41,7 +44,7 @@ pub fn describe() -> Machine {
             if dirty { format!("{commit} with uncommitted changes") } else { commit.to_string() }
         }
     };
-    Machine { n_cpus, cpu_model, memory, kernel, rustc, commit, load_average }
+    Machine { n_cpus, cpu_model, memory, kernel, rustc, commit, load_average, stolen: Vec::new() }
 }
 
 fn read(path: &str) -> String {
@@ -78,6 +81,25 @@ pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
     machine_cpu_in(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
+/// All CPU time and stolen CPU time since boot, in ticks, from the first line of /proc/stat.
+pub fn cpu_and_steal_ticks() -> Option<(u64, u64)> {
+    cpu_and_steal_in(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The share of CPU time stolen between two `cpu_and_steal_ticks` readings.
+pub fn stolen_share(start: (u64, u64), end: (u64, u64)) -> Option<f64> {
+    let total = end.0.checked_sub(start.0)?;
+    let steal = end.1.checked_sub(start.1)?;
+    (total > 0).then(|| steal as f64 / total as f64)
+}
+
+fn cpu_and_steal_in(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let steal = *ticks.get(7)?;
+    Some((ticks.iter().sum(), steal))
+}
+
 fn machine_cpu_in(stat: &str) -> Option<(f64, f64)> {
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
@@ -98,7 +120,7 @@ fn cpu_seconds_in(path: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::machine_cpu_in;
+    use super::{cpu_and_steal_in, machine_cpu_in, stolen_share};
 
     #[test]
     fn machine_cpu_is_busy_and_iowait_from_the_first_line() {
@@ -106,5 +128,14 @@ mod tests {
         assert_eq!(machine_cpu_in(stat), Some((1.56, 0.4)));
         assert_eq!(machine_cpu_in("cpu0 1 2 3\n"), None);
         assert_eq!(machine_cpu_in("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
+
+    #[test]
+    fn steal_is_the_eighth_figure_of_the_first_line() {
+        let stat = "cpu  100 20 30 5000 40 1 2 3 0 0\ncpu0 50 10 15 2500 20 0 1 1 0 0\n";
+        assert_eq!(cpu_and_steal_in(stat), Some((5196, 3)));
+        assert_eq!(cpu_and_steal_in("cpu  1 2 3\n"), None);
+        assert_eq!(stolen_share((1000, 10), (1400, 110)), Some(0.25));
+        assert_eq!(stolen_share((1000, 10), (1000, 10)), None);
     }
 }

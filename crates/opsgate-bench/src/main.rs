@@ -236,11 +236,23 @@ fn main() -> Result<()> {
         opsgate_bin: options.opsgate_bin.display().to_string(),
     };
 
+    let mut machine = machine;
+    let mut stolen = |section: &'static str, start: Option<(u64, u64)>| {
+        if let Some(share) =
+            start.zip(machine::cpu_and_steal_ticks()).and_then(|(start, end)| machine::stolen_share(start, end))
+        {
+            machine.stolen.push((section, share));
+        }
+    };
+    let start = machine::cpu_and_steal_ticks();
     let http = Section::from_result(run_http(&options, threads));
+    stolen("section 1", start);
     let policy = Section::from_result(policy_cost::measure());
     let audit = Section::from_result(audit_cost::measure());
     let (stdio, rss, layout) = run_binary(&options)?;
+    let start = machine::cpu_and_steal_ticks();
     let federation = run_federation(&options, threads);
+    stolen("section 5", start);
     let context = run_context(&options, threads);
 
     let report = Report { setup, machine, http, stdio, rss, layout, policy, audit, federation, context };

@@ -180,6 +180,15 @@ impl Report {
         let _ = writeln!(out, "| kernel | {} |", machine.kernel);
         let _ = writeln!(out, "| rustc | {} |", machine.rustc);
         let _ = writeln!(out, "| load average at start (1, 5, 15 min) | {} |", machine.load_average);
+        if !machine.stolen.is_empty() {
+            let stolen: Vec<String> =
+                machine.stolen.iter().map(|(section, share)| format!("{section}: {:.0}%", share * 100.0)).collect();
+            let _ = writeln!(
+                out,
+                "| CPU time the hypervisor gave other guests (steal) while measured | {} |",
+                stolen.join(", ")
+            );
+        }
         let _ = writeln!(out);
     }
 
