@@ -81,6 +81,14 @@ pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
     machine_cpu_in(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
+/// The first eight figures of /proc/stat's first line (all CPUs): user, nice, system, idle,
+/// iowait, irq, softirq, steal, in ticks since boot.
+fn all_cpu_ticks(stat: &str) -> Option<[u64; 8]> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    ticks.try_into().ok()
+}
+
 /// All CPU time and stolen CPU time since boot, in ticks, from the first line of /proc/stat.
 pub fn cpu_and_steal_ticks() -> Option<(u64, u64)> {
     cpu_and_steal_in(&std::fs::read_to_string("/proc/stat").ok()?)
@@ -94,16 +102,12 @@ pub fn stolen_share(start: (u64, u64), end: (u64, u64)) -> Option<f64> {
 }
 
 fn cpu_and_steal_in(stat: &str) -> Option<(u64, u64)> {
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
-    let steal = *ticks.get(7)?;
-    Some((ticks.iter().sum(), steal))
+    let ticks = all_cpu_ticks(stat)?;
+    Some((ticks.iter().sum(), ticks[7]))
 }
 
 fn machine_cpu_in(stat: &str) -> Option<(f64, f64)> {
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
-    let [user, nice, system, _idle, iowait, irq, softirq, steal] = ticks[..] else { return None };
+    let [user, nice, system, _idle, iowait, irq, softirq, steal] = all_cpu_ticks(stat)?;
     let busy = user + nice + system + irq + softirq + steal;
     Some((busy as f64 / 100.0, iowait as f64 / 100.0))
 }

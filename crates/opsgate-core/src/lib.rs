@@ -14,8 +14,8 @@ pub use principal::{Principal, PrincipalKind};
 pub use secret::{Secret, SecretRef};
 pub use tool::{
     CallContext, ClientChannel, Decision, Effect, FEDERATED_PREFIX, NoClient, Plan, Target, TaskSupport, Tool,
-    ToolError, ToolSpec, federated_name, is_valid_server_name, is_valid_tool_name, parse_arguments,
-    split_federated_name,
+    ToolError, ToolSpec, federated_name, is_valid_server_name, is_valid_tool_name, names_param_headers,
+    parse_arguments, split_federated_name,
 };
 
 pub mod canonical;

@@ -56,6 +56,22 @@ pub fn is_valid_tool_name(name: &str) -> bool {
         && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
 }
 
+/// Whether an input schema declares an `x-mcp-header` anywhere (SEP-2243: the property's value
+/// travels as an `Mcp-Param-*` header too). rmcp builds and checks those headers, so a call to
+/// such a tool takes rmcp's path both ways: to an upstream (`opsgate_gateway::direct`) and from a
+/// client (`opsgate_server::stateless`). Anywhere, not only where rmcp looks, so that nothing rmcp
+/// would act on is missed.
+pub fn names_param_headers(schema: &Map<String, Value>) -> bool {
+    fn walk(value: &Value) -> bool {
+        match value {
+            Value::Object(object) => object.contains_key("x-mcp-header") || object.values().any(walk),
+            Value::Array(items) => items.iter().any(walk),
+            _ => false,
+        }
+    }
+    schema.contains_key("x-mcp-header") || schema.values().any(walk)
+}
+
 /// Federated tools are named `mcp__<server>__<tool>`.
 pub const FEDERATED_PREFIX: &str = "mcp__";
 

@@ -84,7 +84,7 @@ impl DirectHttp {
         let name = tool.name.as_ref();
         let bare =
             !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_graphic()) && !name.starts_with("=?base64?");
-        bare && !mentions_param_headers(&tool.input_schema)
+        bare && !opsgate_core::names_param_headers(&tool.input_schema)
     }
 
     /// One `tools/call` round: the server's answer, a complete result or a request for input.
@@ -240,18 +240,6 @@ fn response_to(bytes: &[u8], id: u64) -> Option<Value> {
     // An error the server could not tie to a request (no id) answers the only request asked.
     let unattributed_error = message.get("error").is_some() && message.get("id").is_none_or(Value::is_null);
     (answers && (same_id || unattributed_error)).then_some(message)
-}
-
-/// Whether a schema declares an `x-mcp-header` anywhere.
-fn mentions_param_headers(schema: &JsonObject) -> bool {
-    fn walk(value: &Value) -> bool {
-        match value {
-            Value::Object(object) => object.contains_key("x-mcp-header") || object.values().any(walk),
-            Value::Array(items) => items.iter().any(walk),
-            _ => false,
-        }
-    }
-    schema.contains_key("x-mcp-header") || schema.values().any(walk)
 }
 
 /// A reqwest error with its causes, which name what failed (refused, reset, timed out), without

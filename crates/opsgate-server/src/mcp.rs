@@ -34,6 +34,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::changes::Change;
 use crate::pipeline::{CallOutcome, CallRequest, Pipeline, RoundInput};
+use crate::registry::RegisteredTool;
 use crate::surface::Surface;
 
 /// State shared by every connection.
@@ -74,7 +75,7 @@ impl OpsgateMcp {
 
     /// A tool as `tools/list` shows it: in read-only mode a write tool says it is disabled, so
     /// that an agent does not plan around it.
-    fn listed_tool(&self, registered: &crate::registry::RegisteredTool) -> Tool {
+    fn listed_tool(&self, registered: &RegisteredTool) -> Tool {
         let spec = &registered.spec;
         let mut tool = Tool::clone(&registered.mcp);
         if self.state.pipeline.config().read_only && spec.effect != Effect::Read {
@@ -110,8 +111,10 @@ pub(crate) struct PreparedCall {
 }
 
 impl PreparedCall {
+    /// `registered` is what the registry holds under the request's name, looked up once by the
+    /// caller (the stateless path has it from its own checks).
     pub fn new(
-        pipeline: &Pipeline,
+        registered: Option<&RegisteredTool>,
         principal: Principal,
         client: Option<String>,
         capabilities: Option<&ClientCapabilities>,
@@ -119,8 +122,7 @@ impl PreparedCall {
         channel: Arc<dyn ClientChannel>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Self {
-        let registered = pipeline.registry().get(&request.name);
-        let with_structured = registered.as_ref().is_some_and(|tool| tool.spec.output_schema.is_some());
+        let with_structured = registered.is_some_and(|tool| tool.spec.output_schema.is_some());
         let task_capable = registered.is_some_and(|tool| tool.tool.task_support() != TaskSupport::Forbidden)
             && capabilities.is_some_and(|capabilities| capabilities.supports_tasks());
         let round = RoundInput {
@@ -419,7 +421,7 @@ impl ServerHandler for OpsgateMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let channel = Arc::new(PeerChannel::for_request(&context, self.session_log_level()));
         let prepared = PreparedCall::new(
-            &self.state.pipeline,
+            self.state.pipeline.registry().get(&request.name).as_ref(),
             self.principal(&context),
             context.client_info().map(|info| info.name),
             context.client_capabilities().as_ref(),

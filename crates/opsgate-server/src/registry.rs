@@ -69,18 +69,6 @@ impl RegisteredTool {
     }
 }
 
-/// Whether any property reached from the schema's root through `properties` alone carries an
-/// `x-mcp-header` annotation, well-formed or not (the places rmcp looks).
-fn names_param_headers(schema: &serde_json::Map<String, Value>) -> bool {
-    fn any_annotated(properties: Option<&Value>) -> bool {
-        let Some(Value::Object(properties)) = properties else { return false };
-        properties
-            .values()
-            .any(|property| property.get("x-mcp-header").is_some() || any_annotated(property.get("properties")))
-    }
-    any_annotated(schema.get("properties"))
-}
-
 /// A federated server's tool as the gateway hands it over: the tool, and whether it is
 /// quarantined and why.
 pub struct ServerTool {
@@ -181,7 +169,7 @@ impl Registry {
         self.tools.insert(
             spec.name.clone(),
             RegisteredTool {
-                param_headers: names_param_headers(&spec.input_schema),
+                param_headers: opsgate_core::names_param_headers(&spec.input_schema),
                 tool,
                 spec: Arc::new(spec),
                 mcp,
@@ -218,7 +206,7 @@ impl Registry {
             let mcp = Arc::new(crate::mcp::mcp_tool(&spec));
             n_usable += usize::from(quarantine.is_none());
             registered.push(RegisteredTool {
-                param_headers: names_param_headers(&spec.input_schema),
+                param_headers: opsgate_core::names_param_headers(&spec.input_schema),
                 tool,
                 spec: Arc::new(spec),
                 mcp,

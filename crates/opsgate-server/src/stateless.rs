@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
 use crate::mcp::{PreparedCall, call_response, unrequested_channel};
+use crate::registry::RegisteredTool;
 
 /// A `tools/call` this path answers.
 pub struct StatelessCall {
@@ -38,6 +39,8 @@ pub struct StatelessCall {
     client: Option<String>,
     capabilities: ClientCapabilities,
     params: CallToolRequestParams,
+    /// The tool called, as `take` found it in the registry.
+    registered: RegisteredTool,
 }
 
 /// The call in `body` when this path may answer it (see the module's documentation), else
@@ -79,7 +82,7 @@ pub fn take(state: &AppState, parts: &Parts, body: &[u8]) -> Option<StatelessCal
         return None;
     }
     let principal = parts.extensions.get::<Principal>()?.clone();
-    Some(StatelessCall { id, principal, client, capabilities, params: params.into_call_params() })
+    Some(StatelessCall { id, principal, client, capabilities, params: params.into_call_params(), registered })
 }
 
 /// The body this path takes: one `tools/call` request, read straight into the values rmcp's
@@ -127,10 +130,10 @@ impl WireParams {
 /// that a client that hangs up cancels it (the pipeline ends it and audits it) rather than
 /// dropping it half done; so does shutdown once its grace period is over.
 pub(crate) async fn answer(state: &AppState, call: StatelessCall) -> Response {
-    let StatelessCall { id, principal, client, capabilities, params } = call;
+    let StatelessCall { id, principal, client, capabilities, params, registered } = call;
     let cancel = CancellationToken::new();
     let prepared = PreparedCall::new(
-        &state.mcp.pipeline,
+        Some(&registered),
         principal,
         client,
         Some(&capabilities),
@@ -139,15 +142,10 @@ pub(crate) async fn answer(state: &AppState, call: StatelessCall) -> Response {
         cancel.clone(),
     );
     let pipeline = state.mcp.pipeline.clone();
-    let PreparedCall { call, round, with_structured, task_capable } = prepared;
-    // As `call_tool` runs it. `take` leaves calls that may become tasks to rmcp; one whose tool
-    // was registered anew meanwhile still runs as `call_tool` would run it.
-    let mut running = tokio::spawn(async move {
-        if task_capable {
-            return crate::tasks::call_detachable(pipeline, call, round, with_structured).await;
-        }
-        call_response(pipeline.call_round(call, round).await, with_structured)
-    });
+    // `take` left calls that may become tasks to rmcp, with the tool this call was prepared from.
+    let PreparedCall { call, round, with_structured, task_capable: _ } = prepared;
+    let mut running =
+        tokio::spawn(async move { call_response(pipeline.call_round(call, round).await, with_structured) });
     let hung_up = cancel.clone().drop_guard();
     let joined = tokio::select! {
         joined = &mut running => joined,

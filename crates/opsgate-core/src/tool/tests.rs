@@ -131,3 +131,18 @@ fn federated_names_split_at_the_first_double_underscore() {
     assert_eq!(split_federated_name("mcp__memory__"), None);
     assert_eq!(split_federated_name("mcp__memory"), None);
 }
+
+#[test]
+fn a_param_header_is_found_wherever_the_schema_declares_it() {
+    let schema = |value: Value| value.as_object().cloned().unwrap_or_default();
+    assert!(!names_param_headers(&schema(json!({"type": "object", "properties": {"x": {"type": "string"}}}))));
+    let cases = [
+        json!({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}),
+        json!({"properties": {"outer": {"properties": {"inner": {"x-mcp-header": "Inner"}}}}}),
+        json!({"anyOf": [{"properties": {"id": {"x-mcp-header": "Id"}}}]}),
+        json!({"x-mcp-header": "Root"}),
+    ];
+    for case in cases {
+        assert!(names_param_headers(&schema(case.clone())), "{case}");
+    }
+}
