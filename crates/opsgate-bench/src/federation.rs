@@ -63,6 +63,10 @@ pub struct PairRun {
     pub pair: Pair,
     pub direct: LoadReport,
     pub through: LoadReport,
+    /// Over Streamable HTTP, the mean time one flush of opsgate's audit log took during the run
+    /// through it (from its `/metrics`); every call waits for one. `opsgate stdio` has no
+    /// `/metrics`.
+    pub through_flush: Option<Duration>,
 }
 
 impl PairRun {
@@ -158,8 +162,15 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
     for round in 1..=settings.rounds {
         let mut runs = Vec::new();
         for pair in settings.pairs() {
-            let run = |route: Route| -> Result<LoadReport> {
+            let mut through_flush = None;
+            let mut run = |route: Route| -> Result<LoadReport> {
                 match pair.transport {
+                    Transport::Http if matches!(route, Route::Through) => {
+                        let before = runtime.block_on(http.flush_totals())?;
+                        let report = http.load(&settings, pair, route)?;
+                        through_flush = mean_flush(before, runtime.block_on(http.flush_totals())?);
+                        Ok(report)
+                    }
                     Transport::Http => http.load(&settings, pair, route),
                     Transport::Stdio => {
                         let (peer, tool) = match route {
@@ -186,7 +197,7 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
                 Transport::Http => n_http_through += through.n_succeeded,
                 Transport::Stdio => n_stdio_through += through.n_succeeded,
             }
-            let run = PairRun { pair, direct, through };
+            let run = PairRun { pair, direct, through, through_flush };
             eprintln!(
                 "opsgate-bench: federation round {round}/{}: {label}: p50 {:.3} → {:.3} ms (+{:.3}), {:.0} → {:.0} calls/s (×{:.2})",
                 settings.rounds,
@@ -284,6 +295,26 @@ impl HttpSetup {
         })
     }
 
+    /// How many times opsgate has flushed its audit log so far, and for how long in all, from
+    /// `opsgate_store_log_flush_seconds` on its `/metrics`.
+    async fn flush_totals(&self) -> Result<FlushTotals> {
+        let mut connection = crate::wire::Connection::open(self.opsgate_address).await?;
+        let (status, body) = connection.get("/metrics").await.context("reading opsgate's /metrics")?;
+        if !status.is_success() {
+            bail!("opsgate's /metrics answered HTTP {status}");
+        }
+        let text = String::from_utf8_lossy(&body);
+        let value = |name: &str| -> Result<f64> {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .with_context(|| format!("opsgate's /metrics has no {name}"))
+        };
+        Ok(FlushTotals {
+            count: value("opsgate_store_log_flush_seconds_count")? as u64,
+            seconds: value("opsgate_store_log_flush_seconds_sum")?,
+        })
+    }
+
     async fn finish(mut self, bin: &Path, n_calls: u64) -> Result<AuditCheck> {
         // Each record was committed before its call was answered: stopping abruptly loses none.
         self.opsgate.kill().await.context("stopping opsgate serve")?;
@@ -292,6 +323,19 @@ impl HttpSetup {
         let _ = self.upstream.kill().await;
         check
     }
+}
+
+/// Flushes of opsgate's audit log so far.
+#[derive(Debug, Clone, Copy)]
+struct FlushTotals {
+    count: u64,
+    seconds: f64,
+}
+
+/// The mean flush between two readings; `None` when none happened.
+fn mean_flush(before: FlushTotals, after: FlushTotals) -> Option<Duration> {
+    let count = after.count.checked_sub(before.count).filter(|&count| count > 0)?;
+    Some(Duration::from_secs_f64((after.seconds - before.seconds).max(0.0) / count as f64))
 }
 
 /// How the stdio clients start: the newest revision first, as opsgate's own upstream client
@@ -528,9 +572,18 @@ mod tests {
             pair: Pair { transport: Transport::Http, in_flight: 1 },
             direct: report(100, 300, 8000.0),
             through: report(250, 700, 4000.0),
+            through_flush: None,
         };
         assert!((run.added_p50_ms() - 0.15).abs() < 1e-9);
         assert!((run.added_p99_ms() - 0.4).abs() < 1e-9);
         assert!((run.ratio() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_mean_flush_is_taken_between_two_readings() {
+        let before = FlushTotals { count: 10, seconds: 0.002 };
+        let after = FlushTotals { count: 14, seconds: 0.004 };
+        assert_eq!(mean_flush(before, after), Some(Duration::from_micros(500)));
+        assert_eq!(mean_flush(before, before), None);
     }
 }

@@ -382,12 +382,18 @@ fn federation_summary(federation: &FederationReport, transport: Transport) -> St
         .map(|pair| format!("×{:.2} at {}", PairMedians::of(federation, *pair).ratio, in_flight_label(*pair)))
         .collect();
     format!(
-        "{} (p99 {}); throughput through ÷ direct {} | {}",
+        "{} (p99 {}){}; throughput through ÷ direct {} | {}",
         added_ms(medians.added_p50_ms),
         added_ms(medians.added_p99_ms),
+        flush_clause(medians.through_flush),
         ratios.join(", "),
         verdict(medians.added_p50_ms <= ADDED_P50_TARGET_MS)
     )
+}
+
+/// ", of which …": the mean audit-log flush each call through opsgate waited for, when known.
+fn flush_clause(flush: Option<Duration>) -> String {
+    flush.map_or_else(String::new, |flush| format!(", of which the audit log's flush {} (mean)", ms3(flush)))
 }
 
 fn in_flight_label(pair: Pair) -> String {
@@ -412,6 +418,8 @@ struct PairMedians {
     direct_calls: f64,
     through_calls: f64,
     ratio: f64,
+    /// The mean flush of opsgate's audit log in the runs through it (HTTP only).
+    through_flush: Option<Duration>,
 }
 
 impl PairMedians {
@@ -429,6 +437,7 @@ impl PairMedians {
             direct_calls: pick(|run| run.direct.calls_per_second),
             through_calls: pick(|run| run.through.calls_per_second),
             ratio: pick(PairRun::ratio),
+            through_flush: median(runs.iter().filter_map(|run| run.through_flush)),
         }
     }
 }
@@ -579,7 +588,10 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
          - **figures**: *added* is through minus direct in the same round (negative when noise slowed the \
          direct run); *through ÷ direct* is calls per second. The tables give the median over rounds of \
          each column; the added latencies and the ratio are medians of the per-round values, so they need not \
-         equal the difference or ratio of the medians beside them.\n",
+         equal the difference or ratio of the medians beside them. *Audit log flush* is the mean time one \
+         flush of `opsgate serve`'s audit log took during a run through it, from `opsgate_store_log_flush_seconds` \
+         on its `/metrics` before and after the run: the disk's part of what each call waits for (`opsgate \
+         stdio` serves no `/metrics`).\n",
         measure = settings.map_or("N s".to_string(), |settings| format!("{} s", settings.measure.as_secs())),
         rounds = settings.map_or("N".to_string(), |settings| settings.rounds.to_string()),
     );
@@ -613,13 +625,15 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
         let pairs = report.settings.pairs();
         let single = pairs.iter().find(|pair| pair.transport == transport && pair.in_flight == 1);
         if let Some(single) = single {
-            let added = PairMedians::of(report, *single).added_p50_ms;
+            let medians = PairMedians::of(report, *single);
+            let added = medians.added_p50_ms;
             let _ = writeln!(
                 out,
-                "- {} at one connection: opsgate adds {} to the median call (target ≤ {ADDED_P50_TARGET_MS:.2} ms): \
+                "- {} at one connection: opsgate adds {}{} to the median call (target ≤ {ADDED_P50_TARGET_MS:.2} ms): \
                  {}.",
                 transport.label(),
                 added_ms(added),
+                flush_clause(medians.through_flush),
                 verdict(added <= ADDED_P50_TARGET_MS)
             );
         }
@@ -629,14 +643,14 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
     let _ = writeln!(
         out,
         "| round | transport | in flight | calls/s direct | calls/s through | p50 direct | p50 through | \
-         p99 direct | p99 through | added p50 | through ÷ direct |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+         p99 direct | p99 through | added p50 | through ÷ direct | audit log flush, mean |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for (index, runs) in report.rounds.iter().enumerate() {
         for run in runs {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} |",
                 index + 1,
                 run.pair.transport.label(),
                 in_flight_label(run.pair),
@@ -647,7 +661,8 @@ fn render_federation(out: &mut String, federation: &Section<FederationReport>, o
                 ms3(run.direct.p99),
                 ms3(run.through.p99),
                 added_ms(run.added_p50_ms()),
-                run.ratio()
+                run.ratio(),
+                run.through_flush.map_or_else(|| "–".to_string(), ms3)
             );
         }
     }

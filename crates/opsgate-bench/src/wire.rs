@@ -67,6 +67,12 @@ impl Connection {
         self.send(request, body).await
     }
 
+    /// GETs `path` and returns the status and the whole body.
+    pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes)> {
+        let request = Request::get(path).header(HOST, self.host.as_str());
+        self.send(request, String::new()).await
+    }
+
     /// Adds the connection's `Authorization`, sends, and reads the whole response.
     async fn send(&mut self, mut request: http::request::Builder, body: String) -> Result<(StatusCode, Bytes)> {
         if let Some(authorization) = &self.authorization {

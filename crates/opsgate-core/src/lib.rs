@@ -1,6 +1,7 @@
 //! opsgate's vocabulary: the types every other crate speaks. No IO, no clock, nothing spawned.
 
 pub mod event;
+pub mod histogram;
 pub mod input;
 pub mod output;
 pub mod principal;

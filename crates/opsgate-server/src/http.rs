@@ -364,7 +364,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.mcp.pipeline.metrics().render();
+    let body = state.mcp.pipeline.metrics().render(state.store.log_flush_times());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -7,8 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Histogram bucket bounds in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+use opsgate_core::histogram::Histogram;
 
 /// Call counts of one tool by (decision, outcome).
 type CountsByResult = HashMap<(&'static str, &'static str), u64>;
@@ -18,9 +17,7 @@ pub struct Metrics {
     /// Counts by tool, then by (decision, outcome): the hot path looks a tool up by `&str` and
     /// allocates only the first time it sees one.
     calls: Mutex<HashMap<String, CountsByResult>>,
-    bucket_counts: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    latency: Histogram,
     /// Calls between entering the pipeline and their audited response; shutdown waits for zero.
     in_flight: AtomicU64,
 }
@@ -43,14 +40,7 @@ impl Metrics {
             };
             *by_tool.entry((decision, outcome)).or_default() += 1;
         }
-        let seconds = elapsed.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(&self.bucket_counts) {
-            if seconds <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.latency.record(elapsed);
     }
 
     pub fn enter(&self) -> InFlight<'_> {
@@ -62,8 +52,8 @@ impl Metrics {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// The exposition text for `/metrics`.
-    pub fn render(&self) -> String {
+    /// The exposition text for `/metrics`, with the store's log flush times when it has them.
+    pub fn render(&self, log_flushes: Option<&Histogram>) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP opsgate_tool_calls_total Tool calls by tool, policy decision and outcome.");
         let _ = writeln!(out, "# TYPE opsgate_tool_calls_total counter");
@@ -85,20 +75,14 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP opsgate_tool_call_duration_seconds Time from request to audited response.");
-        let _ = writeln!(out, "# TYPE opsgate_tool_call_duration_seconds histogram");
-        for (bound, count) in BUCKETS.iter().zip(&self.bucket_counts) {
-            let _ = writeln!(
-                out,
-                "opsgate_tool_call_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
+        self.latency.render("opsgate_tool_call_duration_seconds", "Time from request to audited response.", &mut out);
+        if let Some(flushes) = log_flushes {
+            flushes.render(
+                "opsgate_store_log_flush_seconds",
+                "Time each flush of the store's write-ahead log took; every audited call waits for one.",
+                &mut out,
             );
         }
-        let total = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "opsgate_tool_call_duration_seconds_bucket{{le=\"+Inf\"}} {total}");
-        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "opsgate_tool_call_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "opsgate_tool_call_duration_seconds_count {total}");
         let _ = writeln!(out, "# HELP opsgate_tool_calls_in_flight Tool calls not yet answered.");
         let _ = writeln!(out, "# TYPE opsgate_tool_calls_in_flight gauge");
         let _ = writeln!(out, "opsgate_tool_calls_in_flight {}", self.in_flight());

@@ -239,6 +239,12 @@ async fn metrics_count_calls_by_tool_decision_and_outcome() -> Result<()> {
         metrics.contains("opsgate_tool_calls_total{tool=\"restart_thing\",decision=\"deny\",outcome=\"denied\"} 1")
     );
     assert!(metrics.contains("opsgate_tool_call_duration_seconds_count 2"));
+    // Each call's record waited for a flush of the SQLite store's log, and each flush is timed.
+    let flushes = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("opsgate_store_log_flush_seconds_count "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(flushes.is_some_and(|count| count >= 2), "{metrics}");
     client.cancel().await?;
     Ok(())
 }

@@ -172,6 +172,15 @@ impl Store {
         }
     }
 
+    /// How long each flush of SQLite's write-ahead log took, the wait every audited call's
+    /// durable record adds (PostgreSQL flushes inside its commit, which opsgate does not see).
+    pub fn log_flush_times(&self) -> Option<&opsgate_core::histogram::Histogram> {
+        match self {
+            Store::Sqlite { appender, .. } => Some(appender.flush_times()),
+            Store::Postgres(_) => None,
+        }
+    }
+
     /// A cheap round trip, for `doctor` and `/healthz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;

@@ -22,8 +22,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use opsgate_core::histogram::Histogram;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
@@ -73,6 +74,9 @@ pub struct Appender {
     /// How long a write waits for another connection's write lock (`try_append_unsynced` does
     /// not wait at all).
     busy_timeout: Duration,
+    /// How long each flush of the log took: the disk's share of every audited call's latency,
+    /// on `/metrics`.
+    flush_times: Arc<Histogram>,
 }
 
 impl Appender {
@@ -119,6 +123,7 @@ impl Appender {
             flush: Arc::new(Mutex::new(flush)),
             checkpointer: Arc::new(checkpointer),
             busy_timeout,
+            flush_times: Arc::default(),
         })
     }
 
@@ -133,6 +138,7 @@ impl Appender {
             let source = std::io::Error::other(format!("an earlier flush failed ({earlier}); restart opsgate"));
             return Err(StoreError::Sync { path: path(), source });
         }
+        let started = Instant::now();
         let flushed = match &flush.file {
             Some(file) => file.sync_data(),
             None => std::fs::File::open(self.wal.as_path()).and_then(|file| {
@@ -141,6 +147,7 @@ impl Appender {
                 Ok(())
             }),
         };
+        self.flush_times.record(started.elapsed());
         match flushed {
             Ok(()) => Ok(()),
             // SQLite deletes the log only when its last connection closes, after checkpointing
@@ -152,6 +159,11 @@ impl Appender {
                 Err(StoreError::Sync { path: path(), source })
             }
         }
+    }
+
+    /// How long the log's flushes took so far.
+    pub fn flush_times(&self) -> &Histogram {
+        &self.flush_times
     }
 
     /// Appends `entries` in one committed transaction after the current head and returns the
