@@ -165,13 +165,15 @@ pub fn measure(opsgate_bin: &Path, settings: Settings) -> Result<FederationRepor
             let mut through_flush = None;
             let mut run = |route: Route| -> Result<LoadReport> {
                 match pair.transport {
-                    Transport::Http if matches!(route, Route::Through) => {
-                        let before = runtime.block_on(http.flush_totals())?;
-                        let report = http.load(&settings, pair, route)?;
-                        through_flush = mean_flush(before, runtime.block_on(http.flush_totals())?);
-                        Ok(report)
-                    }
-                    Transport::Http => http.load(&settings, pair, route),
+                    Transport::Http => match route {
+                        Route::Direct => http.load(&settings, pair, route),
+                        Route::Through => {
+                            let before = runtime.block_on(http.flush_totals())?;
+                            let report = http.load(&settings, pair, route)?;
+                            through_flush = mean_flush(before, runtime.block_on(http.flush_totals())?);
+                            Ok(report)
+                        }
+                    },
                     Transport::Stdio => {
                         let (peer, tool) = match route {
                             Route::Direct => (stdio.direct.peer(), ECHO),

@@ -1024,13 +1024,68 @@ fn render_audit(out: &mut String, audit: &Section<AuditCost>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, thousands};
+    use std::time::Duration;
+
+    use super::{Section, median, render_federation_alone, thousands};
+    use crate::federation::{AuditCheck, FederationReport, Pair, PairRun, Settings, Transport};
+    use crate::load::LoadReport;
 
     #[test]
     fn median_is_a_measured_value() {
         assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median([4, 1, 3, 2]), Some(2));
         assert_eq!(median(Vec::<u8>::new()), None);
+    }
+
+    /// Section 5 puts the median over rounds of the mean audit-log flush beside the added
+    /// latency over HTTP, each round's in its row, and nothing for stdio, which has no `/metrics`.
+    #[test]
+    fn the_federation_section_shows_the_audit_log_flush_where_it_was_read() {
+        let report = |p50_us| LoadReport {
+            n_measured: 1,
+            calls_per_second: 1000.0,
+            p50: Duration::from_micros(p50_us),
+            p99: Duration::from_micros(p50_us * 2),
+            n_succeeded: 1,
+            n_errors: 0,
+            first_error: None,
+        };
+        let http = Pair { transport: Transport::Http, in_flight: 1 };
+        let stdio = Pair { transport: Transport::Stdio, in_flight: 1 };
+        let round = |flush_us| {
+            vec![
+                PairRun {
+                    pair: http,
+                    direct: report(100),
+                    through: report(900),
+                    through_flush: Some(Duration::from_micros(flush_us)),
+                },
+                PairRun { pair: stdio, direct: report(100), through: report(500), through_flush: None },
+            ]
+        };
+        let settings = Settings {
+            connections: 1,
+            stdio_in_flight: 1,
+            warmup: Duration::ZERO,
+            measure: Duration::from_secs(1),
+            rounds: 3,
+            threads: 1,
+        };
+        let audit = AuditCheck { n_calls: 6, n_records: 6 };
+        let federation = FederationReport {
+            settings,
+            rounds: vec![round(250), round(400), round(1_000)],
+            http_audit: audit,
+            stdio_audit: audit,
+        };
+        let out = render_federation_alone(&Section::Measured(federation), "opsgate");
+        assert!(
+            out.contains("- Streamable HTTP at one connection: opsgate adds +0.800 ms, of which the audit log's flush 0.400 ms (mean) to the median call"),
+            "{out}"
+        );
+        assert!(out.contains("- stdio at one connection: opsgate adds +0.400 ms to the median call"), "{out}");
+        assert!(out.contains("| 3 | Streamable HTTP | 1 connection |") && out.contains("| 1.000 ms |\n"), "{out}");
+        assert!(out.contains("| 3 | stdio | 1 call in flight |") && out.contains("| – |\n"), "{out}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Bucket bounds in seconds, from half a millisecond (a loopback call, one disk flush) to five
 /// seconds (a slow backend).
-pub const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 #[derive(Debug, Default)]
 pub struct Histogram {
@@ -30,7 +30,7 @@ impl Histogram {
     }
 
     /// How many were recorded, and their total time.
-    pub fn totals(&self) -> (u64, Duration) {
+    fn totals(&self) -> (u64, Duration) {
         (self.count.load(Ordering::Relaxed), Duration::from_micros(self.sum_us.load(Ordering::Relaxed)))
     }
 
